@@ -1,0 +1,160 @@
+"""One routing step that every shell (chat model, graph node, server) calls.
+
+`decide` turns a batch of routing texts into `RoutingDecision`s with one router call;
+`routing_text` picks what to route on from a conversation (LangChain messages or OpenAI dicts).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from routellm_lc.errors import EmptyPromptError, InvalidThresholdError
+
+Route = Literal["strong", "weak"]
+RouteOn = Literal["last_user", "conversation"]
+
+#: How many characters of a conversation are routed on (the most recent ones): keeps routing
+#: cost flat however long an agent's history grows, and matches the embedder's input window.
+CONVERSATION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """What the router decided for one call.
+
+    `score` is the strong model's predicted win rate; `route` is "strong" iff
+    score ≥ threshold. `model` names the model that was chosen (after a fallback: the one that
+    answered, with `fallback_from` naming the one that failed).
+    """
+
+    router: str
+    score: float
+    threshold: float
+    model: str
+    route: Route
+    latency_ms: float
+    batch_size: int = 1
+    fallback_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not data["extra"]:
+            data.pop("extra")
+        if data["fallback_from"] is None:
+            data.pop("fallback_from")
+        return data
+
+    def with_fallback(self, model: str) -> RoutingDecision:
+        """The decision after the chosen model failed and `model` answered instead."""
+        other: Route = "weak" if self.route == "strong" else "strong"
+        return replace(self, model=model, route=other, fallback_from=self.model)
+
+
+def validate_threshold(threshold: Any) -> float:
+    """Return `threshold` as a float in [0, 1], or raise `InvalidThresholdError`."""
+    if isinstance(threshold, bool) or threshold is None:
+        raise InvalidThresholdError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise InvalidThresholdError(
+            f"threshold must be a number in [0, 1], got {threshold!r}."
+        ) from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise InvalidThresholdError(f"threshold must be in [0, 1], got {value!r}.")
+    return value
+
+
+def decide(
+    router: Any,
+    texts: Sequence[str],
+    threshold: float,
+    *,
+    strong_model: str,
+    weak_model: str,
+    router_name: str | None = None,
+) -> list[RoutingDecision]:
+    """Score all `texts` in one router call and decide each (strong iff score ≥ threshold)."""
+    threshold = validate_threshold(threshold)
+    if not texts:
+        return []
+    start = time.perf_counter()
+    scores = router.strong_win_rate(list(texts))
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    name = router_name or getattr(router, "name", None) or type(router).__name__
+    decisions = []
+    for score in scores:
+        score = float(score)
+        strong = score >= threshold
+        decisions.append(
+            RoutingDecision(
+                router=name,
+                score=score,
+                threshold=threshold,
+                model=strong_model if strong else weak_model,
+                route="strong" if strong else "weak",
+                latency_ms=latency_ms,
+                batch_size=len(texts),
+            )
+        )
+    return decisions
+
+
+def _role_and_text(message: Any) -> tuple[str, str]:
+    """(role, text) of a LangChain message or an OpenAI-style dict."""
+    if isinstance(message, Mapping):
+        role = str(message.get("role", ""))
+        content = message.get("content")
+    else:
+        role = getattr(message, "type", "")
+        content = getattr(message, "content", "")
+    role = {"human": "user", "ai": "assistant", "developer": "system"}.get(role, role)
+    return role, _content_text(content)
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:  # OpenAI / LangChain content blocks: keep the text ones
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "\n".join(parts)
+
+
+def routing_text(messages: Sequence[Any], route_on: RouteOn = "last_user") -> str:
+    """The text the router scores for a conversation.
+
+    `last_user` (RouteLLM's behaviour): the last user message. `conversation`: the recent
+    turns (user, assistant, tool), most recent last, cut to the last `CONVERSATION_CHARS`
+    characters, so a follow-up like "and now in Rust?" is scored with its context.
+    """
+    if not messages:
+        raise EmptyPromptError("Cannot route an empty message list: give at least one message.")
+    turns = [_role_and_text(m) for m in messages]
+    if route_on == "last_user":
+        for role, text in reversed(turns):
+            if role == "user" and text.strip():
+                return text
+        # No user turn (e.g. a system-only prompt): fall back to the last non-empty text.
+        for _, text in reversed(turns):
+            if text.strip():
+                return text
+        raise EmptyPromptError("Cannot route: no message has any text content.")
+    if route_on == "conversation":
+        lines = [f"{role}: {text}" for role, text in turns if text.strip() and role != "system"]
+        if not lines:
+            lines = [text for _, text in turns if text.strip()]
+        if not lines:
+            raise EmptyPromptError("Cannot route: no message has any text content.")
+        return "\n".join(lines)[-CONVERSATION_CHARS:]
+    raise ValueError(f"route_on must be 'last_user' or 'conversation', got {route_on!r}.")

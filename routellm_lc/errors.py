@@ -1,0 +1,23 @@
+"""Exceptions raised for bad input: each names the problem in words a user can act on."""
+
+from __future__ import annotations
+
+
+class RouteLLMError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class InvalidThresholdError(RouteLLMError, ValueError):
+    """The cost threshold is not a number in [0, 1]."""
+
+
+class UnknownRouterError(RouteLLMError, ValueError):
+    """No router is registered under the requested name."""
+
+
+class CheckpointError(RouteLLMError, FileNotFoundError):
+    """A router checkpoint is missing, incomplete or malformed."""
+
+
+class EmptyPromptError(RouteLLMError, ValueError):
+    """There is nothing to route on (empty message list or no text)."""

@@ -1,0 +1,11 @@
+"""Routers: prompts in, strong-model win rates in [0, 1] out."""
+
+from routellm_lc.routers.base import (
+    Router,
+    available_routers,
+    get_router_class,
+    load_router,
+    register_router,
+)
+
+__all__ = ["Router", "available_routers", "get_router_class", "load_router", "register_router"]

@@ -1,0 +1,103 @@
+"""The router interface, the name → class registry and `load_router`.
+
+A router answers one question for a batch of prompts: the probability that the strong model
+beats the weak one on each. Route to strong iff score ≥ threshold (RouteLLM's rule, so its
+thresholds mean the same here).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from routellm_lc.errors import UnknownRouterError
+
+R = TypeVar("R", bound="Router")
+
+_REGISTRY: dict[str, type[Router]] = {}
+
+# Built-in routers live in their own modules, imported on first use so that
+# `import routellm_lc` stays light (torch, transformers load only when a router needs them).
+_BUILTIN_MODULES: dict[str, str] = {
+    "random": "routellm_lc.routers.random",
+    "mf": "routellm_lc.routers.mf",
+    "sw_ranking": "routellm_lc.routers.sw_ranking",
+    "bert": "routellm_lc.routers.bert",
+    "causal_llm": "routellm_lc.routers.causal_llm",
+}
+
+
+class Router(ABC):
+    """Scores prompts with the strong model's predicted win rate over the weak model.
+
+    Subclasses implement `strong_win_rate` over a batch; everything else (single prompts,
+    thresholds, decisions) is built on top of it.
+    """
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        """Return a float array of shape (len(prompts),) with values in [0, 1]."""
+
+    def route(self, prompts: Sequence[str], threshold: float) -> np.ndarray:
+        """Boolean array: True where the strong model should answer."""
+        from routellm_lc.decision import validate_threshold
+
+        threshold = validate_threshold(threshold)
+        return self.strong_win_rate(prompts) >= threshold
+
+    @classmethod
+    def from_pretrained(cls: type[R], checkpoint: str | None = None, **kwargs: Any) -> R:
+        """Load from a checkpoint folder or Hub id. Routers without weights ignore it."""
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def register_router(name: str) -> Callable[[type[R]], type[R]]:
+    """Class decorator: make a router available to `load_router(name)`."""
+
+    def decorate(cls: type[R]) -> type[R]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def available_routers() -> list[str]:
+    """Names `load_router` accepts."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+
+
+def get_router_class(name: str) -> type[Router]:
+    if name not in _REGISTRY and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownRouterError(
+            f"Unknown router {name!r}. Available routers: {', '.join(available_routers())}."
+        ) from None
+
+
+def load_router(name: str, checkpoint: str | None = None, **kwargs: Any) -> Router:
+    """Build the router registered as `name`.
+
+    `checkpoint` is a local folder or a Hugging Face Hub id; `None` means the router's bundled
+    default (for `mf`: the checkpoint shipped inside this package, loaded offline).
+    """
+    if not isinstance(name, str):
+        raise UnknownRouterError(f"Router name must be a string, got {type(name).__name__}.")
+    return get_router_class(name).from_pretrained(checkpoint, **kwargs)
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] as float64 (guards against tiny numeric excursions)."""
+    return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
