@@ -1,0 +1,73 @@
+"""Cheap prompt features that can be appended to a prompt embedding.
+
+Each feature is a vectorised function of a batch of prompts; checkpoints name the features they
+use (config `features`) so a checkpoint always scores with exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+FeatureFn = Callable[[Sequence[str]], np.ndarray]
+
+FEATURES: dict[str, FeatureFn] = {}
+
+_DIGIT = re.compile(r"\d")
+_CODE = re.compile(r"```|def |class |function |#include|\{\s*$|;\s*$", re.MULTILINE)
+_MATH = re.compile(r"[=+\-*/^]|\\frac|\\sqrt|\$")
+
+
+def feature(name: str) -> Callable[[FeatureFn], FeatureFn]:
+    def register(fn: FeatureFn) -> FeatureFn:
+        FEATURES[name] = fn
+        return fn
+
+    return register
+
+
+@feature("log_chars")
+def log_chars(prompts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.array([len(p) for p in prompts], dtype=np.float64))
+
+
+@feature("log_words")
+def log_words(prompts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.array([len(p.split()) for p in prompts], dtype=np.float64))
+
+
+@feature("log_lines")
+def log_lines(prompts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.array([p.count("\n") for p in prompts], dtype=np.float64))
+
+
+@feature("digit_frac")
+def digit_frac(prompts: Sequence[str]) -> np.ndarray:
+    return np.array([len(_DIGIT.findall(p)) / max(len(p), 1) for p in prompts], dtype=np.float64)
+
+
+@feature("math_symbol_frac")
+def math_symbol_frac(prompts: Sequence[str]) -> np.ndarray:
+    return np.array([len(_MATH.findall(p)) / max(len(p), 1) for p in prompts], dtype=np.float64)
+
+
+@feature("has_code")
+def has_code(prompts: Sequence[str]) -> np.ndarray:
+    return np.array([1.0 if _CODE.search(p) else 0.0 for p in prompts], dtype=np.float64)
+
+
+@feature("question_marks")
+def question_marks(prompts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.array([p.count("?") for p in prompts], dtype=np.float64))
+
+
+def compute_features(names: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
+    """(n, len(names)) raw feature matrix, in the order `names` lists them."""
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise KeyError(f"Unknown prompt feature(s) {unknown}; known: {sorted(FEATURES)}")
+    if not names:
+        return np.zeros((len(prompts), 0), dtype=np.float64)
+    return np.stack([FEATURES[n](prompts) for n in names], axis=1)

@@ -1,0 +1,372 @@
+"""`mf`: RouteLLM's matrix-factorisation router, scored in numpy, trained with torch.
+
+Each model m has a learned vector P[m] (L2-normalised); a prompt embedding x is projected by
+W; the model's quality on the prompt is s(m, x) = c · (P̂[m] ⊙ W x). The strong model's win
+rate is sigmoid(s(strong, x) − s(weak, x)) — RouteLLM's `MFModel.pred_win_rate`.
+
+For a fixed (strong, weak) pair that collapses to sigmoid(x · v) with
+v = Wᵀ (c ⊙ (P̂[strong] − P̂[weak])), so scoring is one embedding plus one dot product.
+
+Extension (ours): a checkpoint may append cheap prompt features (length, digits…, see
+`features.py`) to the embedding, standardised with stored means/stds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routellm_lc.errors import CheckpointError
+from routellm_lc.routers import checkpoints as ckpt
+from routellm_lc.routers.base import Router, register_router
+from routellm_lc.routers.features import compute_features
+
+DEFAULT_CHECKPOINT = "mf_default"
+_WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _field(record: Any, name: str, default: Any = None) -> Any:
+    if isinstance(record, Mapping):
+        return record.get(name, default)
+    return getattr(record, name, default)
+
+
+@register_router("mf")
+class MatrixFactorizationRouter(Router):
+    """RouteLLM's `mf` router.
+
+    Constructor arguments only store settings (scikit-learn style); `fit` learns `P_`,
+    `text_proj_`, `classifier_`; `from_pretrained` loads them from a Hub-layout checkpoint.
+
+    Args:
+        strong_model / weak_model: which model identities play strong and weak when scoring
+            (names from the checkpoint's `model_names`).
+        embedder: embedder spec or instance (see `routellm_lc.embeddings.get_embedder`).
+        dim: latent dimension. features: prompt-feature names appended to the embedding.
+        epochs, batch_size, lr, weight_decay, noise, seed: training settings (RouteLLM adds
+            Gaussian noise of scale `noise` to the prompt embeddings while training).
+    """
+
+    def __init__(
+        self,
+        strong_model: str | None = None,
+        weak_model: str | None = None,
+        *,
+        embedder: Any = "local",
+        dim: int = 128,
+        use_proj: bool = True,
+        features: Sequence[str] = (),
+        epochs: int = 30,
+        batch_size: int = 256,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-5,
+        noise: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.strong_model = strong_model
+        self.weak_model = weak_model
+        self.embedder = embedder
+        self.dim = dim
+        self.use_proj = use_proj
+        self.features = tuple(features)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.noise = noise
+        self.seed = seed
+        self.cache_key: str | None = None
+        self._direction: np.ndarray | None = None
+
+    # -- scoring ---------------------------------------------------------------------------
+    @property
+    def model_names_(self) -> list[str]:
+        self._check_fitted()
+        return list(self._model_names)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "P_"):
+            raise RuntimeError("This mf router is not trained: call fit() or from_pretrained().")
+
+    def _embedder(self) -> Any:
+        from routellm_lc.embeddings import get_embedder
+
+        if not hasattr(self, "_embedder_obj"):
+            self._embedder_obj = get_embedder(self.embedder)
+        return self._embedder_obj
+
+    def prompt_inputs(self, prompts: Sequence[str]) -> np.ndarray:
+        """The model's input rows: embedding, then standardised features."""
+        x = self._embedder().embed(prompts).astype(np.float64)
+        if self.features:
+            raw = compute_features(self.features, prompts)
+            x = np.hstack([x, (raw - self.feature_mean_) / self.feature_std_])
+        return x
+
+    def _index(self, model: str | None, role: str) -> int:
+        if model is None:
+            raise ValueError(f"mf router needs a {role} model name to score.")
+        names = self._model_names
+        if model in names:
+            return names.index(model)
+        lowered = [n.lower() for n in names]
+        if model.lower() in lowered:
+            return lowered.index(model.lower())
+        raise ValueError(
+            f"{role} model {model!r} is not one of this mf checkpoint's models: {', '.join(names)}."
+        )
+
+    def direction(
+        self, strong_model: str | None = None, weak_model: str | None = None
+    ) -> np.ndarray:
+        """v such that strong win rate = sigmoid(x · v) for input rows x."""
+        self._check_fitted()
+        strong = self._index(strong_model or self.strong_model, "strong")
+        weak = self._index(weak_model or self.weak_model, "weak")
+        p = _normalise_rows(self.P_)
+        gap = self.classifier_ * (p[strong] - p[weak])
+        return self.text_proj_.T @ gap if self.use_proj else gap
+
+    def model_scores(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n_prompts, n_models) matrix of s(m, x): every model's quality on every prompt."""
+        self._check_fitted()
+        x = self.prompt_inputs(prompts)
+        projected = x @ self.text_proj_.T if self.use_proj else x
+        return projected @ (_normalise_rows(self.P_) * self.classifier_).T
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        if self._direction is None:
+            self._direction = self.direction()
+        return _sigmoid(self.prompt_inputs(prompts) @ self._direction)
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, battles: Sequence[Any], *, progress: bool = False) -> MatrixFactorizationRouter:
+        """Learn from battles: records with prompt, model_a, model_b, winner
+        ("model_a" | "model_b" | "tie") and an optional weight.
+
+        Pairwise logistic loss: P(a beats b) = sigmoid(s(a, x) − s(b, x)); ties are 0.5 targets.
+        """
+        import torch
+
+        prompts = [str(_field(b, "prompt")) for b in battles]
+        if not prompts:
+            raise ValueError("fit() needs at least one battle.")
+        models = sorted(
+            {str(_field(b, "model_a")) for b in battles}
+            | {str(_field(b, "model_b")) for b in battles}
+        )
+        index = {m: i for i, m in enumerate(models)}
+        try:
+            targets = np.array([_WINNERS[str(_field(b, "winner"))] for b in battles])
+        except KeyError as exc:
+            raise ValueError(
+                f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b or tie."
+            ) from None
+        weights = np.array([float(_field(b, "weight", 1.0) or 1.0) for b in battles])
+        a = np.array([index[str(_field(b, "model_a"))] for b in battles])
+        b_ = np.array([index[str(_field(b, "model_b"))] for b in battles])
+
+        unique, inverse = np.unique(np.array(prompts, dtype=object), return_inverse=True)
+        self._model_names = models
+        if self.features:
+            raw = compute_features(self.features, list(unique))
+            self.feature_mean_ = raw.mean(axis=0)
+            self.feature_std_ = np.where(raw.std(axis=0) > 1e-9, raw.std(axis=0), 1.0)
+        inputs = self.prompt_inputs(list(unique))
+
+        generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        text_dim = inputs.shape[1]
+        dim = self.dim if self.use_proj else text_dim
+        P = torch.nn.Parameter(torch.randn(len(models), dim, generator=generator) * 0.1)
+        W = torch.nn.Parameter(torch.randn(dim, text_dim, generator=generator) / np.sqrt(text_dim))
+        c = torch.nn.Parameter(torch.randn(dim, generator=generator) / np.sqrt(dim))
+        params = [P, W, c] if self.use_proj else [P, c]
+        optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+        X = torch.tensor(inputs, dtype=torch.float32)
+        tensors = [torch.tensor(v) for v in (inverse, a, b_)]
+        y = torch.tensor(targets, dtype=torch.float32)
+        w = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+        n = len(battles)
+        epochs = range(self.epochs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            epochs = tqdm(epochs, desc="mf fit", unit="epoch")
+        for _ in epochs:
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, self.batch_size):
+                rows = order[start : start + self.batch_size]
+                q, ia, ib = (t[rows] for t in tensors)
+                x = X[q]
+                if self.noise:
+                    x = x + self.noise * torch.randn(x.shape, generator=generator)
+                h = x @ W.T if self.use_proj else x
+                pn = torch.nn.functional.normalize(P, dim=1)
+                logits = ((pn[ia] - pn[ib]) * h) @ c
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, y[rows], weight=w[rows]
+                )
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        self.P_ = P.detach().numpy().astype(np.float64)
+        self.text_proj_ = W.detach().numpy().astype(np.float64)
+        self.classifier_ = c.detach().numpy().astype(np.float64)
+        self._direction = None
+        return self
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        self._check_fitted()
+        config: dict[str, Any] = {
+            "router": "mf",
+            "dim": int(self.P_.shape[1]),
+            "num_models": len(self._model_names),
+            "text_dim": int(self.text_proj_.shape[1]) if self.use_proj else int(self.P_.shape[1]),
+            "num_classes": 1,
+            "use_proj": self.use_proj,
+            "model_names": list(self._model_names),
+            "strong_model": self.strong_model,
+            "weak_model": self.weak_model,
+            "embedder": self.embedder if isinstance(self.embedder, str) else self._embedder().name,
+            "features": list(self.features),
+        }
+        if self.features:
+            config["feature_mean"] = self.feature_mean_.tolist()
+            config["feature_std"] = self.feature_std_.tolist()
+        return config
+
+    def save_pretrained(self, folder: str | Path, model_card: str | None = None) -> Path:
+        """Write a Hub-layout checkpoint (RouteLLM's tensor names, so both load the same way)."""
+        tensors = {"P.weight": self.P_, "classifier.0.weight": self.classifier_[None, :]}
+        if self.use_proj:
+            tensors["text_proj.0.weight"] = self.text_proj_
+        card = model_card or _default_card(self.config())
+        return ckpt.save_checkpoint(folder, self.config(), tensors, card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        strong_model: str | None = None,
+        weak_model: str | None = None,
+        embedder: Any = None,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> MatrixFactorizationRouter:
+        """Load our checkpoints or RouteLLM's published ones (`routellm/mf_gpt4_augmented`).
+
+        RouteLLM's format has no model names or embedder in its config: its 64-model id table
+        and OpenAI's text-embedding-3-small (through LiteLLM) are used, with gpt-4-1106-preview
+        as strong and mixtral-8x7b-instruct-v0.1 as weak unless overridden.
+        """
+        folder = ckpt.resolve_checkpoint(
+            checkpoint or DEFAULT_CHECKPOINT,
+            ("config.json", "model.safetensors"),
+            revision=revision,
+        )
+        config = ckpt.read_config(folder)
+        ckpt.require_keys(config, ("dim", "num_models", "text_dim", "use_proj"), folder)
+        tensors = ckpt.load_tensors(folder)
+        routellm_format = "model_names" not in config
+        if routellm_format:
+            names = list(ckpt.ROUTELLM_MF_MODEL_NAMES)
+            defaults = (
+                ckpt.ROUTELLM_STRONG_MODEL,
+                ckpt.ROUTELLM_WEAK_MODEL,
+                ckpt.ROUTELLM_EMBEDDER,
+            )
+        else:
+            names = list(config["model_names"])
+            defaults = (
+                config.get("strong_model"),
+                config.get("weak_model"),
+                config.get("embedder", "local"),
+            )
+        router = cls(
+            strong_model=strong_model or defaults[0],
+            weak_model=weak_model or defaults[1],
+            embedder=embedder or defaults[2],
+            dim=int(config["dim"]),
+            use_proj=bool(config["use_proj"]),
+            features=config.get("features", ()),
+            **kwargs,
+        )
+        router._load_state(config, tensors, names, folder)
+        router.cache_key = f"mf:{ckpt.checkpoint_identity(folder)}"
+        router.direction()  # validates strong/weak names now, not on the first request
+        return router
+
+    def _load_state(
+        self,
+        config: Mapping[str, Any],
+        tensors: Mapping[str, np.ndarray],
+        names: list[str],
+        folder: Path,
+    ) -> None:
+        expected = ["P.weight", "classifier.0.weight"] + (
+            ["text_proj.0.weight"] if self.use_proj else []
+        )
+        missing = [k for k in expected if k not in tensors]
+        if missing:
+            raise CheckpointError(
+                f"{folder / 'model.safetensors'} is missing tensor(s): {', '.join(missing)}."
+            )
+        P = np.asarray(tensors["P.weight"], dtype=np.float64)
+        classifier = np.asarray(tensors["classifier.0.weight"], dtype=np.float64)
+        dim, num_models, text_dim = (
+            int(config["dim"]),
+            int(config["num_models"]),
+            int(config["text_dim"]),
+        )
+        problems = []
+        if P.shape != (num_models, dim):
+            problems.append(f"P.weight has shape {P.shape}, config says ({num_models}, {dim})")
+        if classifier.shape[-1] != dim:
+            problems.append(
+                f"classifier.0.weight has shape {classifier.shape}, expected (1, {dim})"
+            )
+        if self.use_proj:
+            proj = np.asarray(tensors["text_proj.0.weight"], dtype=np.float64)
+            if proj.shape != (dim, text_dim):
+                problems.append(
+                    f"text_proj.0.weight has shape {proj.shape}, expected ({dim}, {text_dim})"
+                )
+            self.text_proj_ = proj
+        if len(names) != num_models:
+            problems.append(f"{len(names)} model names for num_models={num_models}")
+        if problems:
+            raise CheckpointError(
+                f"Malformed mf checkpoint at {folder}: " + "; ".join(problems) + "."
+            )
+        if self.features:
+            self.feature_mean_ = np.asarray(config["feature_mean"], dtype=np.float64)
+            self.feature_std_ = np.asarray(config["feature_std"], dtype=np.float64)
+        self.P_ = P
+        self.classifier_ = classifier.reshape(-1)
+        self._model_names = names
+        self._direction = None
+
+
+def _default_card(config: Mapping[str, Any]) -> str:
+    return (
+        "---\nlibrary_name: routellm-lc\ntags: [routellm, router, mf]\n---\n\n"
+        "# mf router checkpoint\n\n"
+        f"Matrix-factorisation router over {config['num_models']} models "
+        f"(strong: {config.get('strong_model')}, weak: {config.get('weak_model')}), "
+        f"embedder `{config.get('embedder')}`.\n"
+    )

@@ -1,0 +1,142 @@
+"""mf router: the scoring maths on a hand-computed case, training, checkpoint round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from routellm_lc.errors import CheckpointError
+from routellm_lc.routers import load_router
+from routellm_lc.routers.checkpoints import ROUTELLM_MF_MODEL_NAMES, save_checkpoint
+from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+
+class TableEmbedder:
+    """A fixed text → vector table: makes the router's maths checkable by hand."""
+
+    name = "table"
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = {k: np.asarray(v, dtype=np.float32) for k, v in table.items()}
+        self.dim = len(next(iter(self.table.values())))
+
+    def embed(self, texts):
+        return np.stack([self.table[t] for t in texts])
+
+
+def _tiny_checkpoint(folder, *, names=("strong", "weak", "other"), routellm_format=False):
+    # P rows already unit length; W = identity-ish projection; classifier = [1, 2].
+    P = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    W = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    c = np.array([[1.0, 2.0]])
+    config = {"dim": 2, "num_models": len(P), "text_dim": 3, "num_classes": 1, "use_proj": True}
+    if not routellm_format:
+        config |= {"model_names": list(names), "strong_model": "strong", "weak_model": "weak"}
+    save_checkpoint(
+        folder, config, {"P.weight": P, "text_proj.0.weight": W, "classifier.0.weight": c}, "# t\n"
+    )
+    return folder
+
+
+def test_scores_match_hand_computation(tmp_path):
+    embedder = TableEmbedder({"a": [1.0, 0.0, 0.0], "b": [0.0, 0.5, 0.5], "c": [2.0, 1.0, 0.0]})
+    router = MatrixFactorizationRouter.from_pretrained(
+        _tiny_checkpoint(tmp_path / "ck"), embedder=embedder
+    )
+    # W x: a → (1, 0), b → (0, 1), c → (2, 1)
+    # s(strong) = c · (P_s ⊙ Wx) = 1*Wx0 ; s(weak) = 2*Wx1
+    expected = 1 / (1 + np.exp(-np.array([1 - 0, 0 - 2, 2 - 2])))
+    np.testing.assert_allclose(router.strong_win_rate(["a", "b", "c"]), expected, rtol=1e-9)
+    # The full score matrix agrees: s(other, c) = 1*0.6*2 + 2*0.8*1 = 2.8
+    np.testing.assert_allclose(router.model_scores(["c"])[0], [2.0, 2.0, 2.8])
+
+
+def test_strong_and_weak_identities_are_configurable(tmp_path):
+    embedder = TableEmbedder({"c": [2.0, 1.0, 0.0]})
+    router = MatrixFactorizationRouter.from_pretrained(
+        _tiny_checkpoint(tmp_path / "ck"), embedder=embedder, strong_model="other"
+    )
+    assert router.strong_win_rate(["c"])[0] == pytest.approx(1 / (1 + np.exp(-(2.8 - 2.0))))
+    with pytest.raises(ValueError, match="not one of this mf checkpoint's models"):
+        MatrixFactorizationRouter.from_pretrained(
+            _tiny_checkpoint(tmp_path / "ck2"), embedder=embedder, weak_model="nope"
+        )
+
+
+def test_routellm_published_layout_uses_its_model_table(tmp_path):
+    folder = tmp_path / "routellm" / "mf_gpt4_augmented"
+    rng = np.random.default_rng(0)
+    P = rng.normal(size=(64, 4))
+    W = rng.normal(size=(4, 3))
+    c = rng.normal(size=(1, 4))
+    config = {"dim": 4, "num_models": 64, "text_dim": 3, "num_classes": 1, "use_proj": True}
+    save_checkpoint(
+        folder, config, {"P.weight": P, "text_proj.0.weight": W, "classifier.0.weight": c}, ""
+    )
+    x = np.array([0.3, -0.2, 0.9])
+    router = MatrixFactorizationRouter.from_pretrained(folder, embedder=TableEmbedder({"q": x}))
+    assert router.strong_model == "gpt-4-1106-preview"
+    strong, weak = ROUTELLM_MF_MODEL_NAMES.index("gpt-4-1106-preview"), 36
+    pn = P / np.linalg.norm(P, axis=1, keepdims=True)
+    logits = (pn[[strong, weak]] * (W @ x)) @ c[0]  # RouteLLM's MFModel.forward
+    expected = 1 / (1 + np.exp(-(logits[0] - logits[1])))
+    assert router.strong_win_rate(["q"])[0] == pytest.approx(expected)
+
+
+def test_fit_learns_who_wins_and_round_trips(tmp_path):
+    embedder = TableEmbedder({"hard": [1.0, 0.0], "easy": [0.0, 1.0]})
+    battles = []
+    for _ in range(40):
+        battles.append(
+            {"prompt": "hard", "model_a": "big", "model_b": "small", "winner": "model_a"}
+        )
+        battles.append({"prompt": "easy", "model_a": "small", "model_b": "big", "winner": "tie"})
+    router = MatrixFactorizationRouter(
+        "big", "small", embedder=embedder, dim=4, epochs=150, lr=0.05
+    )
+    router.fit(battles)
+    hard, easy = router.strong_win_rate(["hard", "easy"])
+    assert hard > 0.9
+    assert abs(easy - 0.5) < 0.1
+    router.save_pretrained(tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["model_names"] == ["big", "small"] and (tmp_path / "out" / "README.md").exists()
+    again = MatrixFactorizationRouter.from_pretrained(tmp_path / "out", embedder=embedder)
+    np.testing.assert_allclose(again.strong_win_rate(["hard", "easy"]), [hard, easy], rtol=1e-6)
+
+
+def test_features_are_appended_and_standardised(tmp_path):
+    embedder = TableEmbedder({"x" * 10: [1.0, 0.0], "x" * 1000: [1.0, 0.0]})
+    battles = [
+        {"prompt": "x" * 1000, "model_a": "big", "model_b": "small", "winner": "model_a"},
+        {"prompt": "x" * 10, "model_a": "big", "model_b": "small", "winner": "model_b"},
+    ] * 30
+    router = MatrixFactorizationRouter(
+        "big", "small", embedder=embedder, dim=2, epochs=200, lr=0.05, features=["log_chars"]
+    ).fit(battles)
+    short, long = router.strong_win_rate(["x" * 10, "x" * 1000])
+    assert long > 0.8 > 0.2 > short  # identical embeddings: only the length feature separates
+    router.save_pretrained(tmp_path / "f")
+    again = MatrixFactorizationRouter.from_pretrained(tmp_path / "f", embedder=embedder)
+    np.testing.assert_allclose(again.strong_win_rate(["x" * 10]), [short], rtol=1e-6)
+
+
+def test_missing_and_malformed_checkpoints_say_what_is_wrong(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_router("mf", checkpoint=str(tmp_path / "nowhere"))
+    folder = _tiny_checkpoint(tmp_path / "ck")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        load_router("mf", checkpoint=str(folder))
+    folder = _tiny_checkpoint(tmp_path / "ck2")
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_router("mf", checkpoint=str(folder))
+    folder = _tiny_checkpoint(tmp_path / "ck3")
+    config = json.loads((folder / "config.json").read_text())
+    config["num_models"] = 5
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="P.weight has shape"):
+        load_router("mf", checkpoint=str(folder))
