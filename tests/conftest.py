@@ -32,3 +32,26 @@ def data_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def backend():
+    """The local OpenAI-compatible LLM backend (one per session, on a free 127.0.0.1 port).
+
+    Point real clients at ``backend.base_url``. Its settings, faults and request log are shared by
+    the session: tests that configure it or read its log use ``fresh_backend`` instead.
+    See ``routellm_lc/testing/backend.py`` for the configuration API.
+    """
+    from routellm_lc.testing import LocalBackend
+
+    server = LocalBackend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_backend(backend):
+    """The session backend, reset before and after the test (settings, faults, request log)."""
+    backend.reset()
+    yield backend
+    backend.reset()
