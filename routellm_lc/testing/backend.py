@@ -319,6 +319,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.busy = False
         self.task: asyncio.Task | None = None
+        self.continued = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -362,7 +363,12 @@ class _Connection(asyncio.Protocol):
         if length > _MAX_BODY:
             return False
         if len(self.buffer) < end + 4 + length:
+            if headers.get("expect", "").lower() == "100-continue" and not self.continued:
+                self.continued = True  # curl waits a second for this before sending big bodies
+                if self.transport is not None:
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None
+        self.continued = False
         body = bytes(self.buffer[end + 4 : end + 4 + length])
         del self.buffer[: end + 4 + length]
         connection = headers.get("connection", "").lower()
@@ -558,6 +564,7 @@ class LocalBackend:
         """Serve on the current event loop (the ``python -m`` entry point)."""
         await self._bind()
         assert self._server is not None
+        print(f"local OpenAI-compatible backend on {self.base_url}", flush=True)
         async with self._server:
             await self._server.serve_forever()
 
@@ -963,7 +970,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port, host=args.host, api_key=args.api_key, models=args.models.split(",")
     )
     backend.configure(latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
-    print(f"local OpenAI-compatible backend on http://{args.host}:{args.port}/v1", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(backend.serve_forever())
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -432,3 +433,20 @@ def test_bad_requests_get_openai_errors(fresh_backend: LocalBackend) -> None:
     assert not_json.status_code == 400 and "error" in not_json.json()
     assert no_model.status_code == 400
     assert missing.status_code == 404
+
+
+def test_expect_100_continue_is_answered(fresh_backend: LocalBackend) -> None:
+    body = json.dumps({"model": "m", "messages": _user("big body")}).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", fresh_backend.port), timeout=2) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert b"[m] echo: big body" in reply
