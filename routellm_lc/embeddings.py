@@ -226,8 +226,9 @@ class SentenceTransformerEmbedder:
 
         self._model = SentenceTransformer(model_name_or_path, device=device)
         self.name = f"st:{model_name_or_path}"
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         self.dim = int(get_dim())
 
@@ -331,7 +332,9 @@ _SHARED: dict[str, Embedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def get_embedder(spec: str | Embedder | None = None, *, cache: bool = True, **kwargs: Any) -> Embedder:
+def get_embedder(
+    spec: str | Embedder | None = None, *, cache: bool = True, **kwargs: Any
+) -> Embedder:
     """Resolve an embedder spec.
 
     - `None` / `"local"`: bundled all-MiniLM-L6-v2 through ONNX Runtime (`"local-torch"`: torch);

@@ -1,0 +1,518 @@
+"""`RouteLLMChat`: a LangChain chat model that routes every call between a strong and a weak
+model with a learned router (RouteLLM's rule: strong iff score ≥ threshold)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
+from routellm_lc.models import (
+    default_strong_model,
+    default_weak_model,
+    model_name,
+    resolve_model,
+)
+from routellm_lc.routers.base import Router, get_router_class, load_router
+
+DEFAULT_THRESHOLD = 0.5
+_DECISION_KWARG = "routing_decision"
+
+_ROUTERS: dict[tuple[str, str | None], Router] = {}
+_ROUTERS_LOCK = threading.Lock()
+
+
+def shared_router(name: str, checkpoint: str | None = None) -> Router:
+    """One loaded router per (name, checkpoint) per process: chat models, graph nodes and the
+    server built from the same spec share weights and the embedding cache."""
+    key = (name, checkpoint)
+    with _ROUTERS_LOCK:
+        if key not in _ROUTERS:
+            _ROUTERS[key] = load_router(name, checkpoint=checkpoint)
+        return _ROUTERS[key]
+
+
+class RouteLLMChat(BaseChatModel):
+    """Routes each call to a strong or a weak chat model with a learned router.
+
+    Setup:
+        `pip install routellm-lc` (see the README); for LiteLLM model strings set the
+        provider's key (e.g. `OPENAI_API_KEY`), or point `api_base` at any OpenAI-compatible
+        endpoint.
+
+    Instantiate:
+        ```python
+        from routellm_lc import RouteLLMChat
+
+        llm = RouteLLMChat(router="mf", threshold=0.11)  # strong/weak from env or defaults
+        llm = RouteLLMChat(
+            strong="openai/gpt-4o", weak="openai/gpt-4o-mini", router="mf", threshold=0.3
+        )
+        llm = RouteLLMChat(strong=ChatOpenAI(model="gpt-4o"), weak=ChatOllama(model="llama3"))
+        ```
+
+    Invoke:
+        ```python
+        msg = llm.invoke("Prove that there are infinitely many primes.")
+        msg.response_metadata["routing"]
+        # {'router': 'mf', 'score': 0.62, 'threshold': 0.11, 'model': 'openai/gpt-4o',
+        #  'route': 'strong', 'latency_ms': 1.4, 'batch_size': 1}
+        ```
+
+    Stream / Async / Batch:
+        `llm.stream(...)`, `await llm.ainvoke(...)`, `llm.astream(...)`; `llm.batch([...])`
+        scores every prompt in one router pass before the calls go out.
+
+    Tool calling / structured output:
+        `llm.bind_tools([tool])` and `llm.with_structured_output(Schema)` bind both models;
+        whichever the router picks answers with tool calls / the schema.
+    """
+
+    strong: BaseChatModel | str = Field(default_factory=default_strong_model)
+    """Strong (expensive) model: a LangChain chat model or a LiteLLM model string.
+    Default: `$ROUTELLM_LC_STRONG_MODEL` or `openai/gpt-4o`."""
+    weak: BaseChatModel | str = Field(default_factory=default_weak_model)
+    """Weak (cheap) model: a LangChain chat model or a LiteLLM model string.
+    Default: `$ROUTELLM_LC_WEAK_MODEL` or `openai/gpt-4o-mini`."""
+    router: str | Router = "mf"
+    """Router name (`mf`, `sw_ranking`, `bert`, `causal_llm`, `random`) or a Router instance."""
+    router_checkpoint: str | None = None
+    """Checkpoint folder or Hub id for a named router; `None` = the router's bundled default."""
+    threshold: float = DEFAULT_THRESHOLD
+    """Cost threshold in [0, 1]: the strong model answers iff score ≥ threshold."""
+    route_on: Literal["last_user", "conversation"] = "last_user"
+    """What the router scores: the last user message (RouteLLM) or the recent conversation."""
+    api_base: str | None = None
+    """Base URL used for both models when they are LiteLLM strings."""
+    api_key: SecretStr | None = None
+    """API key used for both models when they are LiteLLM strings."""
+    timeout: float = 60.0
+    """Request timeout (seconds) for LiteLLM-string models."""
+    max_retries: int = 1
+    """Retries inside the provider client for LiteLLM-string models."""
+    fallback: bool = True
+    """If the chosen model fails, answer with the other one (recorded in the decision)."""
+
+    _strong_model: BaseChatModel = PrivateAttr()
+    _weak_model: BaseChatModel = PrivateAttr()
+    _router: Router | None = PrivateAttr(default=None)
+    _memo: dict[str, tuple[float, float, int]] = PrivateAttr(default_factory=dict)
+
+    # -- construction ----------------------------------------------------------------------
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _check_threshold(cls, value: Any) -> float:
+        return validate_threshold(value)
+
+    @field_validator("router")
+    @classmethod
+    def _check_router(cls, value: str | Router) -> str | Router:
+        if isinstance(value, str):
+            get_router_class(value)  # unknown names fail here, with the list of known ones
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_models(self) -> RouteLLMChat:
+        options = {
+            "api_base": self.api_base,
+            "api_key": self.api_key,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
+        self._strong_model = resolve_model(self.strong, **options)
+        self._weak_model = resolve_model(self.weak, **options)
+        if isinstance(self.router, Router):
+            self._router = self.router
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "routellm"
+
+    @property
+    def router_name(self) -> str:
+        return self.router if isinstance(self.router, str) else self.router.name or "custom"
+
+    @property
+    def strong_name(self) -> str:
+        return model_name(self.strong)
+
+    @property
+    def weak_name(self) -> str:
+        return model_name(self.weak)
+
+    @property
+    def model_name(self) -> str:
+        """RouteLLM's model-name format: `router-<router>-<threshold>`."""
+        return f"router-{self.router_name}-{self.threshold:g}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "router": self.router_name,
+            "threshold": self.threshold,
+            "strong": self.strong_name,
+            "weak": self.weak_name,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="routellm", ls_model_name=self.model_name, ls_model_type="chat"
+        )
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def get_router(self) -> Router:
+        """The router instance (named routers are loaded on first use and shared)."""
+        if self._router is None:
+            self._router = shared_router(self.router_name, self.router_checkpoint)
+        return self._router
+
+    # -- deciding --------------------------------------------------------------------------
+    def decide(self, inputs: Sequence[LanguageModelInput]) -> list[RoutingDecision]:
+        """Routing decisions for a batch of inputs, from one router call."""
+        texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
+        return self._decide_texts(texts)
+
+    def _decide_texts(self, texts: list[str]) -> list[RoutingDecision]:
+        memo = {t: self._memo[t] for t in texts if t in self._memo}
+        if len(memo) == len(texts):
+            return [self._from_score(*memo[t]) for t in texts]
+        return decide(
+            self.get_router(),
+            texts,
+            self.threshold,
+            strong_model=self.strong_name,
+            weak_model=self.weak_name,
+            router_name=self.router_name,
+        )
+
+    def _from_score(self, score: float, latency_ms: float, batch_size: int) -> RoutingDecision:
+        strong = score >= self.threshold
+        return RoutingDecision(
+            router=self.router_name,
+            score=score,
+            threshold=self.threshold,
+            model=self.strong_name if strong else self.weak_name,
+            route="strong" if strong else "weak",
+            latency_ms=latency_ms,
+            batch_size=batch_size,
+        )
+
+    def _to_messages(self, value: LanguageModelInput) -> list[BaseMessage]:
+        return self._convert_input(value).to_messages()
+
+    def _with_decision(
+        self, value: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        """Decide before the run starts, so the decision is in the run's metadata and tags."""
+        if _DECISION_KWARG in kwargs:
+            return ensure_config(config), kwargs
+        (decision,) = self.decide([value])
+        config = ensure_config(config)
+        metadata = dict(config.get("metadata") or {})
+        metadata["routing"] = decision.to_dict()
+        tags = list(config.get("tags") or [])
+        tags += [f"routellm:{decision.route}", f"routellm:model={decision.model}"]
+        config = {**config, "metadata": metadata, "tags": tags}
+        return config, {**kwargs, _DECISION_KWARG: decision.to_dict()}
+
+    # -- public entry points: decide first, then run -----------------------------------------
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, kwargs = self._with_decision(input, config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, kwargs = self._with_decision(input, config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, kwargs = self._with_decision(input, config, kwargs)
+        yield from super().stream(input, config, stop=stop, **kwargs)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, kwargs = self._with_decision(input, config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            yield chunk
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        with self._prescored(inputs):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        with self._prescored(inputs):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+
+    def _prescored(self, inputs: Sequence[LanguageModelInput]) -> _Prescored:
+        return _Prescored(self, inputs)
+
+    # -- tools and structured output ----------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | dict | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools to both models; the routed one receives them on each call."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    # -- generation: delegate to the chosen model as a child run -------------------------------
+    def _decision_for(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> RoutingDecision:
+        given = kwargs.pop(_DECISION_KWARG, None)
+        if given is not None:
+            return RoutingDecision(**given)
+        (decision,) = self._decide_texts([routing_text(messages, self.route_on)])
+        return decision
+
+    def _target(self, route: str, kwargs: dict[str, Any]) -> Runnable:
+        model = self._strong_model if route == "strong" else self._weak_model
+        tools = kwargs.pop("tools", None)
+        tool_choice = kwargs.pop("tool_choice", None)
+        if tools is not None:
+            extra = {} if tool_choice is None else {"tool_choice": tool_choice}
+            return model.bind_tools(tools, **extra)
+        return model
+
+    def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
+        config: RunnableConfig = {
+            "run_name": decision.model,
+            "metadata": {"routing": decision.to_dict()},
+            "tags": [f"routellm:{decision.route}"],
+        }
+        if run_manager is not None:
+            config["callbacks"] = run_manager.get_child()
+        return config
+
+    def _attempts(self, decision: RoutingDecision) -> list[RoutingDecision]:
+        if not self.fallback:
+            return [decision]
+        other = self.weak_name if decision.route == "strong" else self.strong_name
+        return [decision, decision.with_fallback(other)]
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        decision = self._decision_for(messages, kwargs)
+        attempts = self._attempts(decision)
+        for position, attempt in enumerate(attempts):
+            target = self._target(attempt.route, dict(kwargs))
+            try:
+                message = target.invoke(
+                    messages,
+                    self._child_config(attempt, run_manager),
+                    stop=stop,
+                    **_call_kwargs(kwargs),
+                )
+            except Exception:
+                if position == len(attempts) - 1:
+                    raise
+                continue
+            return _result(message, attempt)
+        raise AssertionError("unreachable")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        decision = self._decision_for(messages, kwargs)
+        attempts = self._attempts(decision)
+        for position, attempt in enumerate(attempts):
+            target = self._target(attempt.route, dict(kwargs))
+            try:
+                message = await target.ainvoke(
+                    messages,
+                    self._child_config(attempt, run_manager),
+                    stop=stop,
+                    **_call_kwargs(kwargs),
+                )
+            except Exception:
+                if position == len(attempts) - 1:
+                    raise
+                continue
+            return _result(message, attempt)
+        raise AssertionError("unreachable")
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        decision = self._decision_for(messages, kwargs)
+        attempts = self._attempts(decision)
+        for position, attempt in enumerate(attempts):
+            target = self._target(attempt.route, dict(kwargs))
+            started = False
+            try:
+                stream = target.stream(
+                    messages,
+                    self._child_config(attempt, run_manager),
+                    stop=stop,
+                    **_call_kwargs(kwargs),
+                )
+                for chunk in stream:
+                    generation = _chunk(chunk, attempt, first=not started)
+                    started = True
+                    if run_manager:
+                        run_manager.on_llm_new_token(generation.text, chunk=generation)
+                    yield generation
+            except Exception:
+                # Once tokens reached the caller a different model cannot take over cleanly.
+                if started or position == len(attempts) - 1:
+                    raise
+                continue
+            if not started:  # an empty stream still carries the decision
+                yield _chunk(AIMessageChunk(content=""), attempt, first=True)
+            return
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        decision = self._decision_for(messages, kwargs)
+        attempts = self._attempts(decision)
+        for position, attempt in enumerate(attempts):
+            target = self._target(attempt.route, dict(kwargs))
+            started = False
+            try:
+                stream = target.astream(
+                    messages,
+                    self._child_config(attempt, run_manager),
+                    stop=stop,
+                    **_call_kwargs(kwargs),
+                )
+                async for chunk in stream:
+                    generation = _chunk(chunk, attempt, first=not started)
+                    started = True
+                    if run_manager:
+                        await run_manager.on_llm_new_token(generation.text, chunk=generation)
+                    yield generation
+            except Exception:
+                if started or position == len(attempts) - 1:
+                    raise
+                continue
+            if not started:
+                yield _chunk(AIMessageChunk(content=""), attempt, first=True)
+            return
+
+
+class _Prescored:
+    """Scores a batch's prompts in one router pass; per-item calls then reuse the scores."""
+
+    def __init__(self, chat: RouteLLMChat, inputs: Sequence[LanguageModelInput]) -> None:
+        self.chat = chat
+        self.texts = [routing_text(chat._to_messages(i), chat.route_on) for i in inputs]
+
+    def __enter__(self) -> _Prescored:
+        unique = list(dict.fromkeys(self.texts))
+        if unique:
+            decisions = decide(
+                self.chat.get_router(),
+                unique,
+                self.chat.threshold,
+                strong_model=self.chat.strong_name,
+                weak_model=self.chat.weak_name,
+                router_name=self.chat.router_name,
+            )
+            for text, decision in zip(unique, decisions, strict=True):
+                self.chat._memo[text] = (decision.score, decision.latency_ms, len(self.texts))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for text in self.texts:
+            self.chat._memo.pop(text, None)
+
+
+def _call_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+
+
+def _result(message: BaseMessage, decision: RoutingDecision) -> ChatResult:
+    message = message.model_copy(
+        update={"response_metadata": {**message.response_metadata, "routing": decision.to_dict()}}
+    )
+    return ChatResult(
+        generations=[ChatGeneration(message=message)],
+        llm_output={"routing": decision.to_dict()},
+    )
+
+
+def _chunk(chunk: BaseMessage, decision: RoutingDecision, *, first: bool) -> ChatGenerationChunk:
+    if not isinstance(chunk, AIMessageChunk):
+        chunk = AIMessageChunk(content=chunk.content)
+    if first:  # once per stream: merged chunks keep it, and it is not duplicated
+        chunk = chunk.model_copy(
+            update={"response_metadata": {**chunk.response_metadata, "routing": decision.to_dict()}}
+        )
+    return ChatGenerationChunk(message=chunk)

@@ -1,0 +1,327 @@
+"""Strong/weak model resolution: a LangChain chat model, or a LiteLLM model string.
+
+A string such as `openai/gpt-4o`, `anthropic/claude-3-5-sonnet-latest` or `openai/my-model`
+with `api_base` (any OpenAI-compatible endpoint) becomes a `LiteLLMChatModel`: a thin
+LangChain adapter over `litellm.completion` / `acompletion`. LiteLLM itself is imported on
+the first call, not at import (it costs ~3 s), and always with an explicit timeout and retry
+count (its defaults, 600 s and retries, look like a hang).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_openai_messages,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field, SecretStr
+
+DEFAULT_STRONG_MODEL = "openai/gpt-4o"
+DEFAULT_WEAK_MODEL = "openai/gpt-4o-mini"
+STRONG_MODEL_ENV = "ROUTELLM_LC_STRONG_MODEL"
+WEAK_MODEL_ENV = "ROUTELLM_LC_WEAK_MODEL"
+
+
+def default_strong_model() -> str:
+    return os.environ.get(STRONG_MODEL_ENV) or DEFAULT_STRONG_MODEL
+
+
+def default_weak_model() -> str:
+    return os.environ.get(WEAK_MODEL_ENV) or DEFAULT_WEAK_MODEL
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return litellm
+
+
+class LiteLLMChatModel(BaseChatModel):
+    """Any LiteLLM provider as a LangChain chat model (tools, streaming, usage)."""
+
+    model: str
+    """LiteLLM model string, e.g. `openai/gpt-4o` or `openai/<name>` with `api_base`."""
+    api_base: str | None = None
+    """Base URL of an OpenAI-compatible endpoint (or a provider's own base URL)."""
+    api_key: SecretStr | None = None
+    """API key; `None` lets LiteLLM read the provider's usual environment variable."""
+    timeout: float = 60.0
+    """Seconds before a request is abandoned."""
+    max_retries: int = 1
+    """Retries of a failed request inside the provider client."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra parameters passed to `litellm.completion` as is."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "litellm"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "api_base": self.api_base}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider=self.model.split("/", 1)[0] if "/" in self.model else "litellm",
+            ls_model_name=self.model,
+            ls_model_type="chat",
+        )
+        if self.temperature is not None:
+            params["ls_temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = self.max_tokens
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | dict | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = _openai_tool_choice(tool_choice, formatted)
+        return self.bind(tools=formatted, **kwargs)
+
+    # -- requests --------------------------------------------------------------------------
+    def _params(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": convert_to_openai_messages(messages),
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "num_retries": 0,
+        }
+        if self.api_base:
+            params["api_base"] = self.api_base
+        if self.api_key is not None:
+            params["api_key"] = self.api_key.get_secret_value()
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if stop:
+            params["stop"] = stop
+        params.update(self.model_kwargs)
+        params.update({k: v for k, v in kwargs.items() if v is not None})
+        return params
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        response = _litellm().completion(**self._params(messages, stop, **kwargs))
+        return _chat_result(response)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        response = await _litellm().acompletion(**self._params(messages, stop, **kwargs))
+        return _chat_result(response)
+
+    def _stream_params(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> dict[str, Any]:
+        params = self._params(messages, stop, **kwargs)
+        params["stream"] = True
+        params.setdefault("stream_options", {"include_usage": True})
+        return params
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for raw in _litellm().completion(**self._stream_params(messages, stop, **kwargs)):
+            chunk = _generation_chunk(raw)
+            if chunk is None:
+                continue
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        stream = await _litellm().acompletion(**self._stream_params(messages, stop, **kwargs))
+        async for raw in stream:
+            chunk = _generation_chunk(raw)
+            if chunk is None:
+                continue
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def _openai_tool_choice(tool_choice: str | dict | bool, tools: list[dict[str, Any]]) -> Any:
+    """LangChain's tool_choice spellings → OpenAI's."""
+    if tool_choice is True or tool_choice == "any":
+        return "required"
+    if tool_choice is False:
+        return "none"
+    if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
+        return {"type": "function", "function": {"name": tool_choice}}
+    return tool_choice
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    return dict(obj)
+
+
+def _usage(raw: Any) -> UsageMetadata | None:
+    usage = _as_dict(raw)
+    if not usage or usage.get("prompt_tokens") is None:
+        return None
+    input_tokens = int(usage.get("prompt_tokens") or 0)
+    output_tokens = int(usage.get("completion_tokens") or 0)
+    return UsageMetadata(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=int(usage.get("total_tokens") or input_tokens + output_tokens),
+    )
+
+
+def _chat_result(response: Any) -> ChatResult:
+    from langchain_core.exceptions import OutputParserException
+    from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
+
+    data = _as_dict(response)
+    choice = data["choices"][0]
+    message = _as_dict(choice.get("message"))
+    tool_calls, invalid = [], []
+    for raw_call in message.get("tool_calls") or []:
+        raw_call = _as_dict(raw_call)
+        try:
+            parsed = parse_tool_call(raw_call, return_id=True)
+        except OutputParserException as exc:
+            invalid.append(make_invalid_tool_call(raw_call, str(exc)))
+        else:
+            if parsed is not None:
+                tool_calls.append(parsed)
+    metadata = {
+        "model_name": data.get("model"),
+        "finish_reason": choice.get("finish_reason"),
+        "model_provider": "litellm",
+    }
+    ai = AIMessage(
+        content=message.get("content") or "",
+        tool_calls=tool_calls,
+        invalid_tool_calls=invalid,
+        usage_metadata=_usage(data.get("usage")),
+        response_metadata=metadata,
+        id=data.get("id"),
+    )
+    return ChatResult(
+        generations=[
+            ChatGeneration(
+                message=ai, generation_info={"finish_reason": choice.get("finish_reason")}
+            )
+        ]
+    )
+
+
+def _generation_chunk(raw: Any) -> ChatGenerationChunk | None:
+    data = _as_dict(raw)
+    usage = _usage(data.get("usage"))
+    choices = data.get("choices") or []
+    content, tool_chunks, metadata = "", [], {}
+    if choices:
+        choice = choices[0]
+        delta = _as_dict(choice.get("delta"))
+        content = delta.get("content") or ""
+        for call in delta.get("tool_calls") or []:
+            call = _as_dict(call)
+            function = _as_dict(call.get("function"))
+            tool_chunks.append(
+                tool_call_chunk(
+                    name=function.get("name"),
+                    args=function.get("arguments"),
+                    id=call.get("id"),
+                    index=call.get("index"),
+                )
+            )
+        if choice.get("finish_reason"):
+            metadata = {"finish_reason": choice["finish_reason"], "model_name": data.get("model")}
+    if not content and not tool_chunks and usage is None and not metadata:
+        return None
+    message = AIMessageChunk(
+        content=content,
+        tool_call_chunks=tool_chunks,
+        usage_metadata=usage,
+        response_metadata=metadata,
+        id=data.get("id"),
+    )
+    return ChatGenerationChunk(message=message)
+
+
+def resolve_model(
+    model: BaseChatModel | str,
+    *,
+    api_base: str | None = None,
+    api_key: SecretStr | str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 1,
+) -> BaseChatModel:
+    """A LangChain chat model as is; a string as a `LiteLLMChatModel`."""
+    if isinstance(model, BaseChatModel):
+        return model
+    if isinstance(model, str) and model.strip():
+        key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
+        return LiteLLMChatModel(
+            model=model, api_base=api_base, api_key=key, timeout=timeout, max_retries=max_retries
+        )
+    raise TypeError(
+        f"A model must be a LangChain chat model or a LiteLLM model string, got {model!r}."
+    )
+
+
+def model_name(model: BaseChatModel | str) -> str:
+    """The name a decision records for a model."""
+    if isinstance(model, str):
+        return model
+    for attribute in ("model_name", "model", "model_id"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return model._llm_type
