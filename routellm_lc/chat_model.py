@@ -7,7 +7,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -340,7 +345,7 @@ class RouteLLMChat(BaseChatModel):
             "tags": [f"routellm:{decision.route}"],
         }
         if run_manager is not None:
-            config["callbacks"] = run_manager.get_child()
+            config["callbacks"] = _child_callbacks(run_manager)
         return config
 
     def _attempts(self, decision: RoutingDecision) -> list[RoutingDecision]:
@@ -492,6 +497,20 @@ class _Prescored:
     def __exit__(self, *exc: object) -> None:
         for text in self.texts:
             self.chat._memo.pop(text, None)
+
+
+def _child_callbacks(run_manager: Any) -> Any:
+    """Callbacks whose runs nest under this LLM run (LLM run managers have no get_child)."""
+    manager_cls = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
 
 
 def _call_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
