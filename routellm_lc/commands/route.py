@@ -1,0 +1,72 @@
+"""`routellm-lc route`: score prompts with a router and show each decision (no LLM is called)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "route",
+        help="score prompts and show the routing decision",
+        description="Score each prompt with a router and print score, threshold, route and "
+        "decision latency. Local: no API key, no network (with the bundled default router).",
+    )
+    parser.add_argument(
+        "prompts", nargs="*", help="prompts to route ('-' reads stdin, one per line)"
+    )
+    parser.add_argument("--file", help="a file of prompts, one per line")
+    parser.add_argument("--router", default="mf", help="router name (default: mf)")
+    parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
+    parser.add_argument("--threshold", default="0.5", help="cost threshold in [0, 1]")
+    parser.add_argument("--strong", default=None, help="strong model name shown in the output")
+    parser.add_argument("--weak", default=None, help="weak model name shown in the output")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(func=run)
+
+
+def _read_prompts(args: argparse.Namespace) -> list[str]:
+    prompts: list[str] = []
+    for prompt in args.prompts:
+        if prompt == "-":
+            prompts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        else:
+            prompts.append(prompt)
+    if args.file:
+        with open(args.file, encoding="utf-8") as handle:
+            prompts += [line.rstrip("\n") for line in handle if line.strip()]
+    return prompts
+
+
+def run(args: argparse.Namespace) -> int:
+    from routellm_lc.chat_model import shared_router
+    from routellm_lc.decision import decide, validate_threshold
+    from routellm_lc.errors import EmptyPromptError
+    from routellm_lc.models import default_strong_model, default_weak_model
+
+    threshold = validate_threshold(args.threshold)
+    prompts = _read_prompts(args)
+    if not prompts:
+        raise EmptyPromptError("No prompts given: pass them as arguments, with --file, or '-'.")
+    started = time.perf_counter()
+    router = shared_router(args.router, args.checkpoint)
+    load_ms = (time.perf_counter() - started) * 1000
+    strong = args.strong or default_strong_model()
+    weak = args.weak or default_weak_model()
+    router.strong_win_rate(["warm-up"])  # first call builds sessions; not a routing decision
+    for prompt in prompts:
+        (decision,) = decide(router, [prompt], threshold, strong_model=strong, weak_model=weak)
+        if args.json:
+            print(json.dumps({"prompt": prompt, **decision.to_dict()}))
+        else:
+            shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            print(
+                f"{decision.route:6}  score={decision.score:.4f}  threshold={threshold:g}  "
+                f"model={decision.model}  latency={decision.latency_ms:.2f} ms  | {shown}"
+            )
+    if not args.json:
+        print(f"(router {args.router!r} loaded in {load_ms:.0f} ms)", file=sys.stderr)
+    return 0
