@@ -1,0 +1,77 @@
+"""Checkpoint resolution: local folders, bundled names, and Hub ids through huggingface_hub.
+
+The Hub is unreachable here, so Hub ids are tested against a local Hub cache laid out exactly
+as `huggingface_hub` writes it (models--owner--name/snapshots/<rev>/, refs/main): the same
+`snapshot_download` call that fetches from the Hub serves them offline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from routellm_lc.errors import CheckpointError
+from routellm_lc.routers import load_router
+from routellm_lc.routers.checkpoints import resolve_checkpoint, save_checkpoint
+
+
+def _hub_cache_repo(cache, repo_id: str, revision: str = "a" * 40):
+    owner, name = repo_id.split("/")
+    repo = cache / f"models--{owner}--{name}"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+class _Table:
+    name = "table"
+    dim = 3
+
+    def embed(self, texts):
+        return np.array([[1.0, 0.0, 0.0] if "hard" in t else [0.0, 1.0, 0.0] for t in texts])
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_routellm_mf_loads_by_hub_id_from_the_hub_cache(offline_hub):
+    snapshot = _hub_cache_repo(offline_hub, "routellm/mf_gpt4_augmented")
+    rng = np.random.default_rng(1)
+    config = {"dim": 4, "num_models": 64, "text_dim": 3, "num_classes": 1, "use_proj": True}
+    tensors = {
+        "P.weight": rng.normal(size=(64, 4)),
+        "text_proj.0.weight": rng.normal(size=(4, 3)),
+        "classifier.0.weight": rng.normal(size=(1, 4)),
+    }
+    save_checkpoint(snapshot, config, tensors, "# mf\n")
+    router = load_router("mf", checkpoint="routellm/mf_gpt4_augmented", embedder=_Table())
+    scores = router.strong_win_rate(["a hard one", "easy"])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    assert scores[0] != scores[1]
+    assert router.cache_key.startswith("mf:")
+
+
+def test_unknown_hub_id_offline_names_the_repo(offline_hub):
+    with pytest.raises(CheckpointError, match="routellm/nope"):
+        resolve_checkpoint("routellm/nope")
+
+
+def test_bundled_name_and_local_folder_resolve(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert resolve_checkpoint(str(folder)) == folder
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        resolve_checkpoint(str(folder), ("config.json", "model.safetensors"))
