@@ -22,6 +22,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
 from routellm_lc.models import (
     default_strong_model,
@@ -108,6 +109,9 @@ class RouteLLMChat(BaseChatModel):
     """Retries inside the provider client for LiteLLM-string models."""
     fallback: bool = True
     """If the chosen model fails, answer with the other one (recorded in the decision)."""
+    controller: StrongShareController | None = None
+    """Optional online controller that adapts the threshold to hold a target strong share
+    (see `routellm_lc.budget`); when set, it decides the threshold instead of `threshold`."""
 
     _strong_model: BaseChatModel = PrivateAttr()
     _weak_model: BaseChatModel = PrivateAttr()
@@ -191,25 +195,33 @@ class RouteLLMChat(BaseChatModel):
         texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
         return self._decide_texts(texts)
 
+    def current_threshold(self) -> float:
+        """The threshold the next decision uses (the controller's, when one is set)."""
+        return self.controller.threshold() if self.controller is not None else self.threshold
+
     def _decide_texts(self, texts: list[str]) -> list[RoutingDecision]:
         memo = {t: self._memo[t] for t in texts if t in self._memo}
         if len(memo) == len(texts):
             return [self._from_score(*memo[t]) for t in texts]
-        return decide(
+        decisions = decide(
             self.get_router(),
             texts,
-            self.threshold,
+            self.current_threshold(),
             strong_model=self.strong_name,
             weak_model=self.weak_name,
             router_name=self.router_name,
         )
+        if self.controller is not None:
+            self.controller.observe([d.score for d in decisions])
+        return decisions
 
     def _from_score(self, score: float, latency_ms: float, batch_size: int) -> RoutingDecision:
-        strong = score >= self.threshold
+        threshold = self.current_threshold()
+        strong = score >= threshold
         return RoutingDecision(
             router=self.router_name,
             score=score,
-            threshold=self.threshold,
+            threshold=threshold,
             model=self.strong_name if strong else self.weak_name,
             route="strong" if strong else "weak",
             latency_ms=latency_ms,
@@ -482,14 +494,7 @@ class _Prescored:
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:
-            decisions = decide(
-                self.chat.get_router(),
-                unique,
-                self.chat.threshold,
-                strong_model=self.chat.strong_name,
-                weak_model=self.chat.weak_name,
-                router_name=self.chat.router_name,
-            )
+            decisions = self.chat._decide_texts(unique)
             for text, decision in zip(unique, decisions, strict=True):
                 self.chat._memo[text] = (decision.score, decision.latency_ms, len(self.texts))
         return self

@@ -1,0 +1,87 @@
+"""Online threshold control: hold a target share of strong-model calls as traffic drifts.
+
+RouteLLM's thresholds are calibrated once, offline, on a public sample; real traffic drifts
+(a new feature ships, users ask harder questions) and the strong share drifts with it. The
+controller keeps a window of recent router scores and sets the threshold to the score quantile
+that would have sent `target_strong_share` of that window to the strong model — the same
+calibration rule as `routellm-lc calibrate`, applied continuously to live traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from routellm_lc.decision import validate_threshold
+
+
+@dataclass
+class ControllerState:
+    threshold: float
+    observed: int
+    strong_share_window: float
+
+
+class StrongShareController:
+    """Adapts the cost threshold online so ≈ `target_strong_share` of calls go strong.
+
+    Args:
+        target_strong_share: wanted share of strong-model calls, in [0, 1].
+        initial_threshold: used until `warmup` scores have been seen (e.g. from calibration).
+        window: how many recent scores the quantile is taken over.
+        warmup: scores needed before the controller takes over from `initial_threshold`.
+    """
+
+    def __init__(
+        self,
+        target_strong_share: float,
+        *,
+        initial_threshold: float = 0.5,
+        window: int = 1000,
+        warmup: int = 50,
+    ) -> None:
+        if not 0.0 <= float(target_strong_share) <= 1.0:
+            raise ValueError(f"target_strong_share must be in [0, 1], got {target_strong_share!r}")
+        if window < 1 or warmup < 1:
+            raise ValueError("window and warmup must be positive")
+        self.target_strong_share = float(target_strong_share)
+        self.initial_threshold = validate_threshold(initial_threshold)
+        self.window = window
+        self.warmup = min(warmup, window)
+        self._scores: deque[float] = deque(maxlen=window)
+        self._observed = 0
+        self._threshold = self.initial_threshold
+        self._lock = threading.Lock()
+
+    def threshold(self) -> float:
+        """The threshold to use for the next decision."""
+        return self._threshold
+
+    def observe(self, scores: np.ndarray | list[float]) -> float:
+        """Record router scores of calls just routed; returns the updated threshold."""
+        with self._lock:
+            self._scores.extend(float(s) for s in np.atleast_1d(scores))
+            self._observed += int(np.size(scores))
+            if len(self._scores) >= self.warmup:
+                self._threshold = _threshold_for_share(
+                    np.fromiter(self._scores, float), self.target_strong_share
+                )
+            return self._threshold
+
+    def state(self) -> ControllerState:
+        with self._lock:
+            window = np.fromiter(self._scores, float)
+            share = float(np.mean(window >= self._threshold)) if window.size else 0.0
+            return ControllerState(self._threshold, self._observed, share)
+
+
+def _threshold_for_share(scores: np.ndarray, share: float) -> float:
+    """Threshold t such that mean(scores ≥ t) ≈ share (RouteLLM's calibration quantile)."""
+    if share <= 0.0:
+        return 1.0
+    if share >= 1.0:
+        return 0.0
+    return float(np.clip(np.quantile(scores, 1.0 - share), 0.0, 1.0))
