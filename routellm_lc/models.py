@@ -79,15 +79,19 @@ class LiteLLMChatModel(BaseChatModel):
         return {"model": self.model, "api_base": self.api_base}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        # Per-call overrides (`invoke(..., model=..., temperature=...)`) are what was sent.
+        model = kwargs.get("model") or self.model
         params = LangSmithParams(
-            ls_provider=self.model.split("/", 1)[0] if "/" in self.model else "litellm",
-            ls_model_name=self.model,
+            ls_provider=model.split("/", 1)[0] if "/" in model else "litellm",
+            ls_model_name=model,
             ls_model_type="chat",
         )
-        if self.temperature is not None:
-            params["ls_temperature"] = self.temperature
-        if self.max_tokens is not None:
-            params["ls_max_tokens"] = self.max_tokens
+        temperature = kwargs.get("temperature", self.temperature)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
         if stop:
             params["ls_stop"] = stop
         return params
@@ -136,8 +140,8 @@ class LiteLLMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        response = _litellm().completion(**self._params(messages, stop, **kwargs))
-        return _chat_result(response)
+        params = self._params(messages, stop, **kwargs)
+        return _chat_result(_litellm().completion(**params), params["model"])
 
     async def _agenerate(
         self,
@@ -146,8 +150,8 @@ class LiteLLMChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        response = await _litellm().acompletion(**self._params(messages, stop, **kwargs))
-        return _chat_result(response)
+        params = self._params(messages, stop, **kwargs)
+        return _chat_result(await _litellm().acompletion(**params), params["model"])
 
     def _stream_params(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
@@ -164,8 +168,9 @@ class LiteLLMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for raw in _litellm().completion(**self._stream_params(messages, stop, **kwargs)):
-            chunk = _generation_chunk(raw)
+        params = self._stream_params(messages, stop, **kwargs)
+        for raw in _litellm().completion(**params):
+            chunk = _generation_chunk(raw, params["model"])
             if chunk is None:
                 continue
             if run_manager:
@@ -179,9 +184,10 @@ class LiteLLMChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        stream = await _litellm().acompletion(**self._stream_params(messages, stop, **kwargs))
+        params = self._stream_params(messages, stop, **kwargs)
+        stream = await _litellm().acompletion(**params)
         async for raw in stream:
-            chunk = _generation_chunk(raw)
+            chunk = _generation_chunk(raw, params["model"])
             if chunk is None:
                 continue
             if run_manager:
@@ -223,7 +229,19 @@ def _usage(raw: Any) -> UsageMetadata | None:
     )
 
 
-def _chat_result(response: Any) -> ChatResult:
+def _answered_by(requested: str, returned: Any) -> str:
+    """The answering model as a LiteLLM string: the provider's reported name (e.g. a dated
+    snapshot) under the requested provider prefix, so it can be passed back to LiteLLM."""
+    if not returned:
+        return requested
+    returned = str(returned)
+    provider, sep, _ = requested.partition("/")
+    if sep and not returned.startswith(provider + "/"):
+        return f"{provider}/{returned}"
+    return returned
+
+
+def _chat_result(response: Any, requested: str) -> ChatResult:
     from langchain_core.exceptions import OutputParserException
     from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 
@@ -241,7 +259,7 @@ def _chat_result(response: Any) -> ChatResult:
             if parsed is not None:
                 tool_calls.append(parsed)
     metadata = {
-        "model_name": data.get("model"),
+        "model_name": _answered_by(requested, data.get("model")),
         "finish_reason": choice.get("finish_reason"),
         "model_provider": "litellm",
     }
@@ -262,7 +280,7 @@ def _chat_result(response: Any) -> ChatResult:
     )
 
 
-def _generation_chunk(raw: Any) -> ChatGenerationChunk | None:
+def _generation_chunk(raw: Any, requested: str) -> ChatGenerationChunk | None:
     data = _as_dict(raw)
     usage = _usage(data.get("usage"))
     choices = data.get("choices") or []
@@ -283,7 +301,10 @@ def _generation_chunk(raw: Any) -> ChatGenerationChunk | None:
                 )
             )
         if choice.get("finish_reason"):
-            metadata = {"finish_reason": choice["finish_reason"], "model_name": data.get("model")}
+            metadata = {
+                "finish_reason": choice["finish_reason"],
+                "model_name": _answered_by(requested, data.get("model")),
+            }
     if not content and not tool_chunks and usage is None and not metadata:
         return None
     message = AIMessageChunk(

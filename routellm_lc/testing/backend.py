@@ -19,6 +19,7 @@ In a thread (tests)::
         client = openai.OpenAI(base_url=backend.base_url, api_key="test")
         client.chat.completions.create(model="weak", messages=[...])
         backend.configure("strong", latency_ms=50, reply="fixed text")
+        backend.configure(scripted={"capital of France": {"reply": "Paris."}})  # by prompt
         backend.fail(status=503, times=2, model="strong")     # next 2 strong calls -> 503
         backend.fail(kind="timeout", sleep_s=5)               # any model, always
         backend.fail(kind="drop", after_chunks=3)             # close mid-stream
@@ -102,11 +103,35 @@ class ModelSettings:
     """Exact tool-call arguments by tool name (instead of schema-derived values)."""
     embedding_dim: int | None = None
     """Embedding size when the request gives no ``dimensions``."""
+    scripted: dict[str, dict[str, Any]] | None = None
+    """Scripted answers: when the last user message contains a key, that key's settings
+    (``reply``, ``tool_arguments``) apply, e.g. ``{"magic_function(3)": {"tool_arguments":
+    {"magic_function": {"input": 3}}}}``. The first matching key wins."""
 
 
 _DEFAULTS = ModelSettings(
-    latency_ms=0.0, chunk_delay_ms=0.0, reply=None, tool_arguments={}, embedding_dim=64
+    latency_ms=0.0,
+    chunk_delay_ms=0.0,
+    reply=None,
+    tool_arguments={},
+    embedding_dim=64,
+    scripted={},
 )
+
+
+def _apply_script(settings: ModelSettings, body: Mapping[str, Any]) -> ModelSettings:
+    """The settings with the first scripted answer whose key the last user message contains."""
+    if not settings.scripted:
+        return settings
+    users = [
+        m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"
+    ]
+    text = _text_of(users[-1].get("content")) if users else ""
+    for key, overrides in settings.scripted.items():
+        if key in text:
+            allowed = {"reply", "tool_arguments"}
+            return replace(settings, **{k: v for k, v in overrides.items() if k in allowed})
+    return settings
 
 
 @dataclass
@@ -582,7 +607,7 @@ class LocalBackend:
         """Set behaviour for one model, or globally when ``model`` is None.
 
         Keys are :class:`ModelSettings` fields: ``latency_ms``, ``chunk_delay_ms``, ``reply``,
-        ``tool_arguments``, ``embedding_dim``.
+        ``tool_arguments``, ``embedding_dim``, ``scripted``.
         """
         known = {f.name for f in fields(ModelSettings)}
         unknown = set(settings) - known
@@ -783,7 +808,7 @@ class LocalBackend:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _error_reply(400, "messages must be a non-empty list")
-        settings = self.settings_for(model)
+        settings = _apply_script(self.settings_for(model), body)
         completion_id = f"chatcmpl-{next(self._ids):012x}"
         created = int(time.time())
         tool = _chosen_tool(body)
