@@ -17,8 +17,9 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
+from langchain_core.tracers.base import BaseTracer
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -177,7 +178,9 @@ class RouteLLMChat(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
-            ls_provider="routellm", ls_model_name=self.model_name, ls_model_type="chat"
+            ls_provider="routellm",
+            ls_model_name=kwargs.get("model") or self.model_name,  # a per-call override
+            ls_model_type="chat",
         )
         if stop:
             params["ls_stop"] = stop
@@ -341,14 +344,20 @@ class RouteLLMChat(BaseChatModel):
         (decision,) = self._decide_texts([routing_text(messages, self.route_on)])
         return decision
 
-    def _target(self, route: str, kwargs: dict[str, Any]) -> Runnable:
+    def _target(self, route: str, kwargs: dict[str, Any]) -> tuple[Runnable, dict[str, Any]]:
+        """The chosen model, and the call kwargs its `bind_tools` adds (tools in its format)."""
         model = self._strong_model if route == "strong" else self._weak_model
         tools = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
-        if tools is not None:
-            extra = {} if tool_choice is None else {"tool_choice": tool_choice}
-            return model.bind_tools(tools, **extra)
-        return model
+        if tools is None:
+            return model, _call_kwargs(kwargs)
+        extra = {} if tool_choice is None else {"tool_choice": tool_choice}
+        bound = model.bind_tools(tools, **extra)
+        # Call the model itself with the binding's kwargs: invoking the binding would merge the
+        # caller's context callbacks back into the child config (see `_child_callbacks`).
+        if isinstance(bound, RunnableBinding) and not bound.config and not bound.config_factories:
+            return bound.bound, {**_call_kwargs(kwargs), **bound.kwargs}
+        return bound, _call_kwargs(kwargs)
 
     def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
         config: RunnableConfig = {
@@ -356,8 +365,7 @@ class RouteLLMChat(BaseChatModel):
             "metadata": {"routing": decision.to_dict()},
             "tags": [f"routellm:{decision.route}"],
         }
-        if run_manager is not None:
-            config["callbacks"] = _child_callbacks(run_manager)
+        config["callbacks"] = _child_callbacks(run_manager)
         return config
 
     def _attempts(self, decision: RoutingDecision) -> list[RoutingDecision]:
@@ -376,13 +384,13 @@ class RouteLLMChat(BaseChatModel):
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
-            target = self._target(attempt.route, dict(kwargs))
+            target, call_kwargs = self._target(attempt.route, dict(kwargs))
             try:
                 message = target.invoke(
                     messages,
                     self._child_config(attempt, run_manager),
                     stop=stop,
-                    **_call_kwargs(kwargs),
+                    **call_kwargs,
                 )
             except Exception:
                 if position == len(attempts) - 1:
@@ -401,13 +409,13 @@ class RouteLLMChat(BaseChatModel):
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
-            target = self._target(attempt.route, dict(kwargs))
+            target, call_kwargs = self._target(attempt.route, dict(kwargs))
             try:
                 message = await target.ainvoke(
                     messages,
                     self._child_config(attempt, run_manager),
                     stop=stop,
-                    **_call_kwargs(kwargs),
+                    **call_kwargs,
                 )
             except Exception:
                 if position == len(attempts) - 1:
@@ -426,14 +434,14 @@ class RouteLLMChat(BaseChatModel):
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
-            target = self._target(attempt.route, dict(kwargs))
+            target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
             try:
                 stream = target.stream(
                     messages,
                     self._child_config(attempt, run_manager),
                     stop=stop,
-                    **_call_kwargs(kwargs),
+                    **call_kwargs,
                 )
                 for chunk in stream:
                     generation = _chunk(chunk, attempt, first=not started)
@@ -460,14 +468,14 @@ class RouteLLMChat(BaseChatModel):
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
-            target = self._target(attempt.route, dict(kwargs))
+            target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
             try:
                 stream = target.astream(
                     messages,
                     self._child_config(attempt, run_manager),
                     stop=stop,
-                    **_call_kwargs(kwargs),
+                    **call_kwargs,
                 )
                 async for chunk in stream:
                     generation = _chunk(chunk, attempt, first=not started)
@@ -505,16 +513,32 @@ class _Prescored:
 
 
 def _child_callbacks(run_manager: Any) -> Any:
-    """Callbacks whose runs nest under this LLM run (LLM run managers have no get_child)."""
+    """Callbacks whose runs nest under this LLM run (LLM run managers have no get_child).
+
+    Only tracers (LangSmith, run collectors) see the chosen model's child run. Other handlers
+    (token/usage counters, streaming handlers, `astream_events`) see one chat-model run per
+    call, this one: forwarding them would count every call's usage and tokens twice.
+    """
+    if run_manager is not None:
+        source, parent_run_id = run_manager, run_manager.run_id
+    else:
+        # `BaseChatModel.stream` gives `_stream` no run manager: filter the caller's context
+        # callbacks instead (left unset, the child would inherit every handler from it).
+        source = ensure_config().get("callbacks")
+        if not source:
+            return []
+        if isinstance(source, list):
+            return [h for h in source if isinstance(h, BaseTracer)]
+        parent_run_id = source.parent_run_id
     manager_cls = (
         AsyncCallbackManager
         if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
         else CallbackManager
     )
-    manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
+    manager = manager_cls(handlers=[], parent_run_id=parent_run_id)
+    manager.set_handlers([h for h in source.inheritable_handlers if isinstance(h, BaseTracer)])
+    manager.add_tags(source.inheritable_tags)
+    manager.add_metadata(source.inheritable_metadata)
     return manager
 
 

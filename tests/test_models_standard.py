@@ -2,7 +2,7 @@
 
 The integration suite talks to the local OpenAI-compatible backend over real HTTP through
 LiteLLM (`openai/<name>` + `api_base`). The backend is scripted where a standard test expects
-a real model's judgement (see `_script_backend`).
+a real model's judgement (see `standard_suite.py`).
 """
 
 from __future__ import annotations
@@ -13,57 +13,23 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
+from standard_suite import SuiteBackend
 
 from routellm_lc.models import LiteLLMChatModel
-from routellm_lc.testing import LocalBackend
 
-_BACKEND: LocalBackend | None = None
-
-
-def standard_backend() -> LocalBackend:
-    """One backend for this module, started on first use (the suites read params per test)."""
-    global _BACKEND
-    if _BACKEND is None:
-        _BACKEND = LocalBackend().start()
-    return _BACKEND
-
-
-def script_backend(backend: LocalBackend, models: tuple[str, ...]) -> None:
-    """Answers a real model would give to the suites' questions.
-
-    The suites' tool tests ask for `magic_function(3)` and check the arguments are {"input": 3},
-    and ask to create customers named '你好啊集团' / 'こんにちは株式会社' and check the names
-    survive the round trip; the fake backend would otherwise fill schema-derived examples.
-    """
-    scripted = {
-        "magic_function": {"tool_arguments": {"magic_function": {"input": 3}}},
-        "你好啊集团": {"tool_arguments": {"unicode_customer": _customer("你好啊集团")}},
-        "こんにちは株式会社": {
-            "tool_arguments": {"unicode_customer": _customer("こんにちは株式会社")}
-        },
-    }
-    for model in models:
-        backend.configure(model, scripted=scripted)
-
-
-def _customer(name: str) -> dict[str, str]:
-    return {"customer_name": name, "description": "a technology company"}
+SUITE_BACKEND = SuiteBackend()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _module_backend() -> Iterator[LocalBackend]:
-    backend = standard_backend()
-    backend.reset()
-    script_backend(backend, ("weak", "strong"))
-    yield backend
-    backend.stop()
-    globals()["_BACKEND"] = None
+def _stop_backend() -> Iterator[None]:
+    yield
+    SUITE_BACKEND.stop()
 
 
 def litellm_params() -> dict[str, Any]:
     return {
         "model": "openai/weak",
-        "api_base": standard_backend().base_url,
+        "api_base": SUITE_BACKEND.get().base_url,
         "api_key": "test-key",
         "timeout": 10,
         "max_retries": 0,
