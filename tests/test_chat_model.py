@@ -1,0 +1,310 @@
+"""RouteLLMChat against the local OpenAI-compatible backend: which model answers, the routing
+decision on every response, batching, tools, structured output, fallback and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
+from pydantic import BaseModel
+
+from routellm_lc.chat_model import RouteLLMChat
+from routellm_lc.errors import CheckpointError, EmptyPromptError
+from routellm_lc.routers.base import Router
+
+STRONG, WEAK = "openai/strong", "openai/weak"
+
+
+class KeywordRouter(Router):
+    """Score 0.9 when the prompt says "hard", else 0.1; records every call it gets."""
+
+    name = "keyword"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(prompts))
+        return np.array([0.9 if "hard" in p else 0.1 for p in prompts])
+
+
+@pytest.fixture
+def router() -> KeywordRouter:
+    return KeywordRouter()
+
+
+@pytest.fixture
+def make_chat(fresh_backend, router):
+    def make(**overrides) -> RouteLLMChat:
+        params = {
+            "strong": STRONG,
+            "weak": WEAK,
+            "router": router,
+            "threshold": 0.5,
+            "api_base": fresh_backend.base_url,
+            "api_key": "test-key",
+            "timeout": 10,
+            "max_retries": 0,
+        }
+        return RouteLLMChat(**{**params, **overrides})
+
+    return make
+
+
+def _answered(backend) -> list[str]:
+    return [r.model for r in backend.requests if r.path.endswith("/chat/completions")]
+
+
+# -- the four call styles ----------------------------------------------------------------------
+def test_invoke_routes_hard_prompt_to_strong(make_chat, fresh_backend):
+    reply = make_chat().invoke("a hard question")
+    assert reply.content == "[strong] echo: a hard question"
+    assert _answered(fresh_backend) == ["strong"]
+    routing = reply.response_metadata["routing"]
+    assert routing["router"] == "keyword"
+    assert routing["score"] == pytest.approx(0.9)
+    assert routing["threshold"] == 0.5
+    assert routing["model"] == STRONG
+    assert routing["route"] == "strong"
+    assert routing["latency_ms"] >= 0
+    assert "fallback_from" not in routing
+
+
+async def test_ainvoke_routes_easy_prompt_to_weak(make_chat, fresh_backend):
+    reply = await make_chat().ainvoke("an easy one")
+    assert reply.content == "[weak] echo: an easy one"
+    assert _answered(fresh_backend) == ["weak"]
+    assert reply.response_metadata["routing"]["route"] == "weak"
+
+
+def test_stream_carries_decision_and_usage(make_chat, fresh_backend):
+    chunks = list(make_chat().stream("a hard question"))
+    assert len(chunks) > 1
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    assert merged.content == "[strong] echo: a hard question"
+    assert merged.response_metadata["routing"]["model"] == STRONG
+    assert merged.usage_metadata["total_tokens"] > 0
+    assert _answered(fresh_backend) == ["strong"]
+    assert fresh_backend.requests_for("strong")[-1].body["stream"] is True
+
+
+async def test_astream_routes_to_weak(make_chat, fresh_backend):
+    chunks = [c async for c in make_chat().astream("an easy one")]
+    assert "".join(c.content for c in chunks) == "[weak] echo: an easy one"
+    assert chunks[0].response_metadata["routing"]["route"] == "weak"
+    assert _answered(fresh_backend) == ["weak"]
+
+
+# -- batches: one router call for all prompts ------------------------------------------------
+PROMPTS = ["hard one", "easy two", "hard three"]
+
+
+def test_batch_scores_all_prompts_in_one_router_call(make_chat, router, fresh_backend):
+    replies = make_chat().batch(PROMPTS)
+    assert router.calls == [PROMPTS]
+    assert [r.response_metadata["routing"]["route"] for r in replies] == [
+        "strong",
+        "weak",
+        "strong",
+    ]
+    assert [r.content for r in replies] == [
+        "[strong] echo: hard one",
+        "[weak] echo: easy two",
+        "[strong] echo: hard three",
+    ]
+    assert all(r.response_metadata["routing"]["batch_size"] == 3 for r in replies)
+    assert sorted(_answered(fresh_backend)) == ["strong", "strong", "weak"]
+
+
+async def test_abatch_scores_all_prompts_in_one_router_call(make_chat, router):
+    replies = await make_chat().abatch(PROMPTS)
+    assert router.calls == [PROMPTS]
+    assert [r.content.split("]")[0] for r in replies] == ["[strong", "[weak", "[strong"]
+
+
+def test_decide_scores_without_calling_a_model(make_chat, router, fresh_backend):
+    decisions = make_chat().decide(["hard", "easy"])
+    assert [d.route for d in decisions] == ["strong", "weak"]
+    assert router.calls == [["hard", "easy"]]
+    assert _answered(fresh_backend) == []
+
+
+# -- usage, sampling parameters, tracing -----------------------------------------------------
+def test_usage_metadata_passes_through(make_chat):
+    reply = make_chat().invoke("a hard question")
+    # The backend counts words: 3 prompt words + 3 per message; the reply has 5 words.
+    assert reply.usage_metadata == {"input_tokens": 6, "output_tokens": 5, "total_tokens": 11}
+
+
+def test_sampling_parameters_reach_the_backend(make_chat, fresh_backend):
+    make_chat().invoke("hard", temperature=0.3, max_tokens=7)
+    body = fresh_backend.requests_for("strong")[-1].body
+    assert body["temperature"] == 0.3
+    assert body["max_tokens"] == 7
+
+
+def test_child_run_nests_under_router_run_and_usage_counts_once(make_chat):
+    collector = RunCollectorCallbackHandler()
+    usage = UsageMetadataCallbackHandler()
+    reply = make_chat().invoke("a hard question", config={"callbacks": [collector, usage]})
+    (router_run,) = [r for r in collector.traced_runs if r.parent_run_id is None]
+    assert router_run.extra["metadata"]["routing"]["model"] == STRONG
+    assert "routellm:strong" in router_run.tags
+    (child,) = router_run.child_runs
+    assert child.name == STRONG
+    # Only the router run reaches non-tracer handlers: usage is not double counted.
+    assert (
+        sum(u["total_tokens"] for u in usage.usage_metadata.values())
+        == (reply.usage_metadata["total_tokens"])
+    )
+
+
+# -- tools and structured output through the router ------------------------------------------
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def test_bind_tools_reaches_the_routed_model(make_chat, fresh_backend):
+    reply = make_chat().bind_tools([add]).invoke("hard: add 2 and 3")
+    assert reply.tool_calls[0]["name"] == "add"
+    assert set(reply.tool_calls[0]["args"]) == {"a", "b"}
+    (request,) = fresh_backend.requests_for("strong")
+    assert request.body["tools"][0]["function"]["name"] == "add"
+    assert fresh_backend.requests_for("weak") == []
+
+
+def test_bind_tools_with_tool_choice_on_weak(make_chat, fresh_backend):
+    fresh_backend.configure("weak", tool_arguments={"add": {"a": 2, "b": 3}})
+    reply = make_chat().bind_tools([add], tool_choice="add").invoke("easy: add 2 and 3")
+    assert reply.tool_calls[0]["args"] == {"a": 2, "b": 3}
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert body["tool_choice"]["function"]["name"] == "add"
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_with_structured_output_pydantic(make_chat, fresh_backend):
+    fresh_backend.configure("strong", tool_arguments={"Person": {"name": "Ada", "age": 36}})
+    person = make_chat().with_structured_output(Person).invoke("hard: who wrote the first program?")
+    assert person == Person(name="Ada", age=36)
+    assert fresh_backend.requests_for("strong")[-1].body["tools"][0]["function"]["name"] == (
+        "Person"
+    )
+
+
+# -- fallback ----------------------------------------------------------------------------------
+def test_fallback_when_chosen_model_fails(make_chat, fresh_backend):
+    fresh_backend.fail(status=500, model="strong", times=None)
+    reply = make_chat().invoke("a hard question")
+    assert reply.content == "[weak] echo: a hard question"
+    routing = reply.response_metadata["routing"]
+    assert routing["fallback_from"] == STRONG
+    assert routing["model"] == WEAK
+    assert routing["score"] == pytest.approx(0.9)
+    assert _answered(fresh_backend) == ["strong", "weak"]
+
+
+async def test_async_fallback_when_chosen_model_fails(make_chat, fresh_backend):
+    fresh_backend.fail(status=503, model="weak", times=None)
+    reply = await make_chat().ainvoke("easy")
+    assert reply.response_metadata["routing"]["fallback_from"] == WEAK
+    assert reply.content.startswith("[strong]")
+
+
+def test_no_fallback_raises(make_chat, fresh_backend):
+    fresh_backend.fail(status=500, model="strong", times=None, message="strong is down")
+    with pytest.raises(Exception, match="strong is down"):
+        make_chat(fallback=False).invoke("a hard question")
+    assert _answered(fresh_backend) == ["strong"]
+
+
+def test_stream_falls_back_before_first_chunk(make_chat, fresh_backend):
+    fresh_backend.fail(status=500, model="strong", times=None)
+    chunks = list(make_chat().stream("a hard question"))
+    assert "".join(c.content for c in chunks) == "[weak] echo: a hard question"
+    assert chunks[0].response_metadata["routing"]["fallback_from"] == STRONG
+
+
+# -- what is routed on -------------------------------------------------------------------------
+CONVERSATION = [
+    HumanMessage("a hard proof about primes"),
+    AIMessage("Here it is."),
+    HumanMessage("and again?"),
+]
+
+
+def test_last_user_message_is_routed_by_default(make_chat, router):
+    reply = make_chat().invoke(CONVERSATION)
+    assert router.calls == [["and again?"]]
+    assert reply.response_metadata["routing"]["route"] == "weak"
+
+
+def test_route_on_conversation_sees_earlier_turns(make_chat, router):
+    reply = make_chat(route_on="conversation").invoke(CONVERSATION)
+    (text,) = router.calls[0]
+    assert "hard proof" in text and text.endswith("and again?")
+    assert reply.response_metadata["routing"]["route"] == "strong"
+
+
+# -- construction and bad input ----------------------------------------------------------------
+def test_defaults_construct(monkeypatch):
+    monkeypatch.delenv("ROUTELLM_LC_STRONG_MODEL", raising=False)
+    monkeypatch.delenv("ROUTELLM_LC_WEAK_MODEL", raising=False)
+    llm = RouteLLMChat(router="mf", threshold=0.11)
+    assert (llm.router_name, llm.threshold) == ("mf", 0.11)
+    assert (llm.strong_name, llm.weak_name) == ("openai/gpt-4o", "openai/gpt-4o-mini")
+    assert llm.model_name == "router-mf-0.11"
+
+
+def test_default_models_from_environment(monkeypatch):
+    monkeypatch.setenv("ROUTELLM_LC_STRONG_MODEL", "anthropic/claude-x")
+    monkeypatch.setenv("ROUTELLM_LC_WEAK_MODEL", "ollama/llama3")
+    llm = RouteLLMChat(router="random")
+    assert (llm.strong_name, llm.weak_name) == ("anthropic/claude-x", "ollama/llama3")
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.1, "abc", None, float("nan")])
+def test_bad_threshold_is_named(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        RouteLLMChat(router="random", threshold=threshold)
+
+
+def test_unknown_router_lists_available_ones():
+    with pytest.raises(ValueError, match="Unknown router 'nope'") as info:
+        RouteLLMChat(router="nope")
+    assert "mf" in str(info.value) and "random" in str(info.value)
+
+
+def test_empty_message_list_is_named(make_chat):
+    with pytest.raises(EmptyPromptError, match="empty"):
+        make_chat().invoke([])
+
+
+def test_missing_checkpoint_folder_is_named(tmp_path):
+    folder = tmp_path / "no_such_checkpoint"
+    llm = RouteLLMChat(router="mf", router_checkpoint=str(folder))
+    with pytest.raises(CheckpointError, match="no_such_checkpoint"):
+        llm.invoke("hello")
+
+
+def test_malformed_checkpoint_folder_names_missing_file(tmp_path):
+    folder = tmp_path / "half_written"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"dim": 2}')
+    llm = RouteLLMChat(router="mf", router_checkpoint=str(folder))
+    with pytest.raises(CheckpointError) as info:
+        llm.get_router()
+    assert str(folder) in str(info.value)
+    assert "model.safetensors" in str(info.value)
