@@ -1,0 +1,144 @@
+"""Embedders: the ONNX, torch and sentence-transformers paths agree; the cache; LiteLLM; specs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from routellm_lc.embeddings import (
+    CachedEmbedder,
+    LiteLLMEmbedder,
+    LocalEmbedder,
+    SentenceTransformerEmbedder,
+    _bundled_model_path,
+    get_embedder,
+)
+from routellm_lc.errors import CheckpointError
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a Python function that merges two sorted lists in linear time.",
+    "hi",
+    "Prove that the square root of 2 is irrational, step by step, and explain each step "
+    "so that a high-school student can follow the argument.",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_vectors() -> np.ndarray:
+    return LocalEmbedder(backend="onnx").embed(PROMPTS)
+
+
+def test_local_embedder_shape_dtype_and_unit_rows(onnx_vectors):
+    assert onnx_vectors.shape == (len(PROMPTS), 384)
+    assert onnx_vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(onnx_vectors, axis=1), 1.0, atol=1e-5)
+    # Different prompts are different points (not a constant or a broken pooling).
+    similarity = onnx_vectors @ onnx_vectors.T
+    assert similarity[0, 1] < 0.9
+
+
+def test_onnx_matches_torch(onnx_vectors):
+    torch_vectors = LocalEmbedder(backend="torch").embed(PROMPTS)
+    np.testing.assert_allclose(onnx_vectors, torch_vectors, atol=1e-5)
+
+
+def test_local_embedder_matches_sentence_transformers(onnx_vectors):
+    st = SentenceTransformerEmbedder(str(_bundled_model_path()))
+    assert st.dim == 384
+    np.testing.assert_allclose(onnx_vectors, st.embed(PROMPTS), atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(onnx_vectors):
+    embedder = LocalEmbedder(backend="onnx")
+    one_by_one = np.vstack([embedder.embed([p]) for p in PROMPTS])
+    np.testing.assert_allclose(one_by_one, onnx_vectors, atol=1e-5)
+
+
+def test_empty_batch():
+    assert LocalEmbedder().embed([]).shape == (0, 384)
+
+
+def test_missing_model_folder_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json"):
+        LocalEmbedder(tmp_path / "nowhere")
+
+
+# -- cache ---------------------------------------------------------------------------------------
+class CountingEmbedder:
+    """2-d vectors from the text length; records which texts it was asked for."""
+
+    name = "counting"
+    dim = 2
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+def test_cache_hits_and_misses():
+    inner = CountingEmbedder()
+    cache = CachedEmbedder(inner, maxsize=10)
+    first = cache.embed(["a", "bb", "a"])
+    assert inner.seen == [["a", "bb"]]  # the duplicate is embedded once
+    assert (cache.hits, cache.misses) == (0, 3)
+    second = cache.embed(["bb", "ccc"])
+    assert inner.seen[-1] == ["ccc"]
+    assert (cache.hits, cache.misses) == (1, 4)
+    np.testing.assert_array_equal(first[1], second[0])
+    assert cache.embed([]).shape == (0, 2)
+
+
+def test_cache_evicts_least_recently_used():
+    inner = CountingEmbedder()
+    cache = CachedEmbedder(inner, maxsize=2)
+    cache.embed(["a", "b"])
+    cache.embed(["a"])  # "a" is now the most recent; "b" the least
+    cache.embed(["c"])  # evicts "b"
+    cache.embed(["a"])
+    assert inner.seen[-1] == ["c"]
+    cache.embed(["b"])
+    assert inner.seen[-1] == ["b"]
+
+
+# -- sentence-transformers from a Hub-layout folder, LiteLLM endpoint, specs ------------------
+def test_sentence_transformer_spec_loads_local_hub_layout_folder(onnx_vectors):
+    embedder = get_embedder(f"st:{_bundled_model_path()}", cache=False)
+    assert embedder.name.startswith("st:")
+    np.testing.assert_allclose(embedder.embed(PROMPTS[:1]), onnx_vectors[:1], atol=1e-5)
+
+
+def test_litellm_embedder_against_backend(fresh_backend):
+    embedder = LiteLLMEmbedder(
+        "openai/embed-small", api_base=fresh_backend.base_url, api_key="k", max_retries=0
+    )
+    vectors = embedder.embed(["alpha", "beta", "alpha"])
+    assert vectors.shape == (3, 64) and embedder.dim == 64
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    assert not np.allclose(vectors[0], vectors[1])
+    (request,) = fresh_backend.requests_for("embed-small")
+    assert request.path == "/v1/embeddings"
+    assert request.body["input"] == ["alpha", "beta", "alpha"]
+
+
+def test_get_embedder_shares_instances_and_accepts_objects():
+    assert get_embedder("local") is get_embedder("local")
+    inner = CountingEmbedder()
+    assert get_embedder(inner) is inner
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "openai:text-embedding-3-small"])
+def test_get_embedder_unknown_spec(spec):
+    with pytest.raises(ValueError, match="Unknown embedder"):
+        get_embedder(spec)
+
+
+def test_get_embedder_rejects_non_embedders():
+    with pytest.raises(TypeError, match="Not an embedder"):
+        get_embedder(42)  # type: ignore[arg-type]
