@@ -68,6 +68,11 @@ class TestRouteLLMChatUnit(ChatModelUnitTests):
         # The router picks the model per call; a per-call `model` is not how it is chosen.
         return False
 
+    @property
+    def init_from_env_params(self) -> tuple[dict, dict, dict]:
+        env = {"ROUTELLM_LC_STRONG_MODEL": "openai/big", "ROUTELLM_LC_WEAK_MODEL": "openai/small"}
+        return env, {"router": "random"}, {"strong": "openai/big", "weak": "openai/small"}
+
 
 class TestRouteLLMChatIntegration(ChatModelIntegrationTests):
     @property
