@@ -8,7 +8,9 @@ Measures, in one run:
   throughput, measured in the same run (the ratio is the target: ≥ 90%);
 - ONNX Runtime vs torch for the default embedder;
 - `import routellm_lc` time and `routellm_lc.RouteLLMChat` attribute time (fresh
-  subprocesses, median of 5).
+  subprocesses, median of 5);
+- the anchor, RouteLLM's `mf` path (an embedding API call per prompt), as a lower bound: the
+  same call through LiteLLM to the local backend on 127.0.0.1.
 
 Prompts are real user prompts from the *training* sources (Arena-Bench questions and
 AlpacaEval instructions, read via ROUTELLM_LC_DATA / --data-dir), never the evaluation sets.
@@ -215,6 +217,27 @@ def bench_router(
     return result
 
 
+def anchor_embedding_call(prompts: list[str]) -> dict[str, float]:
+    """RouteLLM's `mf` path: one embedding API call per prompt (LiteLLM, OpenAI protocol).
+
+    Against the local zero-latency backend on 127.0.0.1 this is a lower bound: a real call to
+    OpenAI adds the network round trip and the provider's own time, which cannot be measured
+    here (no internet).
+    """
+    from routellm_lc.embeddings import LiteLLMEmbedder
+    from routellm_lc.testing import LocalBackend
+
+    with LocalBackend() as backend:
+        embedder = LiteLLMEmbedder(
+            "openai/text-embedding-3-small",
+            api_base=backend.base_url,
+            api_key="bench",
+            max_retries=0,
+        )
+        embedder.embed(prompts[:2])  # import LiteLLM, open the connection
+        return summary(latencies_ms(lambda p: embedder.embed([p]), prompts))
+
+
 def machine() -> dict[str, Any]:
     import onnxruntime
 
@@ -276,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mf", prompts, lambda: LocalEmbedder(backend="torch"), mf_ckpt, args.rounds
         )
         print("mf (torch)", json.dumps(report["mf_torch_embedder"]), flush=True)
+    report["anchor_litellm_embedding_call_localhost"] = anchor_embedding_call(prompts)
+    print("anchor", json.dumps(report["anchor_litellm_embedding_call_localhost"]), flush=True)
     report["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     text = json.dumps(report, indent=2)
     print(text)
