@@ -1,0 +1,114 @@
+"""`routellm-lc serve`: the OpenAI-compatible server for plain OpenAI clients."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve an OpenAI-compatible API that routes every call",
+        description="Serve POST /v1/chat/completions with model names "
+        "'router-<router>-<threshold>': each request is scored by the router and forwarded to "
+        "the strong or the weak model. Flags override the --config file (YAML or JSON with the "
+        "same names, underscores for dashes). Server keys also come from "
+        "$ROUTELLM_LC_SERVER_KEYS (comma-separated).",
+    )
+    add = parser.add_argument
+    add("--config", help="YAML or JSON file of settings (the flags' names, e.g. api_base)")
+    add("--routers", nargs="+", help="routers to serve (default: mf)")
+    add(
+        "--checkpoint",
+        action="append",
+        metavar="ROUTER=PATH",
+        help="checkpoint folder or Hub id for a router (repeatable)",
+    )
+    add("--threshold", type=float, help="threshold of the ids in /v1/models (default 0.5)")
+    add("--strong", help="strong model, a LiteLLM string (default: openai/gpt-4o)")
+    add("--weak", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
+    add("--api-base", help="OpenAI-compatible base URL for both models")
+    add("--api-key", help="upstream API key for both models")
+    add("--strong-api-base", help="base URL for the strong model only")
+    add("--weak-api-base", help="base URL for the weak model only")
+    add("--strong-api-key", help="API key for the strong model only")
+    add("--weak-api-key", help="API key for the weak model only")
+    add(
+        "--server-key",
+        action="append",
+        dest="server_keys",
+        metavar="KEY",
+        help="bearer key clients must send (repeatable; none: no auth)",
+    )
+    add("--host", help="interface to bind (default 127.0.0.1: this machine only)")
+    add("--port", type=int, help="port (default 6060)")
+    add("--route-on", choices=["last_user", "conversation"], help="what the router scores")
+    add("--timeout", type=float, help="seconds per upstream call (default 60)")
+    add("--connect-timeout", type=float, help="seconds to connect upstream (default 5)")
+    add("--max-retries", type=int, help="LiteLLM retries for non-OpenAI providers (default 0)")
+    add("--no-fallback", action="store_const", const=False, dest="fallback",
+        help="do not retry a failed call on the other model")  # fmt: skip
+    add("--forwarding", choices=["auto", "litellm"], help="auto: direct relay for OpenAI APIs")
+    add("--max-body-bytes", type=int, help="larger request bodies get 413 (default 4 MiB)")
+    add("--access-log", action="store_const", const=True, help="log every request")
+    add("--log-level", help="uvicorn log level (default warning)")
+    parser.set_defaults(func=run)
+
+
+def _checkpoints(values: list[str] | None) -> dict[str, str] | None:
+    from routellm_lc.server.config import ServerConfigError
+
+    if not values:
+        return None
+    checkpoints = {}
+    for value in values:
+        router, sep, path = value.partition("=")
+        if not sep or not router or not path:
+            raise ServerConfigError(f"--checkpoint takes ROUTER=PATH, got {value!r}.")
+        checkpoints[router] = path
+    return checkpoints
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from routellm_lc.server.config import ServerConfig
+    from routellm_lc.server.runner import serve
+
+    config = ServerConfig.from_sources(
+        args.config,
+        routers=args.routers,
+        checkpoints=_checkpoints(args.checkpoint),
+        threshold=args.threshold,
+        strong=args.strong,
+        weak=args.weak,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        strong_api_base=args.strong_api_base,
+        weak_api_base=args.weak_api_base,
+        strong_api_key=args.strong_api_key,
+        weak_api_key=args.weak_api_key,
+        server_keys=args.server_keys,
+        host=args.host,
+        port=args.port,
+        route_on=args.route_on,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        max_retries=args.max_retries,
+        fallback=args.fallback,
+        forwarding=args.forwarding,
+        max_body_bytes=args.max_body_bytes,
+        access_log=args.access_log,
+        log_level=args.log_level,
+    )
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.WARNING))
+    auth = f"{len(config.server_keys)} key(s)" if config.server_keys else "none"
+    print(
+        f"routellm-lc serve: routers {', '.join(config.routers)}; strong {config.strong}, "
+        f"weak {config.weak}; auth {auth}; http://{config.host}:{config.port}/v1",
+        flush=True,
+    )
+    serve(config)
+    return 0

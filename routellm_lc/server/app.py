@@ -1,0 +1,419 @@
+"""The OpenAI-compatible FastAPI app: a thin shell over the routing core.
+
+`POST /v1/chat/completions` with model `router-<router>-<threshold>`: validate the request
+against `ChatCompletionRequest`, route on `routing_text(messages)` with `decide` (as
+`RouteLLMChat` does), forward the request with only `model` replaced, answer with the chosen
+model's response and the decision in `x-routellm-*` headers. The chosen model failing before
+any byte reached the client → the other model answers (`x-routellm-fallback-from`); both
+failing → 502 (504 on timeouts). A stream that breaks after it started ends with an SSE error
+event.
+
+The hot path skips FastAPI's body handling (`orjson` parsing, the pydantic model validating
+the parsed dict, raw bytes out); the models still define the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response, StreamingResponse
+
+from routellm_lc.decision import RoutingDecision, routing_text
+from routellm_lc.errors import EmptyPromptError
+from routellm_lc.server.config import ServerConfig
+from routellm_lc.server.errors import APIError, sse_error_event
+from routellm_lc.server.forwarding import (
+    DirectForwarder,
+    LiteLLMForwarder,
+    Reply,
+    Stream,
+    Target,
+    UpstreamFailure,
+    build_target,
+)
+from routellm_lc.server.metrics import Metrics
+from routellm_lc.server.routing import RoutingService
+from routellm_lc.server.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+)
+
+CHAT_PATH = "/v1/chat/completions"
+_validate_request = ChatCompletionRequest.__pydantic_validator__.validate_python
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "Malformed JSON, unknown router, bad model name or threshold",
+        401: "Missing or wrong bearer key (when the server has keys)",
+        413: "Request body over the size limit",
+        422: "Request does not match the schema",
+        502: "Both models failed (or the chosen one, without fallback)",
+        504: "The model timed out",
+    }.items()
+}
+
+
+_bearer = HTTPBearer(auto_error=False, description="A server key (when the server has keys).")
+
+
+async def require_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the bearer key is one of the server's keys (no keys: open)."""
+    request.app.state.routellm.check_key(credentials)
+
+
+class ServerState:
+    """Everything built once per server: routers, upstream clients, metrics, cached bodies."""
+
+    def __init__(self, config: ServerConfig, routing: RoutingService | None = None) -> None:
+        self.config = config
+        self.routing = routing or RoutingService(
+            config.routers, config.checkpoints, config.strong, config.weak, config.threshold
+        )
+        self.keys = tuple(k.encode() for k in config.server_keys)
+        self.targets: dict[str, Target] = {
+            "strong": build_target(
+                config.strong,
+                config.strong_api_base or config.api_base,
+                config.strong_api_key or config.api_key,
+                config.forwarding,
+            ),
+            "weak": build_target(
+                config.weak,
+                config.weak_api_base or config.api_base,
+                config.weak_api_key or config.api_key,
+                config.forwarding,
+            ),
+        }
+        self.metrics = Metrics()
+        self.direct: DirectForwarder | None = None
+        self.litellm: LiteLLMForwarder | None = None
+        self.models_body = b""
+        self.health_body = b""
+
+    async def start(self) -> None:
+        if not self.routing.slots:
+            self.routing.load()
+        config = self.config
+        self.direct = DirectForwarder(
+            config.timeout, config.connect_timeout, config.max_connections
+        )
+        self.litellm = LiteLLMForwarder(config.timeout, config.max_retries)
+        created = int(time.time())
+        cards = [ModelCard(id=i, created=created) for i in self.routing.model_ids()]
+        self.models_body = ModelList(data=cards).model_dump_json().encode()
+        health = HealthResponse(routers=self.routing.names, strong=config.strong, weak=config.weak)
+        self.health_body = health.model_dump_json().encode()
+
+    async def stop(self) -> None:
+        if self.direct is not None:
+            await self.direct.aclose()
+        self.routing.close()
+
+    def forwarder(self, target: Target) -> DirectForwarder | LiteLLMForwarder:
+        forwarder = self.direct if target.url is not None else self.litellm
+        assert forwarder is not None, "the server has not started"
+        return forwarder
+
+    def check_key(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if not self.keys:
+            return
+        given = credentials.credentials.encode() if credentials is not None else b""
+        # compare_digest against every key: timing does not reveal which key nearly matched
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise APIError(
+                401,
+                "Missing or incorrect API key: send 'Authorization: Bearer <server key>'.",
+                code="invalid_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
+
+
+def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -> FastAPI:
+    """The app for `config`. Routers load in the lifespan unless `routing` is already loaded
+    (`serve` loads them first, so a bad router name fails before the port opens)."""
+    state = ServerState(config, routing)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        yield
+        await state.stop()
+
+    app = FastAPI(
+        title="routellm-lc",
+        summary="OpenAI-compatible chat completions, routed between a strong and a weak model.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.routellm = state
+    _install_error_handlers(app, state)
+
+    @app.post(
+        CHAT_PATH,
+        summary="Chat completion, routed (model: router-<router>-<threshold>)",
+        response_model=ChatCompletionResponse,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
+            **_ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                    }
+                },
+            }
+        },
+        dependencies=[Depends(require_key)],
+    )
+    async def chat_completions(request: Request) -> Response:
+        body = await _parse_body(request, config.max_body_bytes)
+        slot, threshold = state.routing.resolve(body["model"])
+        try:
+            text = routing_text(body["messages"], config.route_on)
+        except EmptyPromptError as exc:
+            raise APIError(400, str(exc), param="messages", code="empty_prompt") from None
+        started = time.perf_counter()
+        decision = await slot.decide(text, threshold)
+        state.metrics.routing.observe(slot.name, time.perf_counter() - started)
+        return await _answer(state, body, decision)
+
+    @app.get(
+        "/v1/models",
+        summary="The served routers, as model ids",
+        response_model=ModelList,
+        responses={401: _ERRORS[401]},
+        dependencies=[Depends(require_key)],
+    )
+    async def list_models() -> Response:
+        return Response(state.models_body, media_type="application/json")
+
+    @app.get("/health", summary="Liveness and what is served", response_model=HealthResponse)
+    async def health() -> Response:
+        return Response(state.health_body, media_type="application/json")
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+# --------------------------------------------------------------------------- request handling
+
+
+async def _parse_body(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a dict that matches `ChatCompletionRequest` (else 413/400/422)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise APIError(
+            400, f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+    try:
+        _validate_request(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return body
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(
+        413, f"The request body is larger than {limit} bytes.", code="request_too_large"
+    )
+
+
+def _invalid(exc: ValidationError) -> APIError:
+    first = exc.errors(include_url=False)[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    where = f"'{param}'" if param else "the request body"
+    problems = len(exc.errors())
+    more = f" (and {problems - 1} more problem(s))" if problems > 1 else ""
+    return APIError(
+        422, f"Invalid {where}: {first['msg']}{more}.", param=param, code="invalid_request"
+    )
+
+
+def _decision_headers(decision: RoutingDecision) -> dict[str, str]:
+    headers = {
+        "x-routellm-router": decision.router,
+        "x-routellm-score": repr(decision.score),
+        "x-routellm-threshold": repr(decision.threshold),
+        "x-routellm-route": decision.route,
+        "x-routellm-model": decision.model,
+    }
+    if decision.fallback_from is not None:
+        headers["x-routellm-fallback-from"] = decision.fallback_from
+    return headers
+
+
+async def _answer(
+    state: ServerState, body: Mapping[str, Any], decision: RoutingDecision
+) -> Response:
+    """Forward to the chosen model; on failure before any byte was sent, to the other one."""
+    attempts = [decision]
+    if state.config.fallback:
+        other = state.targets["weak" if decision.route == "strong" else "strong"]
+        attempts.append(decision.with_fallback(other.name))
+    stream = body.get("stream") is True
+    metrics = state.metrics
+    failures: list[UpstreamFailure] = []
+    for attempt in attempts:
+        target = state.targets[attempt.route]
+        forwarder = state.forwarder(target)
+        started = time.perf_counter()
+        try:
+            if stream:
+                result: Reply | Stream = await forwarder.open_stream(target, body)
+            else:
+                result = await forwarder.complete(target, body)
+        except UpstreamFailure as exc:
+            metrics.error(f"upstream_{exc.kind}")
+            failures.append(exc)
+            continue
+        metrics.upstream.observe(attempt.route, time.perf_counter() - started)
+        if attempt.fallback_from is not None:
+            metrics.fallback(attempt.router, decision.route)
+        headers = _decision_headers(attempt)
+        if isinstance(result, Reply):
+            metrics.request(attempt.router, attempt.route, result.status)
+            return Response(result.body, result.status, headers, media_type="application/json")
+        metrics.request(attempt.router, attempt.route, 200)
+        headers["cache-control"] = "no-cache"
+        return StreamingResponse(
+            _relay(result, metrics), headers=headers, media_type="text/event-stream"
+        )
+    return _failed(decision, failures, metrics)
+
+
+def _failed(
+    decision: RoutingDecision, failures: list[UpstreamFailure], metrics: Metrics
+) -> Response:
+    """504 when every attempt timed out, else 502; the message names each model's failure."""
+    status = 504 if all(f.status == 504 for f in failures) else 502
+    metrics.request(decision.router, decision.route, status)
+    if len(failures) == 1:
+        message = failures[0].message
+    else:
+        message = "Both models failed. " + " ".join(f.message + "." for f in failures)
+    code = "upstream_timeout" if status == 504 else "upstream_error"
+    return APIError(status, message, code=code, headers=_decision_headers(decision)).response()
+
+
+async def _relay(stream: Stream, metrics: Metrics) -> AsyncIterator[bytes]:
+    """The upstream's events as they come; a failure mid-stream → one error event, then end."""
+    try:
+        yield stream.first
+        while True:
+            try:
+                batch = await stream.next()
+            except UpstreamFailure as failure:
+                metrics.error(f"stream_{failure.kind}")
+                yield sse_error_event(failure.message, failure.code)
+                return
+            if batch is None:
+                return
+            yield batch
+    finally:
+        try:
+            await stream.close()
+        except Exception:  # closing a broken upstream connection may fail; nothing to do
+            pass
+
+
+# --------------------------------------------------------------------------- errors, OpenAPI
+
+
+def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
+    metrics = state.metrics
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> Response:
+        metrics.error(exc.code or str(exc.status))
+        if request.url.path == CHAT_PATH:
+            metrics.request("none", "none", exc.status)
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"No route {request.method} {request.url.path}."
+        return APIError(exc.status_code, message, code=code, headers=exc.headers).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        metrics.error("invalid_request")
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(part) for part in first.get("loc", ())) or None
+        message = f"Invalid request: {first.get('msg')}."
+        return APIError(422, message, param=param, code="invalid_request").response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        metrics.error("internal")
+        message = f"Internal error ({type(exc).__name__}); see the server log."
+        return APIError(500, message, code="internal_error").response()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus `ChatCompletionRequest`, which the handler validates itself."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    request_schema = ChatCompletionRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components.update(request_schema.pop("$defs", {}))
+    components["ChatCompletionRequest"] = request_schema
+    app.openapi_schema = schema
+    return schema
+
+
+def _version() -> str:
+    from routellm_lc import __version__
+
+    return __version__

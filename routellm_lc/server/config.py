@@ -1,0 +1,141 @@
+"""What a server serves: routers, the two models, where they live, limits and keys.
+
+One `ServerConfig` comes from CLI flags, a YAML/JSON file with the same field names, and the
+`ROUTELLM_LC_SERVER_KEYS` environment variable (comma-separated bearer keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from routellm_lc.decision import validate_threshold
+from routellm_lc.errors import RouteLLMError
+
+SERVER_KEYS_ENV = "ROUTELLM_LC_SERVER_KEYS"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class ServerConfigError(RouteLLMError, ValueError):
+    """The server configuration (flags or file) is invalid."""
+
+
+@dataclass
+class ServerConfig:
+    """Everything `create_app` needs. Field names are also the config-file keys."""
+
+    routers: list[str] = field(default_factory=lambda: ["mf"])
+    """Routers served, each as `router-<name>-<threshold>` model names."""
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    """Checkpoint folder or Hub id per router name (absent: the router's bundled default)."""
+    threshold: float = 0.5
+    """Threshold of the ids listed by `/v1/models` and of the short name `router-<name>`."""
+    strong: str | None = None
+    """Strong model as a LiteLLM string (default: `$ROUTELLM_LC_STRONG_MODEL` or openai/gpt-4o)."""
+    weak: str | None = None
+    """Weak model as a LiteLLM string (default: `$ROUTELLM_LC_WEAK_MODEL` or gpt-4o-mini)."""
+    api_base: str | None = None
+    """OpenAI-compatible base URL for both models (per-model overrides below)."""
+    api_key: str | None = None
+    """Upstream API key for both models (default: the provider's usual environment variable)."""
+    strong_api_base: str | None = None
+    weak_api_base: str | None = None
+    strong_api_key: str | None = None
+    weak_api_key: str | None = None
+    server_keys: list[str] = field(default_factory=list)
+    """Bearer keys clients must present; empty = no auth (also `ROUTELLM_LC_SERVER_KEYS`)."""
+    host: str = "127.0.0.1"
+    port: int = 6060
+    route_on: Literal["last_user", "conversation"] = "last_user"
+    """What the router scores, as in `RouteLLMChat.route_on`."""
+    timeout: float = 60.0
+    """Seconds an upstream call may take (per attempt; per read while streaming)."""
+    connect_timeout: float = 5.0
+    """Seconds to open a connection upstream."""
+    max_retries: int = 0
+    """Retries inside LiteLLM for non-OpenAI providers (the fallback model is the retry)."""
+    fallback: bool = True
+    """Answer with the other model when the chosen one fails before any byte was sent."""
+    forwarding: Literal["auto", "litellm"] = "auto"
+    """`auto`: OpenAI-compatible upstreams get a direct HTTP relay, other providers LiteLLM;
+    `litellm`: everything through `litellm.acompletion` (slower; for comparison)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Larger request bodies get 413."""
+    max_connections: int = 512
+    """Upstream connection-pool size."""
+    access_log: bool = False
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        from routellm_lc.models import default_strong_model, default_weak_model
+
+        self.strong = self.strong or default_strong_model()
+        self.weak = self.weak or default_weak_model()
+        if isinstance(self.routers, str):
+            self.routers = [r for r in self.routers.replace(",", " ").split() if r]
+        if not self.routers:
+            raise ServerConfigError("Serve at least one router (e.g. --routers mf).")
+        if isinstance(self.server_keys, str):
+            self.server_keys = _split_keys(self.server_keys)
+        self.threshold = validate_threshold(self.threshold)
+        if self.route_on not in ("last_user", "conversation"):
+            raise ServerConfigError(
+                f"route_on must be 'last_user' or 'conversation', got {self.route_on!r}."
+            )
+        if self.forwarding not in ("auto", "litellm"):
+            raise ServerConfigError(
+                f"forwarding must be 'auto' or 'litellm', got {self.forwarding!r}."
+            )
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ServerConfigError("timeout and connect_timeout must be positive seconds.")
+        if self.max_body_bytes <= 0:
+            raise ServerConfigError("max_body_bytes must be a positive number of bytes.")
+
+    @classmethod
+    def from_sources(
+        cls, file: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any
+    ) -> ServerConfig:
+        """File values, then the non-None `overrides` (CLI flags), then env keys appended."""
+        values: dict[str, Any] = load_config_file(file) if file else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        env = os.environ if env is None else env
+        keys = list(values.get("server_keys") or [])
+        if isinstance(values.get("server_keys"), str):
+            keys = _split_keys(values["server_keys"])
+        keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
+        values["server_keys"] = keys
+        return cls(**values)
+
+
+def _split_keys(text: str) -> list[str]:
+    return [k.strip() for k in text.split(",") if k.strip()]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON mapping whose keys are `ServerConfig` fields."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ServerConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml and json raise different types; both mean "bad file"
+        raise ServerConfigError(f"Config file {path} is not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ServerConfigError(f"Config file {path} must hold a mapping of settings.")
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ServerConfigError(
+            f"Unknown settings in {path}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+        )
+    return data

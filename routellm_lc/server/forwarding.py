@@ -1,0 +1,368 @@
+"""Forwarding a chat request to the chosen model.
+
+OpenAI-compatible upstreams (`openai/...` model strings, or any model with an `api_base`) get
+a direct relay: one shared `httpx.AsyncClient` with a keep-alive pool, the client's request
+body passed through with only `model` replaced, the response bytes relayed as they came.
+LiteLLM (`acompletion`) costs ~5 ms of CPU per request (RouteLLM's server spends two thirds of
+its time there), so it is used only for providers that do not speak OpenAI's protocol.
+
+Every failure is turned into an `UpstreamFailure` that names the model and carries the status
+the client should get (502, or 504 for timeouts); a client error the upstream reports
+(400/413/422: the request itself is wrong) is relayed as is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from routellm_lc.server.errors import error_body
+
+#: Upstream statuses that are the client's fault: relayed, never retried on the other model.
+CLIENT_ERRORS = frozenset({400, 413, 422})
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class UpstreamFailure(Exception):
+    """The chosen model did not answer usably: 502 (or 504 on a timeout) unless a fallback
+    model answers instead."""
+
+    def __init__(self, model: str, kind: str, detail: str, status: int = 502) -> None:
+        self.model = model
+        self.kind = kind
+        self.status = status
+        self.code = "upstream_timeout" if status == 504 else "upstream_error"
+        super().__init__(f"Model {model!r} failed ({kind}): {detail}")
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one of the two models lives."""
+
+    name: str
+    """The configured model string (what decisions record), e.g. `openai/gpt-4o`."""
+    wire_model: str
+    """The `model` sent upstream (for the direct relay: without the `openai/` prefix)."""
+    url: str | None
+    """Chat-completions URL for the direct relay; None = LiteLLM."""
+    api_key: str | None
+    api_base: str | None
+
+
+def build_target(
+    model: str, api_base: str | None, api_key: str | None, forwarding: str = "auto"
+) -> Target:
+    """Direct relay for OpenAI-protocol models, LiteLLM for every other provider."""
+    provider, sep, rest = model.partition("/")
+    is_openai = sep and provider == "openai"
+    direct = forwarding == "auto" and (is_openai or (not sep and api_base is not None))
+    if not direct:
+        return Target(model, model, None, api_key, api_base)
+    base = (
+        api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or "https://api.openai.com/v1"
+    )
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    return Target(
+        model, rest if is_openai else model, base.rstrip("/") + "/chat/completions", key, base
+    )
+
+
+@dataclass
+class Reply:
+    """A complete JSON answer: the model's completion, or a client error it reported."""
+
+    status: int
+    body: bytes
+
+
+class Stream:
+    """An upstream SSE stream whose first events have arrived (so it can no longer fall back).
+
+    `next()` returns the next batch of complete, validated events (None at the end) or raises
+    `UpstreamFailure`; `close()` releases the upstream connection.
+    """
+
+    def __init__(
+        self,
+        first: bytes,
+        next_batch: Callable[[], Awaitable[bytes | None]],
+        close: Callable[[], Awaitable[Any]],
+    ) -> None:
+        self.first = first
+        self.next = next_batch
+        self.close = close
+
+
+def _checked_json(target: Target, status: int, content: bytes) -> Reply:
+    """A finished upstream response as a `Reply`, or an `UpstreamFailure`."""
+    if 200 <= status < 300:
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise UpstreamFailure(target.name, "malformed", "response is not valid JSON") from None
+        if not isinstance(data, dict) or "choices" not in data:
+            raise UpstreamFailure(target.name, "malformed", "response has no 'choices'")
+        return Reply(status, content)
+    message = _upstream_message(content) or f"HTTP {status}"
+    if status in CLIENT_ERRORS:
+        if _upstream_message(content) is not None:
+            return Reply(status, content)
+        return Reply(status, orjson.dumps(error_body(message, "invalid_request_error")))
+    raise UpstreamFailure(target.name, f"status_{status}", message)
+
+
+def _upstream_message(content: bytes) -> str | None:
+    """The `error.message` of an OpenAI-shaped error body, if that is what it is."""
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return str(data["error"].get("message") or "")
+    return None
+
+
+class _EventReader:
+    """Complete SSE events from a byte stream, each `data:` payload checked to be JSON.
+
+    Relaying whole events only means a client never sees half an event, and a broken one
+    becomes a clean error event instead of a JSON error deep inside the client's SDK.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], target: Target) -> None:
+        self._chunks = chunks
+        self._target = target
+        self._buffer = b""
+        self.done = False
+
+    async def next_batch(self) -> bytes | None:
+        while True:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                if self._buffer.strip():
+                    raise UpstreamFailure(
+                        self._target.name, "malformed", "stream ended inside an event"
+                    ) from None
+                return None
+            except httpx.TimeoutException:
+                raise _timeout(self._target) from None
+            except httpx.HTTPError as exc:
+                raise _transport(self._target, exc) from None
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n")
+            self._buffer += chunk
+            cut = self._buffer.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
+            self._check(complete)
+            return complete
+
+    def _check(self, events: bytes) -> None:
+        for event in events.split(b"\n\n"):
+            data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+            if not data:
+                continue
+            payload = b"\n".join(data)
+            if payload == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamFailure(
+                    self._target.name, "malformed", "stream event is not valid JSON"
+                ) from None
+
+
+def _timeout(target: Target) -> UpstreamFailure:
+    return UpstreamFailure(target.name, "timeout", "no response within the timeout", status=504)
+
+
+def _transport(target: Target, exc: Exception) -> UpstreamFailure:
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamFailure(target.name, "unreachable", f"cannot connect ({exc})")
+    return UpstreamFailure(target.name, "connection", f"{type(exc).__name__}: {exc}")
+
+
+class DirectForwarder:
+    """Relays to OpenAI-compatible endpoints over one pooled keep-alive HTTP client."""
+
+    def __init__(self, timeout: float, connect_timeout: float, max_connections: int) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @staticmethod
+    def _request(target: Target, body: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
+        payload = orjson.dumps({**body, "model": target.wire_model})
+        headers = {"content-type": "application/json"}
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        return payload, headers
+
+    async def complete(self, target: Target, body: Mapping[str, Any]) -> Reply:
+        assert target.url is not None
+        payload, headers = self._request(target, body)
+        try:
+            response = await self.client.post(target.url, content=payload, headers=headers)
+        except httpx.TimeoutException:
+            raise _timeout(target) from None
+        except httpx.HTTPError as exc:
+            raise _transport(target, exc) from None
+        return _checked_json(target, response.status_code, response.content)
+
+    async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
+        assert target.url is not None
+        payload, headers = self._request(target, body)
+        request = self.client.build_request("POST", target.url, content=payload, headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise _timeout(target) from None
+        except httpx.HTTPError as exc:
+            raise _transport(target, exc) from None
+        try:
+            content_type = response.headers.get("content-type", "")
+            if response.status_code != 200 or content_type.startswith("application/json"):
+                content = await response.aread()
+                return _checked_json(target, response.status_code, content)
+            reader = _EventReader(response.aiter_raw(), target)
+            first = await reader.next_batch()
+            if first is None:
+                raise UpstreamFailure(target.name, "malformed", "empty stream")
+        except httpx.TimeoutException:
+            await response.aclose()
+            raise _timeout(target) from None
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise _transport(target, exc) from None
+        except BaseException:
+            await response.aclose()
+            raise
+        return Stream(first, _with_done(reader), response.aclose)
+
+
+def _with_done(reader: _EventReader) -> Callable[[], Awaitable[bytes | None]]:
+    """`reader.next_batch`, ending with a `[DONE]` event if the upstream omitted it."""
+    finished = False
+
+    async def next_batch() -> bytes | None:
+        nonlocal finished
+        if finished:
+            return None
+        batch = await reader.next_batch()
+        if batch is None:
+            finished = True
+            return None if reader.done else DONE_EVENT
+        return batch
+
+    return next_batch
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMForwarder:
+    """Any LiteLLM provider, through `litellm.acompletion` (imported on first use)."""
+
+    def __init__(self, timeout: float, max_retries: int) -> None:
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
+        params = {k: v for k, v in body.items() if k != "model"}
+        params.update(
+            model=target.name, timeout=self.timeout, max_retries=self.max_retries, num_retries=0
+        )
+        if target.api_base:
+            params["api_base"] = target.api_base
+        if target.api_key:
+            params["api_key"] = target.api_key
+        return params
+
+    def _failure(self, target: Target, exc: Exception) -> Reply:
+        """A client error LiteLLM reports as a `Reply`; raises `UpstreamFailure` otherwise."""
+        litellm = _litellm()
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, litellm.Timeout) or status in (408, 504):
+            raise _timeout(target) from None
+        if status in CLIENT_ERRORS:
+            body = error_body(str(exc), "invalid_request_error")
+            return Reply(int(status), orjson.dumps(body))
+        kind = f"status_{status}" if isinstance(status, int) else "litellm"
+        raise UpstreamFailure(target.name, kind, f"{type(exc).__name__}: {exc}") from None
+
+    async def complete(self, target: Target, body: Mapping[str, Any]) -> Reply:
+        try:
+            response = await _litellm().acompletion(**self._params(target, body))
+        except Exception as exc:
+            return self._failure(target, exc)
+        return Reply(200, orjson.dumps(response.model_dump(), default=str))
+
+    async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
+        params = self._params(target, body)
+        params["stream"] = True
+        try:
+            stream = await _litellm().acompletion(**params)
+            chunks = aiter(stream)
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise UpstreamFailure(target.name, "malformed", "empty stream") from None
+        except Exception as exc:
+            return self._failure(target, exc)
+        finished = False
+
+        async def next_batch() -> bytes | None:
+            nonlocal finished
+            if finished:
+                return None
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                finished = True
+                return DONE_EVENT
+            except Exception as exc:
+                finished = True
+                self._failure(target, exc)
+                raise UpstreamFailure(target.name, "litellm", str(exc)) from None
+            return _sse(chunk)
+
+        async def close() -> None:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
+
+        return Stream(_sse(first), next_batch, close)
+
+
+def _sse(chunk: Any) -> bytes:
+    return b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True), default=str) + b"\n\n"
+
+
+Forwarder = DirectForwarder | LiteLLMForwarder
