@@ -308,3 +308,23 @@ def test_malformed_checkpoint_folder_names_missing_file(tmp_path):
         llm.get_router()
     assert str(folder) in str(info.value)
     assert "model.safetensors" in str(info.value)
+
+
+# -- LangChain chat models as strong / weak --------------------------------------------------
+def test_langchain_chat_models_as_strong_and_weak(fresh_backend, router):
+    from langchain_openai import ChatOpenAI
+
+    def chat_openai(name: str) -> ChatOpenAI:
+        return ChatOpenAI(
+            model=name, base_url=fresh_backend.base_url, api_key="k", max_retries=0, timeout=10
+        )
+
+    llm = RouteLLMChat(strong=chat_openai("big"), weak=chat_openai("small"), router=router)
+    assert (llm.strong_name, llm.weak_name) == ("big", "small")
+    reply = llm.invoke("a hard question")
+    assert reply.content == "[big] echo: a hard question"
+    assert reply.response_metadata["routing"]["model"] == "big"
+    assert reply.usage_metadata["total_tokens"] > 0
+    called = llm.bind_tools([add]).invoke("easy: add 1 and 2")
+    assert called.tool_calls[0]["name"] == "add"
+    assert fresh_backend.requests_for("small")[-1].body["tools"][0]["function"]["name"] == "add"
