@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
@@ -21,10 +25,12 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.uuid import uuid7
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
+from routellm_lc.graph.events import aemit_decision, emit_decision
 from routellm_lc.models import (
     default_strong_model,
     default_weak_model,
@@ -35,6 +41,13 @@ from routellm_lc.routers.base import Router, get_router_class, load_router
 
 DEFAULT_THRESHOLD = 0.5
 _DECISION_KWARG = "routing_decision"
+#: `config["configurable"]` key that overrides the threshold for one call (e.g. per graph node).
+THRESHOLD_CONFIG_KEY = "routellm_threshold"
+
+#: (id of the RouteLLMChat, run id, config) of the call in progress: see `_active_call`.
+_ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
+    "routellm_active_call", default=None
+)
 
 _ROUTERS: dict[tuple[str, str | None], Router] = {}
 _ROUTERS_LOCK = threading.Lock()
@@ -193,23 +206,31 @@ class RouteLLMChat(BaseChatModel):
         return self._router
 
     # -- deciding --------------------------------------------------------------------------
-    def decide(self, inputs: Sequence[LanguageModelInput]) -> list[RoutingDecision]:
-        """Routing decisions for a batch of inputs, from one router call."""
+    def decide(
+        self, inputs: Sequence[LanguageModelInput], threshold: float | None = None
+    ) -> list[RoutingDecision]:
+        """Routing decisions for a batch of inputs, from one router call.
+
+        `threshold` overrides the model's own (and the controller's) for these decisions.
+        """
         texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
-        return self._decide_texts(texts)
+        return self._decide_texts(texts, threshold)
 
     def current_threshold(self) -> float:
         """The threshold the next decision uses (the controller's, when one is set)."""
         return self.controller.threshold() if self.controller is not None else self.threshold
 
-    def _decide_texts(self, texts: list[str]) -> list[RoutingDecision]:
+    def _decide_texts(
+        self, texts: list[str], threshold: float | None = None
+    ) -> list[RoutingDecision]:
+        threshold = self.current_threshold() if threshold is None else threshold
         memo = {t: self._memo[t] for t in texts if t in self._memo}
         if len(memo) == len(texts):
-            return [self._from_score(*memo[t]) for t in texts]
+            return [self._from_score(*memo[t], threshold) for t in texts]
         decisions = decide(
             self.get_router(),
             texts,
-            self.current_threshold(),
+            threshold,
             strong_model=self.strong_name,
             weak_model=self.weak_name,
             router_name=self.router_name,
@@ -218,8 +239,9 @@ class RouteLLMChat(BaseChatModel):
             self.controller.observe([d.score for d in decisions])
         return decisions
 
-    def _from_score(self, score: float, latency_ms: float, batch_size: int) -> RoutingDecision:
-        threshold = self.current_threshold()
+    def _from_score(
+        self, score: float, latency_ms: float, batch_size: int, threshold: float
+    ) -> RoutingDecision:
         strong = score >= threshold
         return RoutingDecision(
             router=self.router_name,
@@ -240,14 +262,16 @@ class RouteLLMChat(BaseChatModel):
         """Decide before the run starts, so the decision is in the run's metadata and tags."""
         if _DECISION_KWARG in kwargs:
             return ensure_config(config), kwargs
-        (decision,) = self.decide([value])
         config = ensure_config(config)
+        (decision,) = self.decide([value], _threshold_override(config))
         metadata = dict(config.get("metadata") or {})
+        decision = _with_graph_position(decision, metadata)
         metadata["routing"] = decision.to_dict()
         tags = list(config.get("tags") or [])
         tags += [f"routellm:{decision.route}", f"routellm:model={decision.model}"]
-        config = {**config, "metadata": metadata, "tags": tags}
-        return config, {**kwargs, _DECISION_KWARG: decision.to_dict()}
+        callbacks = _configured_callbacks(config.get("callbacks"))
+        config = {**config, "metadata": metadata, "tags": tags, "callbacks": callbacks}
+        return _with_run_id(config), {**kwargs, _DECISION_KWARG: decision.to_dict()}
 
     # -- public entry points: decide first, then run -----------------------------------------
     def invoke(
@@ -259,7 +283,8 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config, kwargs = self._with_decision(input, config, kwargs)
-        return super().invoke(input, config, stop=stop, **kwargs)
+        with self._active_call(config):
+            return super().invoke(input, config, stop=stop, **kwargs)
 
     async def ainvoke(
         self,
@@ -270,7 +295,8 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config, kwargs = self._with_decision(input, config, kwargs)
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
+        with self._active_call(config):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
         self,
@@ -281,7 +307,8 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         config, kwargs = self._with_decision(input, config, kwargs)
-        yield from super().stream(input, config, stop=stop, **kwargs)
+        with self._active_call(config):
+            yield from super().stream(input, config, stop=stop, **kwargs)
 
     async def astream(
         self,
@@ -292,8 +319,57 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config, kwargs = self._with_decision(input, config, kwargs)
-        async for chunk in super().astream(input, config, stop=stop, **kwargs):
-            yield chunk
+        with self._active_call(config):
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+
+    @contextmanager
+    def _active_call(self, config: RunnableConfig) -> Iterator[None]:
+        """Make this call's run id and config visible to `_stream`/`_astream`.
+
+        LangChain gives `_stream`/`_astream` no run manager when it streams (`stream`,
+        `astream`, and invoke under `astream_events` or LangGraph's message streaming): the
+        call's own handlers are rebuilt from this config (`_detached_run_manager`), so the
+        decision event names this run and the chosen model's run nests under it.
+        """
+        token = _ACTIVE_CALL.set((id(self), config.get("run_id"), config))
+        try:
+            yield
+        finally:
+            with suppress(ValueError):  # a generator finalised in another context
+                _ACTIVE_CALL.reset(token)
+
+    def _detached_run_manager(self, async_api: bool) -> Any:
+        """A run manager for this call's run, when LangChain passed none (see `_active_call`).
+
+        Used for the decision event and the child run's parent only, never for token callbacks
+        (LangChain reports the tokens of such runs itself).
+        """
+        active = _ACTIVE_CALL.get()
+        if active is None or active[0] != id(self) or active[1] is None:
+            return None
+        _, run_id, config = active
+        manager_cls = AsyncCallbackManager if async_api else CallbackManager
+        manager = manager_cls.configure(
+            config.get("callbacks"),
+            self.callbacks,
+            self.verbose,
+            config.get("tags"),
+            self.tags,
+            config.get("metadata"),
+            self.metadata,
+        )
+        run_manager_cls = AsyncCallbackManagerForLLMRun if async_api else CallbackManagerForLLMRun
+        return run_manager_cls(
+            run_id=run_id,
+            handlers=manager.handlers,
+            inheritable_handlers=manager.inheritable_handlers,
+            parent_run_id=manager.parent_run_id,
+            tags=manager.tags,
+            inheritable_tags=manager.inheritable_tags,
+            metadata=manager.metadata,
+            inheritable_metadata=manager.inheritable_metadata,
+        )
 
     def batch(
         self,
@@ -385,6 +461,7 @@ class RouteLLMChat(BaseChatModel):
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
+            emit_decision(attempt, run_manager)
             try:
                 message = target.invoke(
                     messages,
@@ -410,6 +487,7 @@ class RouteLLMChat(BaseChatModel):
         attempts = self._attempts(decision)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
+            await aemit_decision(attempt, run_manager)
             try:
                 message = await target.ainvoke(
                     messages,
@@ -433,13 +511,15 @@ class RouteLLMChat(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        run_of_call = run_manager or self._detached_run_manager(async_api=False)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
+            emit_decision(attempt, run_of_call)
             try:
                 stream = target.stream(
                     messages,
-                    self._child_config(attempt, run_manager),
+                    self._child_config(attempt, run_of_call),
                     stop=stop,
                     **call_kwargs,
                 )
@@ -467,13 +547,15 @@ class RouteLLMChat(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        run_of_call = run_manager or self._detached_run_manager(async_api=True)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
+            await aemit_decision(attempt, run_of_call)
             try:
                 stream = target.astream(
                     messages,
-                    self._child_config(attempt, run_manager),
+                    self._child_config(attempt, run_of_call),
                     stop=stop,
                     **call_kwargs,
                 )
@@ -540,6 +622,38 @@ def _child_callbacks(run_manager: Any) -> Any:
     manager.add_tags(source.inheritable_tags)
     manager.add_metadata(source.inheritable_metadata)
     return manager
+
+
+def _threshold_override(config: RunnableConfig) -> float | None:
+    """The per-call threshold from `configurable` (e.g. set by a graph node), if any."""
+    value = (config.get("configurable") or {}).get(THRESHOLD_CONFIG_KEY)
+    return None if value is None else validate_threshold(value)
+
+
+def _with_graph_position(decision: RoutingDecision, metadata: dict[str, Any]) -> RoutingDecision:
+    """Record the LangGraph step and node the call runs in (from the run's metadata)."""
+    position = {
+        key: metadata[source]
+        for key, source in (("step", "langgraph_step"), ("node", "langgraph_node"))
+        if metadata.get(source) is not None
+    }
+    if not position:
+        return decision
+    return replace(decision, extra={**decision.extra, **position})
+
+
+def _configured_callbacks(callbacks: Any) -> Any:
+    """The caller's callbacks as one manager whose handlers this call's run and the chosen
+    model's child run share: configured separately, an environment-enabled LangSmith tracer
+    would be built twice, and a second tracer cannot nest the child under the router's run."""
+    if isinstance(callbacks, BaseCallbackManager):
+        return callbacks
+    return CallbackManager.configure(callbacks)
+
+
+def _with_run_id(config: RunnableConfig) -> RunnableConfig:
+    """The config with a run id fixed in advance, so events can name the run."""
+    return config if config.get("run_id") else {**config, "run_id": uuid7()}
 
 
 def _call_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

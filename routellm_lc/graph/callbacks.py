@@ -1,0 +1,226 @@
+"""`RoutingCallbackHandler`: records every routing decision of a run and summarises it.
+
+Attach it like any LangChain callback (`config={"callbacks": [handler]}`) to a chain, an agent
+or a graph: each `RouteLLMChat` call becomes a `RoutedCall` with its run ids, graph step and node,
+the decision, the model call's latency and its token usage; `summary()` gives the strong share,
+calls per model and tokens per model.
+
+It reads the router's own run (its metadata carries the decision; see `RouteLLMChat`), so it sees
+exactly one record per routed call; the chosen model's child run goes only to tracers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import LLMResult
+
+_TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+@dataclass
+class RoutedCall:
+    """One routed model call."""
+
+    run_id: str
+    """The router's chat-model run (the chosen model's run is its child in traces)."""
+    parent_run_id: str | None
+    """The run that called the router (a graph node, a chain), if any."""
+    step: int | None
+    node: str | None
+    router: str
+    score: float
+    threshold: float
+    model: str
+    """The model that answered (after a fallback: the one that took over)."""
+    route: str
+    routing_latency_ms: float
+    """Time the router took to score the call."""
+    call_latency_ms: float | None
+    """Wall time of the whole routed call (routing + model), None while unfinished."""
+    usage: dict[str, int] = field(default_factory=dict)
+    """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them."""
+    fallback_from: str | None = None
+    error: str | None = None
+    """The error message when the call failed (no model answered)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RoutingSummary:
+    """Totals over a run's routed calls."""
+
+    calls: int
+    strong_calls: int
+    strong_share: float
+    """Share of calls answered by the strong model (0 when there were none)."""
+    calls_per_model: dict[str, int]
+    tokens_per_model: dict[str, dict[str, int]]
+    calls_per_node: dict[str, Counter]
+    """Per graph node: how many calls went to each route."""
+    fallbacks: int
+    errors: int
+    mean_routing_latency_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["calls_per_node"] = {k: dict(v) for k, v in self.calls_per_node.items()}
+        return data
+
+    def format(self) -> str:
+        """A short plain-text report."""
+        lines = [
+            f"routed calls: {self.calls}  strong: {self.strong_calls} "
+            f"({self.strong_share:.0%})  fallbacks: {self.fallbacks}  errors: {self.errors}",
+        ]
+        if self.mean_routing_latency_ms is not None:
+            lines.append(f"mean routing latency: {self.mean_routing_latency_ms:.2f} ms")
+        for model, count in sorted(self.calls_per_model.items()):
+            tokens = self.tokens_per_model.get(model, {})
+            lines.append(
+                f"  {model}: {count} calls, {tokens.get('input_tokens', 0)} in / "
+                f"{tokens.get('output_tokens', 0)} out tokens"
+            )
+        for node, routes in sorted(self.calls_per_node.items()):
+            shares = ", ".join(f"{route} {n}" for route, n in sorted(routes.items()))
+            lines.append(f"  node {node}: {shares}")
+        return "\n".join(lines)
+
+
+class RoutingCallbackHandler(BaseCallbackHandler):
+    """Records every `RouteLLMChat` decision seen by the callbacks of a run."""
+
+    run_inline = True  # cheap bookkeeping: no thread hop in async runs
+    raise_error = False
+
+    def __init__(self) -> None:
+        self.calls: list[RoutedCall] = []
+        self._started: dict[UUID, tuple[float, RoutedCall]] = {}
+        self._lock = threading.Lock()
+
+    # -- callbacks -------------------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        metadata = metadata or {}
+        routing = metadata.get("routing")
+        if not isinstance(routing, Mapping) or metadata.get("ls_provider") != "routellm":
+            return  # not a router run (e.g. another model in the same chain)
+        call = _call_from(routing, run_id, parent_run_id, metadata)
+        with self._lock:
+            self._started[run_id] = (time.perf_counter(), call)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            started = self._started.pop(run_id, None)
+        if started is None:
+            return
+        start, call = started
+        call.call_latency_ms = (time.perf_counter() - start) * 1000.0
+        message = _first_message(response)
+        routing = (message.response_metadata.get("routing") if message is not None else None) or (
+            (response.llm_output or {}).get("routing")
+        )
+        if routing:  # the final decision: after a fallback, the model that answered
+            call.model = routing["model"]
+            call.route = routing["route"]
+            call.fallback_from = routing.get("fallback_from")
+        usage = getattr(message, "usage_metadata", None) or {}
+        call.usage = {k: int(usage[k]) for k in _TOKEN_KEYS if k in usage}
+        self._append(call)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            started = self._started.pop(run_id, None)
+        if started is None:
+            return
+        start, call = started
+        call.call_latency_ms = (time.perf_counter() - start) * 1000.0
+        call.error = f"{type(error).__name__}: {error}"
+        self._append(call)
+
+    # -- results ---------------------------------------------------------------------------
+    def _append(self, call: RoutedCall) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._started.clear()
+
+    def summary(self) -> RoutingSummary:
+        """Strong share, calls and tokens per model, routes per node, over recorded calls."""
+        with self._lock:
+            calls = list(self.calls)
+        answered = [c for c in calls if c.error is None]
+        strong = sum(c.route == "strong" for c in answered)
+        tokens: dict[str, dict[str, int]] = {}
+        for call in answered:
+            totals = tokens.setdefault(call.model, dict.fromkeys(_TOKEN_KEYS, 0))
+            for key, value in call.usage.items():
+                totals[key] += value
+        per_node: dict[str, Counter] = {}
+        for call in answered:
+            if call.node is not None:
+                per_node.setdefault(call.node, Counter())[call.route] += 1
+        latencies = [c.routing_latency_ms for c in calls]
+        return RoutingSummary(
+            calls=len(answered),
+            strong_calls=strong,
+            strong_share=strong / len(answered) if answered else 0.0,
+            calls_per_model=dict(Counter(c.model for c in answered)),
+            tokens_per_model=tokens,
+            calls_per_node=per_node,
+            fallbacks=sum(c.fallback_from is not None for c in answered),
+            errors=len(calls) - len(answered),
+            mean_routing_latency_ms=sum(latencies) / len(latencies) if latencies else None,
+        )
+
+
+def _call_from(
+    routing: Mapping[str, Any],
+    run_id: UUID,
+    parent_run_id: UUID | None,
+    metadata: Mapping[str, Any],
+) -> RoutedCall:
+    extra = routing.get("extra") or {}
+    return RoutedCall(
+        run_id=str(run_id),
+        parent_run_id=str(parent_run_id) if parent_run_id else None,
+        step=extra.get("step", metadata.get("langgraph_step")),
+        node=extra.get("node", metadata.get("langgraph_node")),
+        router=routing["router"],
+        score=float(routing["score"]),
+        threshold=float(routing["threshold"]),
+        model=routing["model"],
+        route=routing["route"],
+        routing_latency_ms=float(routing["latency_ms"]),
+        call_latency_ms=None,
+    )
+
+
+def _first_message(response: LLMResult) -> Any:
+    for generations in response.generations:
+        for generation in generations:
+            message = getattr(generation, "message", None)
+            if message is not None:
+                return message
+    return None
