@@ -1,7 +1,7 @@
 """Forwarding a chat request to the chosen model.
 
 OpenAI-compatible upstreams (`openai/...` model strings, or any model with an `api_base`) get
-a direct relay: one shared `httpx.AsyncClient` with a keep-alive pool, the client's request
+a direct relay: one shared `aiohttp.ClientSession` with a keep-alive pool, the client's request
 body passed through with only `model` replaced, the response bytes relayed as they came.
 LiteLLM (`acompletion`) costs ~5 ms of CPU per request (RouteLLM's server spends two thirds of
 its time there), so it is used only for providers that do not speak OpenAI's protocol.
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from routellm_lc.server.errors import error_body
@@ -157,9 +157,9 @@ class _EventReader:
                         self._target.name, "malformed", "stream ended inside an event"
                     ) from None
                 return None
-            except httpx.TimeoutException:
+            except TimeoutError:
                 raise _timeout(self._target) from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 raise _transport(self._target, exc) from None
             if b"\r" in chunk:
                 chunk = chunk.replace(b"\r\n", b"\n")
@@ -193,25 +193,33 @@ def _timeout(target: Target) -> UpstreamFailure:
 
 
 def _transport(target: Target, exc: Exception) -> UpstreamFailure:
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamFailure(target.name, "unreachable", f"cannot connect ({exc})")
     return UpstreamFailure(target.name, "connection", f"{type(exc).__name__}: {exc}")
 
 
 class DirectForwarder:
-    """Relays to OpenAI-compatible endpoints over one pooled keep-alive HTTP client."""
+    """Relays to OpenAI-compatible endpoints over one pooled keep-alive HTTP client.
+
+    aiohttp rather than httpx: measured here, httpx's connection pool (httpcore) took ~80% of
+    the server's CPU at concurrency 16, a fifth of it re-checking every idle pooled socket on
+    each request; aiohttp's client costs a fraction of that.
+    """
 
     def __init__(self, timeout: float, connect_timeout: float, max_connections: int) -> None:
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
+            skip_auto_headers=("User-Agent",),
+        )
+        # A whole answer must arrive within `timeout`; a stream must make progress every
+        # `timeout` seconds (a long generation is not a hang).
+        self.answer_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
         )
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()
 
     @staticmethod
     def _request(target: Target, body: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -225,42 +233,56 @@ class DirectForwarder:
         assert target.url is not None
         payload, headers = self._request(target, body)
         try:
-            response = await self.client.post(target.url, content=payload, headers=headers)
-        except httpx.TimeoutException:
+            async with self.session.post(
+                target.url, data=payload, headers=headers, timeout=self.answer_timeout
+            ) as response:
+                content = await response.read()
+                status = response.status
+        except TimeoutError:
             raise _timeout(target) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _transport(target, exc) from None
-        return _checked_json(target, response.status_code, response.content)
+        return _checked_json(target, status, content)
 
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         assert target.url is not None
         payload, headers = self._request(target, body)
-        request = self.client.build_request("POST", target.url, content=payload, headers=headers)
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self.session.post(
+                target.url, data=payload, headers=headers, timeout=self.stream_timeout
+            )
+        except TimeoutError:
             raise _timeout(target) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise _transport(target, exc) from None
         try:
             content_type = response.headers.get("content-type", "")
-            if response.status_code != 200 or content_type.startswith("application/json"):
-                content = await response.aread()
-                return _checked_json(target, response.status_code, content)
-            reader = _EventReader(response.aiter_raw(), target)
+            if response.status != 200 or content_type.startswith("application/json"):
+                content = await response.read()
+                return _checked_json(target, response.status, content)
+            reader = _EventReader(response.content.iter_any(), target)
             first = await reader.next_batch()
             if first is None:
                 raise UpstreamFailure(target.name, "malformed", "empty stream")
-        except httpx.TimeoutException:
-            await response.aclose()
+        except TimeoutError:
+            response.close()
             raise _timeout(target) from None
-        except httpx.HTTPError as exc:
-            await response.aclose()
+        except aiohttp.ClientError as exc:
+            response.close()
             raise _transport(target, exc) from None
         except BaseException:
-            await response.aclose()
+            response.close()
             raise
-        return Stream(first, _with_done(reader), response.aclose)
+        return Stream(first, _with_done(reader), _releaser(response))
+
+
+def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """Give the connection back (to the pool when the stream was read to its end)."""
+
+    async def close() -> None:
+        response.release()
+
+    return close
 
 
 def _with_done(reader: _EventReader) -> Callable[[], Awaitable[bytes | None]]:

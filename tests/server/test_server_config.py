@@ -1,0 +1,142 @@
+"""Configuration (flags, files, env), model-name parsing, the CLI parser, /metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from routellm_lc.cli import build_parser
+from routellm_lc.commands.serve import _checkpoints
+from routellm_lc.server.config import ServerConfig, ServerConfigError
+from routellm_lc.server.errors import APIError
+from routellm_lc.server.forwarding import build_target
+from routellm_lc.server.routing import parse_model_name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("router-mf-0.11", ("mf", 0.11)),
+        ("router-sw_ranking-1", ("sw_ranking", 1.0)),
+        ("router-mf-1e-05", ("mf", 1e-05)),
+        ("router-mf", ("mf", 0.25)),  # the server's default threshold
+    ],
+)
+def test_model_names_parse_like_routellm(name, expected):
+    assert parse_model_name(name, ["mf", "sw_ranking"], 0.25) == expected
+
+
+@pytest.mark.parametrize("name", ["mf-0.5", "router-bert-0.5", "router-mf-x", "router-mf--1", None])
+def test_bad_model_names_raise_400(name):
+    with pytest.raises(APIError) as caught:
+        parse_model_name(name, ["mf"], 0.5)
+    assert caught.value.status == 400 and caught.value.param == "model"
+
+
+def test_config_file_yaml_and_json_with_flags_and_env_on_top(tmp_path):
+    yaml_file = tmp_path / "server.yaml"
+    yaml_file.write_text(
+        "routers: [mf, random]\nstrong: openai/big\nweak: openai/small\n"
+        "api_base: http://127.0.0.1:9/v1\nserver_keys: [file-key]\ntimeout: 12\n"
+    )
+    config = ServerConfig.from_sources(
+        yaml_file, env={"ROUTELLM_LC_SERVER_KEYS": "env-key"}, port=7000
+    )
+    assert config.routers == ["mf", "random"] and config.port == 7000 and config.timeout == 12
+    assert config.server_keys == ["file-key", "env-key"]
+    json_file = tmp_path / "server.json"
+    json_file.write_text(json.dumps({"routers": "random", "route_on": "conversation"}))
+    config = ServerConfig.from_sources(json_file, env={}, routers=None)
+    assert config.routers == ["random"] and config.route_on == "conversation"
+    assert config.host == "127.0.0.1"  # local only unless told otherwise
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("routers: [mf]\nbogus: 1\n", "Unknown settings"),
+        ("- a list\n", "must hold a mapping"),
+        ("routers: [mf]\nthreshold: 3\n", "threshold"),
+        ("routers: []\n", "at least one router"),
+        ("routers: [mf]\nroute_on: everything\n", "route_on"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(Exception, match=message):
+        ServerConfig.from_sources(path, env={})
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ServerConfigError, match="Cannot read"):
+        ServerConfig.from_sources(tmp_path / "absent.yaml", env={})
+
+
+def test_cli_serve_flags():
+    args = build_parser().parse_args(
+        ["serve", "--routers", "mf", "random", "--strong", "openai/a", "--weak", "openai/b",
+         "--api-base", "http://x/v1", "--server-key", "k1", "--server-key", "k2",
+         "--checkpoint", "mf=/tmp/ckpt", "--timeout", "3", "--no-fallback"]
+    )  # fmt: skip
+    assert args.routers == ["mf", "random"] and args.server_keys == ["k1", "k2"]
+    assert args.fallback is False and args.timeout == 3.0 and args.host is None
+    assert _checkpoints(args.checkpoint) == {"mf": "/tmp/ckpt"}
+    with pytest.raises(ServerConfigError):
+        _checkpoints(["mf"])
+
+
+def test_openai_models_are_relayed_directly_others_through_litellm():
+    direct = build_target("openai/gpt-4o", "http://h:1/v1/", "k")
+    assert (direct.url, direct.wire_model) == ("http://h:1/v1/chat/completions", "gpt-4o")
+    assert build_target("my-model", "http://h:1/v1", None).url == "http://h:1/v1/chat/completions"
+    assert build_target("anthropic/claude-3-5-sonnet-latest", None, None).url is None
+    assert build_target("openai/gpt-4o", "http://h:1/v1", "k", forwarding="litellm").url is None
+
+
+def test_metrics_count_routes_statuses_and_routing_latency(start_server):
+    server = start_server()
+    root = server.base_url.removesuffix("/v1")
+    for content in ("hard one", "easy one", "easy two"):
+        body = {
+            "model": "router-test_keyword-0.5",
+            "messages": [{"role": "user", "content": content}],
+        }
+        assert httpx.post(f"{server.base_url}/chat/completions", json=body).status_code == 200
+    httpx.post(f"{server.base_url}/chat/completions", json={"model": "router-x-1"})
+    text = httpx.get(f"{root}/metrics").text
+    assert 'routellm_requests_total{router="test_keyword",route="strong",status="200"} 1' in text
+    assert 'routellm_requests_total{router="test_keyword",route="weak",status="200"} 2' in text
+    assert 'routellm_requests_total{router="none",route="none",status="422"} 1' in text
+    assert 'routellm_routing_seconds_count{router="test_keyword"} 3' in text
+    assert 'routellm_errors_total{kind="invalid_request"} 1' in text
+    assert "# TYPE routellm_upstream_seconds histogram" in text
+
+
+def test_openapi_declares_the_request_and_error_models(server):
+    root = server.base_url.removesuffix("/v1")
+    schema = httpx.get(f"{root}/openapi.json").json()
+    post = schema["paths"]["/v1/chat/completions"]["post"]
+    ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[-1]
+    request_schema = schema["components"]["schemas"][name]
+    assert {"model", "messages", "tools", "tool_choice", "stream"} <= set(
+        request_schema["properties"]
+    )
+    for status in ("400", "401", "413", "422", "502", "504"):
+        assert post["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorResponse"
+        )
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_health(server):
+    health = httpx.get(server.base_url.removesuffix("/v1") + "/health").json()
+    assert health == {
+        "status": "ok",
+        "routers": ["test_keyword", "random"],
+        "strong": "openai/strong-model",
+        "weak": "openai/weak-model",
+    }

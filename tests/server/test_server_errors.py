@@ -1,0 +1,243 @@
+"""Bad requests, auth, and backend faults: OpenAI-shaped errors, fallback, never a hang."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from routellm_lc.testing import LocalBackend
+
+HARD = [{"role": "user", "content": "a hard question"}]  # routed to the strong model
+EASY = [{"role": "user", "content": "hello"}]  # routed to the weak model
+
+
+def post(server, body=None, *, content=None, headers=None, timeout=10.0) -> httpx.Response:
+    return httpx.post(
+        f"{server.base_url}/chat/completions",
+        json=body,
+        content=content,
+        headers=headers,
+        timeout=timeout,
+    )
+
+
+def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "code"),
+    [
+        ("gpt-4o", "invalid_model"),
+        ("router-bert-0.5", "model_not_found"),  # a real router, not served here
+        ("router-nope-0.5", "model_not_found"),
+        ("router-test_keyword-1.5", "invalid_threshold"),
+        ("router-test_keyword-abc", "invalid_threshold"),
+        ("router-test_keyword-nan", "invalid_threshold"),
+        ("router-test_keyword-", "invalid_threshold"),
+    ],
+)
+def test_bad_model_names_get_400(server, model, code):
+    error = assert_openai_error(post(server, {"model": model, "messages": EASY}), 400, code)
+    assert error["param"] == "model"
+
+
+def test_bad_model_name_raises_the_sdks_bad_request_error(server):
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="test_keyword"):
+        client.chat.completions.create(model="router-unknown-0.5", messages=EASY)
+
+
+def test_short_model_name_uses_the_default_threshold(server):
+    response = post(server, {"model": "router-test_keyword", "messages": EASY})
+    assert response.status_code == 200
+    assert response.headers["x-routellm-threshold"] == "0.5"
+
+
+def test_malformed_json_gets_400(server):
+    assert_openai_error(post(server, content=b'{"model": "router-'), 400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": EASY}, "model"),
+        ({"model": "router-test_keyword-0.5"}, "messages"),
+        ({"model": "router-test_keyword-0.5", "messages": []}, "messages"),
+        ({"model": "router-test_keyword-0.5", "messages": [{"content": "x"}]}, "messages.0.role"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "temperature": "hot"}, "temperature"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "function"}]}, "tools.0.function"),
+        ([1, 2, 3], None),
+    ],
+)  # fmt: skip
+def test_schema_violations_get_422(server, body, param):
+    error = assert_openai_error(post(server, body), 422, "invalid_request")
+    assert error["param"] == param
+
+
+def test_messages_without_text_get_400(server):
+    body = {"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": ""}]}
+    assert_openai_error(post(server, body), 400, "empty_prompt")
+
+
+def test_body_over_the_limit_gets_413(start_server):
+    server = start_server(max_body_bytes=2000)
+    big = [{"role": "user", "content": "x" * 5000}]
+    assert_openai_error(
+        post(server, {"model": "router-test_keyword-0.5", "messages": big}),
+        413,
+        "request_too_large",
+    )
+    chunks = (b'{"model": "router-test_keyword-0.5", "messages": [' + b" " * 100 for _ in range(40))
+    streamed = httpx.post(f"{server.base_url}/chat/completions", content=iter(chunks), timeout=10)
+    assert_openai_error(streamed, 413, "request_too_large")  # no content-length: counted
+
+
+def test_unknown_path_gets_openai_404(server):
+    response = httpx.get(f"{server.base_url}/completions", timeout=5)
+    assert_openai_error(response, 404, "not_found")
+
+
+# -- auth --------------------------------------------------------------------------------------
+
+
+def test_server_keys_require_a_matching_bearer(start_server, monkeypatch):
+    monkeypatch.setenv("ROUTELLM_LC_SERVER_KEYS", "env-key-1, env-key-2")
+    from routellm_lc.server.config import ServerConfig
+
+    keys = ServerConfig.from_sources(server_keys=["flag-key"]).server_keys
+    assert keys == ["flag-key", "env-key-1", "env-key-2"]
+    server = start_server(server_keys=keys)
+    body = {"model": "router-test_keyword-0.5", "messages": EASY}
+    assert_openai_error(post(server, body), 401, "invalid_api_key")
+    wrong = post(server, body, headers={"authorization": "Bearer nope"})
+    assert_openai_error(wrong, 401, "invalid_api_key")
+    assert post(server, body, headers={"authorization": "Bearer env-key-2"}).status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.base_url, api_key="bad", max_retries=0).models.list()
+    good = openai.OpenAI(base_url=server.base_url, api_key="flag-key", max_retries=0)
+    assert [m.id for m in good.models.list()][0] == "router-test_keyword-0.5"
+    assert httpx.get(f"{server.base_url.removesuffix('/v1')}/health").status_code == 200
+
+
+# -- backend faults ----------------------------------------------------------------------------
+
+
+def test_chosen_model_5xx_falls_back_to_the_other_model(server, fresh_backend):
+    fresh_backend.fail(status=503, times=None, model="strong-model")
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD})
+    assert response.status_code == 200
+    assert response.json()["model"] == "weak-model"
+    assert response.headers["x-routellm-fallback-from"] == "openai/strong-model"
+    assert response.headers["x-routellm-model"] == "openai/weak-model"
+    assert response.headers["x-routellm-route"] == "weak"
+    metrics = httpx.get(f"{server.base_url.removesuffix('/v1')}/metrics").text
+    assert 'routellm_fallbacks_total{router="test_keyword",failed="strong"}' in metrics
+
+
+def test_both_models_5xx_gets_502(server, fresh_backend):
+    fresh_backend.fail(status=500, times=None)
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD})
+    error = assert_openai_error(response, 502, "upstream_error")
+    assert "strong-model" in error["message"] and "weak-model" in error["message"]
+    assert response.headers["x-routellm-model"] == "openai/strong-model"
+
+
+def test_without_fallback_a_5xx_gets_502_at_once(start_server, fresh_backend):
+    server = start_server(fallback=False)
+    fresh_backend.fail(status=503, times=None, model="weak-model")
+    assert_openai_error(post(server, {"model": "router-test_keyword-0.5", "messages": EASY}), 502)
+    assert fresh_backend.requests_for("strong-model") == []
+
+
+def test_backend_client_error_is_relayed_not_retried(server, fresh_backend):
+    fresh_backend.fail(status=400, message="context too long", times=1)
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": EASY})
+    assert assert_openai_error(response, 400)["message"] == "context too long"
+    assert fresh_backend.requests_for("strong-model") == []
+
+
+def test_backend_timeout_gets_504_fast(start_server, fresh_backend):
+    server = start_server(timeout=0.3)
+    fresh_backend.fail(kind="timeout", sleep_s=20, times=None)
+    started = time.monotonic()
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": EASY})
+    assert_openai_error(response, 504, "upstream_timeout")
+    assert time.monotonic() - started < 3  # two attempts of 0.3 s, not 20 s
+
+
+def test_streaming_timeout_before_first_event_gets_504(start_server, fresh_backend):
+    server = start_server(timeout=0.3, fallback=False)
+    fresh_backend.fail(kind="timeout", sleep_s=20, times=None)
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": True}
+    assert_openai_error(post(server, body), 504, "upstream_timeout")
+
+
+def test_refused_connection_gets_502(start_server):
+    server = start_server(api_base=LocalBackend.refused_url())
+    error = assert_openai_error(
+        post(server, {"model": "router-test_keyword-0.5", "messages": EASY}), 502, "upstream_error"
+    )
+    assert "cannot connect" in error["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_malformed_backend_response_gets_502(server, fresh_backend, stream):
+    fresh_backend.fail(kind="malformed", times=None)
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": stream}
+    # nothing reached the client yet (the broken event came in the first read): a clean 502
+    assert_openai_error(post(server, body), 502, "upstream_error")
+
+
+def test_malformed_event_after_the_stream_started_ends_it_with_an_error_event(
+    server, fresh_backend
+):
+    fresh_backend.configure(chunk_delay_ms=20)  # the first event arrives on its own
+    fresh_backend.fail(kind="malformed", times=None)
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": True}
+    response = post(server, body)
+    assert response.status_code == 200
+    events = [event for event in response.text.split("\n\n") if event]
+    assert events[0].startswith("data: {") and '"chatcmpl-broken"' not in response.text
+    assert '"error"' in events[-1] and "not valid JSON" in events[-1]
+
+
+def test_malformed_first_answer_falls_back(server, fresh_backend):
+    fresh_backend.fail(kind="malformed", times=1, model="weak-model")
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": EASY})
+    assert response.status_code == 200
+    assert response.headers["x-routellm-fallback-from"] == "openai/weak-model"
+
+
+def test_connection_dropped_before_answer_falls_back(server, fresh_backend):
+    fresh_backend.fail(kind="drop", times=1, model="strong-model")
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD, "stream": True})
+    assert response.status_code == 200
+    assert response.headers["x-routellm-fallback-from"] == "openai/strong-model"
+    assert response.text.rstrip().endswith("data: [DONE]")
+
+
+def test_mid_stream_drop_ends_with_an_error_event_and_no_hang(server, fresh_backend):
+    fresh_backend.fail(kind="drop", after_chunks=3, times=None)
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10)
+    started = time.monotonic()
+    received = []
+    with pytest.raises(openai.APIError, match="strong-model"):
+        for chunk in client.chat.completions.create(
+            model="router-test_keyword-0.5", messages=HARD, stream=True
+        ):
+            received.append(chunk)
+    assert len(received) == 3  # what the backend sent before dropping reached the client
+    assert time.monotonic() - started < 5

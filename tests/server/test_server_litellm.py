@@ -1,0 +1,62 @@
+"""The LiteLLM forwarding path (used for non-OpenAI providers), forced with forwarding=litellm."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+
+@pytest.fixture
+def litellm_server(start_server):
+    return start_server(forwarding="litellm", timeout=5.0)
+
+
+def test_json_and_stream_through_litellm(litellm_server, fresh_backend):
+    client = openai.OpenAI(base_url=litellm_server.base_url, api_key="x", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="router-test_keyword-0.5", messages=[{"role": "user", "content": "a hard one"}]
+    )
+    assert raw.parse().choices[0].message.content.startswith("[strong-model] echo: a hard one")
+    assert raw.headers["x-routellm-model"] == "openai/strong-model"
+    stream = client.chat.completions.create(
+        model="router-test_keyword-0.5",
+        messages=[{"role": "user", "content": "easy"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith(
+        "[weak-model]"
+    )
+    assert any(c.usage is not None and c.usage.total_tokens > 0 for c in chunks)
+    assert fresh_backend.requests_for("weak-model")[-1].headers["authorization"] == (
+        "Bearer backend-key"
+    )
+
+
+def test_litellm_5xx_falls_back_and_both_failing_gets_502(litellm_server, fresh_backend):
+    fresh_backend.fail(status=503, times=None, model="strong-model")
+    body = {"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": "hard"}]}
+    response = httpx.post(f"{litellm_server.base_url}/chat/completions", json=body, timeout=20)
+    assert response.status_code == 200
+    assert response.headers["x-routellm-fallback-from"] == "openai/strong-model"
+
+    fresh_backend.reset()
+    fresh_backend.fail(status=500, times=None)
+    response = httpx.post(f"{litellm_server.base_url}/chat/completions", json=body, timeout=20)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+
+
+def test_litellm_timeout_gets_504_fast(start_server, fresh_backend):
+    server = start_server(forwarding="litellm", timeout=0.5)
+    fresh_backend.fail(kind="timeout", sleep_s=20, times=None)
+    body = {"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": "hi"}]}
+    started = time.monotonic()
+    response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=20)
+    assert response.status_code == 504, response.text
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 5
