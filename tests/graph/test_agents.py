@@ -1,0 +1,97 @@
+"""RouteLLMChat as the model of LangGraph's prebuilt ReAct agent and of LangChain's
+`create_agent`, with tools: each step routed on its own, decisions recorded in the state."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+
+from routellm_lc.graph import RoutingAgentState, RoutingMiddleware, record_routing
+
+
+@tool
+def search_papers(query: str) -> str:
+    """Search research papers."""
+    return f"Top result for {query}: we prove a hard bound on the error."
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    return f"Sunny in {city}."
+
+
+TOOLS = [search_papers, get_weather]
+QUESTION = {"messages": [("user", "what do papers say about sorting")]}
+
+
+def _react_agent(chat):
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():  # deprecated in favour of create_agent, still supported
+        warnings.simplefilter("ignore")
+        return create_react_agent(
+            chat, TOOLS, state_schema=RoutingAgentState, post_model_hook=record_routing
+        )
+
+
+def _check_two_steps_routed_differently(out, fresh_backend, model_node):
+    messages = out["messages"]
+    calls = [m for m in messages if isinstance(m, AIMessage)]
+    assert calls[0].tool_calls and calls[0].tool_calls[0]["name"] == "search_papers"
+    assert isinstance(messages[2], ToolMessage) and "prove" in messages[2].content
+    # step 1 sees only the easy question (weak); step 2 also sees the tool's hard result
+    assert calls[-1].content.startswith("[strong] tool result: Top result")
+    records = out["routing_decisions"]
+    assert [(r["node"], r["route"]) for r in records] == [
+        (model_node, "weak"),
+        (model_node, "strong"),
+    ]
+    assert records[0]["step"] < records[1]["step"]
+    assert [r.model for r in fresh_backend.requests if r.path.endswith("/chat/completions")] == [
+        "weak",
+        "strong",
+    ]
+
+
+def test_prebuilt_react_agent_routes_each_step(make_chat, fresh_backend):
+    agent = _react_agent(make_chat(route_on="conversation"))
+    out = agent.invoke(QUESTION)
+    _check_two_steps_routed_differently(out, fresh_backend, "agent")
+
+
+async def test_prebuilt_react_agent_async(make_chat, fresh_backend):
+    agent = _react_agent(make_chat(route_on="conversation"))
+    out = await agent.ainvoke(QUESTION)
+    _check_two_steps_routed_differently(out, fresh_backend, "agent")
+
+
+def test_create_agent_with_routing_middleware(make_chat, fresh_backend):
+    agent = create_agent(
+        make_chat(route_on="conversation"), TOOLS, middleware=[RoutingMiddleware()]
+    )
+    out = agent.invoke(QUESTION)
+    _check_two_steps_routed_differently(out, fresh_backend, "model")
+
+
+def test_last_user_routing_scores_every_step_on_the_question(make_chat, fresh_backend):
+    """RouteLLM's rule (last user message): both steps see the same text, so route alike."""
+    agent = create_agent(make_chat(), TOOLS, middleware=[RoutingMiddleware()])
+    out = agent.invoke(QUESTION)
+    assert [r["route"] for r in out["routing_decisions"]] == ["weak", "weak"]
+
+
+@pytest.mark.parametrize(
+    "threshold, routes", [(0.05, ["strong", "strong"]), (0.95, ["weak", "weak"])]
+)
+def test_agent_threshold_from_the_runs_configurable(make_chat, threshold, routes):
+    agent = create_agent(
+        make_chat(route_on="conversation"), TOOLS, middleware=[RoutingMiddleware()]
+    )
+    out = agent.invoke(QUESTION, {"configurable": {"routellm_threshold": threshold}})
+    assert [r["route"] for r in out["routing_decisions"]] == routes
+    assert {r["threshold"] for r in out["routing_decisions"]} == {threshold}

@@ -1,0 +1,104 @@
+"""`RoutingCallbackHandler`: one record per routed call (run ids, step, node, decision, latency,
+token usage), and the run's summary (strong share, calls and tokens per model)."""
+
+from __future__ import annotations
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langgraph.graph import END, START, StateGraph
+
+from routellm_lc.graph import RoutingCallbackHandler, RoutingState, routed_model_node
+from routellm_lc.models import LiteLLMChatModel
+
+
+@tool
+def search_papers(query: str) -> str:
+    """Search research papers."""
+    return f"For {query} we prove a hard bound."
+
+
+def test_handler_records_each_agent_step(make_chat, fresh_backend):
+    handler = RoutingCallbackHandler()
+    agent = create_agent(make_chat(route_on="conversation"), [search_papers])
+    agent.invoke({"messages": [("user", "sorting papers?")]}, {"callbacks": [handler]})
+    calls = handler.calls
+    assert [(c.node, c.route, c.model) for c in calls] == [
+        ("model", "weak", "openai/weak"),
+        ("model", "strong", "openai/strong"),
+    ]
+    assert calls[0].step < calls[1].step
+    assert len({c.run_id for c in calls}) == 2
+    assert all(c.parent_run_id and c.parent_run_id != c.run_id for c in calls)
+    assert all(c.call_latency_ms is not None and c.call_latency_ms >= 0 for c in calls)
+    assert [c.score for c in calls] == [pytest.approx(0.1), pytest.approx(0.9)]
+    # token usage as the backend reported it for each model
+    requests = [r for r in fresh_backend.requests if r.path.endswith("/chat/completions")]
+    for call in calls:
+        assert (
+            call.usage["total_tokens"] == call.usage["input_tokens"] + call.usage["output_tokens"]
+        )
+        assert call.usage["input_tokens"] > 0
+    assert len(requests) == 2
+
+
+def test_summary_counts_calls_tokens_and_nodes(make_chat):
+    handler = RoutingCallbackHandler()
+    graph = StateGraph(RoutingState)
+    graph.add_node("planner", routed_model_node(make_chat(), threshold=0.3))
+    graph.add_node("writer", routed_model_node(make_chat(), threshold=0.7))
+    graph.add_edge(START, "planner")
+    graph.add_edge("planner", "writer")
+    graph.add_edge("writer", END)
+    app = graph.compile()
+    for _ in range(2):
+        app.invoke({"messages": [HumanMessage("a medium one")]}, {"callbacks": [handler]})
+    summary = handler.summary()
+    assert summary.calls == 4
+    assert summary.strong_calls == 2 and summary.strong_share == 0.5
+    assert summary.calls_per_model == {"openai/strong": 2, "openai/weak": 2}
+    per_model = {c.model: 0 for c in handler.calls}
+    for call in handler.calls:
+        per_model[call.model] += call.usage["total_tokens"]
+    assert {m: t["total_tokens"] for m, t in summary.tokens_per_model.items()} == per_model
+    assert {k: dict(v) for k, v in summary.calls_per_node.items()} == {
+        "planner": {"strong": 2},
+        "writer": {"weak": 2},
+    }
+    text = summary.format()
+    assert "routed calls: 4  strong: 2 (50%)" in text
+    assert "node planner: strong 2" in text
+    assert summary.to_dict()["calls_per_node"]["writer"] == {"weak": 2}
+
+
+def test_fallback_and_errors_are_recorded(make_chat, fresh_backend):
+    handler = RoutingCallbackHandler()
+    chat = make_chat()
+    fresh_backend.fail(status=503, model="strong", times=1)
+    chat.invoke("a hard one", {"callbacks": [handler]})
+    fresh_backend.fail(status=503, times=None)  # every model, every time
+    with pytest.raises(Exception):  # noqa: B017 - the provider error type is LiteLLM's
+        chat.invoke("an easy one", {"callbacks": [handler]})
+    first, second = handler.calls
+    assert (first.model, first.route, first.fallback_from) == (
+        "openai/weak",
+        "weak",
+        "openai/strong",
+    )
+    assert second.error is not None and second.usage == {}
+    summary = handler.summary()
+    assert (summary.calls, summary.fallbacks, summary.errors) == (1, 1, 1)
+
+
+async def test_async_runs_and_other_models_are_told_apart(make_chat, fresh_backend):
+    handler = RoutingCallbackHandler()
+    plain = LiteLLMChatModel(
+        model="openai/weak", api_base=fresh_backend.base_url, api_key="k", timeout=10, max_retries=0
+    )
+    await make_chat().ainvoke("a hard one", {"callbacks": [handler]})
+    await plain.ainvoke("not routed", {"callbacks": [handler]})
+    assert [c.route for c in handler.calls] == ["strong"]
+    assert handler.calls[0].step is None and handler.calls[0].node is None
+    handler.reset()
+    assert handler.summary().calls == 0 and handler.summary().strong_share == 0.0
