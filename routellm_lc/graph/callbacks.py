@@ -157,6 +157,12 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         self._append(call)
 
     # -- results ---------------------------------------------------------------------------
+    def savings(self, strong_model: str, prices: Mapping[str, Any] | None = None) -> Any:
+        """Cost of the recorded calls vs. all-strong (`routellm_lc.costs.SavingsReport`)."""
+        with self._lock:
+            calls = list(self.calls)
+        return savings_report(calls, strong_model, prices)
+
     def _append(self, call: RoutedCall) -> None:
         with self._lock:
             self.calls.append(call)
@@ -193,6 +199,19 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             errors=len(calls) - len(answered),
             mean_routing_latency_ms=sum(latencies) / len(latencies) if latencies else None,
         )
+
+
+def savings_report(
+    calls: list[RoutedCall], strong_model: str, prices: Mapping[str, Any] | None = None
+) -> Any:
+    """A `routellm_lc.costs.SavingsReport` over answered calls (LiteLLM's price map, or
+    `prices`: model → `costs.Price`)."""
+    from routellm_lc.costs import SavingsReport
+
+    answered = [c for c in calls if c.error is None]
+    return SavingsReport.from_calls(
+        [({"model": c.model, "route": c.route}, c.usage) for c in answered], strong_model, prices
+    )
 
 
 def _call_from(
