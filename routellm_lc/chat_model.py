@@ -97,6 +97,12 @@ class RouteLLMChat(BaseChatModel):
     Tool calling / structured output:
         `llm.bind_tools([tool])` and `llm.with_structured_output(Schema)` bind both models;
         whichever the router picks answers with tool calls / the schema.
+
+    Per-call threshold, graphs, events:
+        `config={"configurable": {"routellm_threshold": 0.3}}` overrides the threshold for a
+        call (a graph run, a node). Inside LangGraph the decision records the step and node
+        (`extra`); each decision is dispatched as the custom event `routellm_decision` (see
+        `routellm_lc.graph`).
     """
 
     strong: BaseChatModel | str = Field(default_factory=default_strong_model)

@@ -40,36 +40,38 @@ def is_decision_chunk(chunk: Any) -> bool:
     return isinstance(chunk, Mapping) and DECISION_EVENT in chunk
 
 
-def emit_decision(decision: RoutingDecision, run_manager: Any, run_id: Any = None) -> None:
+def emit_decision(decision: RoutingDecision, run_manager: Any) -> None:
     """Dispatch `decision` to the run's callback handlers and to LangGraph's custom stream.
 
-    `run_manager` is the router's `CallbackManagerForLLMRun` (or None when LangChain gave the
-    model none, e.g. `BaseChatModel.stream`; the LangGraph stream is still written).
+    `run_manager` is the router's run manager (`CallbackManagerForLLMRun`), or None when there
+    is no run to attach the event to (the LangGraph stream is still written).
     """
-    run_id = run_id or getattr(run_manager, "run_id", None)
-    payload = decision_payload(decision, run_id)
-    if run_manager is not None and run_manager.handlers:
-        manager = CallbackManager(
-            handlers=list(run_manager.handlers),
-            tags=list(run_manager.tags or []),
-            metadata=dict(run_manager.metadata or {}),
-        )
-        manager.on_custom_event(DECISION_EVENT, payload, run_id=run_id)
+    payload, manager = _prepare(decision, run_manager, CallbackManager)
+    if manager is not None:
+        manager.on_custom_event(DECISION_EVENT, payload, run_id=run_manager.run_id)
     _write_graph_chunk(payload)
 
 
-async def aemit_decision(decision: RoutingDecision, run_manager: Any, run_id: Any = None) -> None:
+async def aemit_decision(decision: RoutingDecision, run_manager: Any) -> None:
     """Async twin of `emit_decision` (async handlers such as `astream_events` are awaited)."""
-    run_id = run_id or getattr(run_manager, "run_id", None)
-    payload = decision_payload(decision, run_id)
-    if run_manager is not None and run_manager.handlers:
-        manager = AsyncCallbackManager(
-            handlers=list(run_manager.handlers),
-            tags=list(run_manager.tags or []),
-            metadata=dict(run_manager.metadata or {}),
-        )
-        await manager.on_custom_event(DECISION_EVENT, payload, run_id=run_id)
+    payload, manager = _prepare(decision, run_manager, AsyncCallbackManager)
+    if manager is not None:
+        await manager.on_custom_event(DECISION_EVENT, payload, run_id=run_manager.run_id)
     _write_graph_chunk(payload)
+
+
+def _prepare(decision: RoutingDecision, run_manager: Any, manager_cls: type) -> tuple[dict, Any]:
+    """The payload, and a callback manager reaching the run's handlers with its tags and
+    metadata (None when there is nobody to tell)."""
+    payload = decision_payload(decision, getattr(run_manager, "run_id", None))
+    if run_manager is None or not run_manager.handlers:
+        return payload, None
+    manager = manager_cls(
+        handlers=list(run_manager.handlers),
+        tags=list(run_manager.tags or []),
+        metadata=dict(run_manager.metadata or {}),
+    )
+    return payload, manager
 
 
 def _write_graph_chunk(payload: dict[str, Any]) -> None:

@@ -47,8 +47,17 @@ def _check_router_run(captured, router_run, route: str, model: str, router="keyw
     return child
 
 
-def test_invoke_trace_has_decision_and_model_child(make_chat, langsmith_capture, tracer):
-    make_chat().invoke("a hard question", {"callbacks": [tracer]})
+@pytest.mark.parametrize("call", ["invoke", "stream", "batch", "ainvoke"])
+async def test_trace_has_decision_and_model_child(make_chat, langsmith_capture, tracer, call):
+    chat, config = make_chat(), {"callbacks": [tracer]}
+    if call == "invoke":
+        chat.invoke("a hard question", config)
+    elif call == "stream":
+        list(chat.stream("a hard question", config))
+    elif call == "batch":
+        chat.batch(["a hard question"], config)
+    else:
+        await chat.ainvoke("a hard question", config)
     _flush(tracer)
     (router_run,) = langsmith_capture.named("RouteLLMChat")
     assert router_run.get("parent_run_id") is None
