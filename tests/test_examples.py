@@ -25,11 +25,12 @@ def example_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+def run_example(name: str, *args: str, router: str | None = "keywords") -> str:
+    router_args = ["--router", router] if router else []
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), "--router", "keywords", *args],
+        [sys.executable, str(EXAMPLES / name), *router_args, *args],
         cwd=REPO,
-        env=env or example_env(),
+        env=example_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,6 +47,28 @@ def test_chain_routes_easy_to_weak_and_hard_to_strong():
         r"weak +openai/weak +score=0\.20 \| \[weak\] echo: What is the capital", lines[0]
     )
     assert re.match(r"strong +openai/strong +score=0\.60 \| \[strong\] echo: Prove", lines[1])
+
+
+def test_examples_default_to_the_mf_router_when_its_checkpoint_loads():
+    from routellm_lc.errors import RouteLLMError
+    from routellm_lc.routers.base import load_router
+
+    try:
+        load_router("mf")
+        expected = "mf"
+    except (RouteLLMError, OSError):
+        expected = "keywords"
+    result = subprocess.run(
+        [sys.executable, "-c", "import _setup; print(_setup.default_router())"],
+        cwd=EXAMPLES,
+        env=example_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == expected
+    assert ("mf router unavailable" in result.stderr) == (expected == "keywords")
 
 
 def test_react_agents_route_their_two_steps_differently():
