@@ -8,7 +8,7 @@ Every server runs as its own process in front of one backend process
 (`python -m routellm_lc.testing.backend`), one server at a time; the load generator is a
 closed-loop aiohttp client (as in ../shared/notes/peer-server.md): `concurrency` workers each
 send the next request when their previous one has answered. Prompts are unique per request
-(no embedding cache hits), max_tokens 16. Each cell: `--warmup` requests, then `--requests`
+(no embedding cache hits), max_tokens 16; one more cell streams (SSE, whole stream timed). Each cell: `--warmup` requests, then `--requests`
 timed ones. RSS: the server process (and its children), sampled after each cell, max.
 
 RouteLLM runs from its own virtual environment (`--routellm-python`, default
@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -57,11 +58,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 180.0) -> None:
+def wait_http(url: str, timeout: float = 180.0, proc: Process | None = None) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.proc.poll() is not None:
+            raise RuntimeError(f"the server exited; see {proc.log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -212,11 +215,20 @@ async def closed_loop(
 
 
 def run_cell(
-    name: str, url: str, model: str, concurrency: int, requests: int, warmup: int, offset: int
+    name: str,
+    url: str,
+    model: str,
+    concurrency: int,
+    requests: int,
+    warmup: int,
+    offset: int,
+    stream: bool = False,
 ) -> Cell:
-    asyncio.run(closed_loop(url, model, min(concurrency, 16), warmup, start_index=offset))
+    asyncio.run(
+        closed_loop(url, model, min(concurrency, 16), warmup, start_index=offset, stream=stream)
+    )
     seconds, latencies, statuses, lost, _ = asyncio.run(
-        closed_loop(url, model, concurrency, requests, start_index=offset + warmup)
+        closed_loop(url, model, concurrency, requests, start_index=offset + warmup, stream=stream)
     )
     statuses.pop("max_ms", None)
     errors = sum(v for k, v in statuses.items() if k != "200")
@@ -260,15 +272,19 @@ def measure_target(
 ) -> list[Cell]:
     if health:
         started = time.perf_counter()
-        wait_http(health)
+        wait_http(health, proc=proc)
         print(f"  {name}: up in {time.perf_counter() - started:.1f} s", flush=True)
     cells = []
-    for index, concurrency in enumerate(args.concurrency):
+    plan = [(c, False) for c in args.concurrency]
+    if args.stream_concurrency:
+        plan.append((args.stream_concurrency, True))
+    for index, (concurrency, stream) in enumerate(plan):
         offset = 1_000_000 * (index + 1)
-        cell = run_cell(name, url, model, concurrency, args.requests, args.warmup, offset)
+        label = f"{name} (stream)" if stream else name
+        cell = run_cell(label, url, model, concurrency, args.requests, args.warmup, offset, stream)
         cell.rss_mb = proc.rss_mb() if proc else float("nan")
         print(
-            f"  {name:16} c={concurrency:<3} {cell.throughput:8.0f} req/s  "
+            f"  {label:22} c={concurrency:<3} {cell.throughput:8.0f} req/s  "
             f"p50 {cell.pct(0.5):7.2f} ms  p99 {cell.pct(0.99):7.2f} ms  "
             f"errors {cell.errors}  lost {cell.lost}  rss {cell.rss_mb:.0f} MB",
             flush=True,
@@ -277,8 +293,24 @@ def measure_target(
     return cells
 
 
-def mf_available() -> bool:
-    return (REPO / "routellm_lc" / "checkpoints" / "mf_default" / "config.json").is_file()
+STAND_IN = REPO / ".cache" / "bench" / "mf_synthetic"
+
+
+def mf_checkpoint_args() -> tuple[list[str], str] | None:
+    """Flags for `serve` (the bundled checkpoint, else the same-shape stand-in that
+    benchmarks/routing_latency.py trains), and a description; None if neither exists."""
+    if (REPO / "routellm_lc" / "checkpoints" / "mf_default" / "config.json").is_file():
+        return [], "bundled mf_default"
+    if (STAND_IN / "config.json").is_file():
+        # The stand-in records its embedder as "local:model:onnx", which `get_embedder` does
+        # not resolve in a fresh process; it is the bundled MiniLM ONNX model, i.e. "local".
+        copy = STAND_IN.with_name("mf_synthetic_server")
+        shutil.copytree(STAND_IN, copy, dirs_exist_ok=True)
+        config = json.loads((copy / "config.json").read_text())
+        config["embedder"] = "local"
+        (copy / "config.json").write_text(json.dumps(config, indent=2))
+        return ["--checkpoint", f"mf={copy}"], "same-shape stand-in (routing_latency.py's)"
+    return None
 
 
 # --------------------------------------------------------------------------- fault run
@@ -359,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument(
+        "--stream-concurrency", type=int, default=16, help="a streamed cell (0: none)"
+    )
     parser.add_argument("--load", type=int, default=5000, help="requests in the load run @64")
     parser.add_argument("--skip-routellm", action="store_true")
     parser.add_argument("--skip-faults", action="store_true")
@@ -371,9 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.only or ["direct", "ours-random", "routellm", "ours-mf"])
     if args.skip_routellm:
         wanted.discard("routellm")
-    if not mf_available():
-        print("  (mf checkpoint not bundled yet: skipping ours-mf)")
+    mf = mf_checkpoint_args()
+    if mf is None:
+        print("  (no mf checkpoint: skipping ours-mf; run benchmarks/routing_latency.py first)")
         wanted.discard("ours-mf")
+    mf_flags, mf_description = mf or ([], "none")
 
     backend_port = free_port()
     backend = backend_process(backend_port)
@@ -385,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_at_start": os.getloadavg(),
         "requests": args.requests,
         "warmup": args.warmup,
+        "mf_checkpoint": mf_description,
         "cells": [],
     }
     try:
@@ -397,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                 backend_url, p)),
             ("routellm", "router-random-0.5", lambda p: routellm(args.routellm_python,
                                                                  backend_url, p)),
-            ("ours-mf", "router-mf-0.5", lambda p: ours("ours-mf", "mf", backend_url, p)),
+            ("ours-mf", "router-mf-0.5", lambda p: ours("ours-mf", "mf", backend_url, p,
+                                                        *mf_flags)),
         ]  # fmt: skip
         for name, model, start in plan:
             if name not in wanted:
@@ -445,20 +484,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"{c['p99_ms']} | {c['errors']} | {rss} |"
         )
     notes = []
-    for concurrency in sorted({c["concurrency"] for c in cells}):
-        direct, mine, peer = (
-            by.get((t, concurrency)) for t in ("direct", "ours-random", "routellm")
-        )
-        if direct and mine:
-            notes.append(
-                f"- c={concurrency}: ours-random adds {mine['p50_ms'] - direct['p50_ms']:.2f} ms "
-                "at p50 over direct"
+    for suffix in ("", " (stream)"):
+        for concurrency in sorted({c["concurrency"] for c in cells}):
+            direct, mine, peer = (
+                by.get((t + suffix, concurrency)) for t in ("direct", "ours-random", "routellm")
             )
-        if mine and peer and peer["throughput"]:
-            notes.append(
-                f"- c={concurrency}: ours-random / RouteLLM throughput = "
-                f"{mine['throughput'] / peer['throughput']:.1f}×"
-            )
+            what = f"c={concurrency}{suffix}"
+            if direct and mine:
+                added = mine["p50_ms"] - direct["p50_ms"]
+                notes.append(f"- {what}: ours-random adds {added:.2f} ms at p50 over direct")
+            if mine and peer and peer["throughput"]:
+                ratio = mine["throughput"] / peer["throughput"]
+                notes.append(f"- {what}: ours-random / RouteLLM throughput = {ratio:.1f}×")
     return "\n".join(lines + [""] + notes)
 
 
