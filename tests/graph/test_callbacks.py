@@ -102,3 +102,18 @@ async def test_async_runs_and_other_models_are_told_apart(make_chat, fresh_backe
     assert handler.calls[0].step is None and handler.calls[0].node is None
     handler.reset()
     assert handler.summary().calls == 0 and handler.summary().strong_share == 0.0
+
+
+async def test_streamed_graph_calls_are_recorded_with_usage(make_chat):
+    """Streaming inside the graph (messages mode) still yields one record with token usage."""
+    handler = RoutingCallbackHandler()
+    graph = StateGraph(RoutingState)
+    graph.add_node("agent", routed_model_node(make_chat()))
+    graph.add_edge(START, "agent")
+    app = graph.compile()
+    inputs = {"messages": [HumanMessage("a hard one")]}
+    async for _ in app.astream(inputs, {"callbacks": [handler]}, stream_mode="messages"):
+        pass
+    (call,) = handler.calls
+    assert (call.node, call.step, call.route) == ("agent", 1, "strong")
+    assert call.usage["output_tokens"] > 0 and call.usage["input_tokens"] > 0
