@@ -37,7 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import psutil
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from routellm_lc.server.schemas import ChatCompletionRequest
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -383,6 +388,78 @@ def _port_of(proc: Process) -> int:
     return int(argv[argv.index("--port") + 1])
 
 
+# --------------------------------------------------------------------------- request parsing
+
+
+def parsing_microbench(rounds: int = 5000) -> dict[str, float]:
+    """µs per request through a bare FastAPI app (no network): the server's way (raw body,
+    orjson, `ChatCompletionRequest`'s validator on the dict) vs FastAPI's (a typed body
+    parameter: json.loads, validation, model construction)."""
+    validate = ChatCompletionRequest.__pydantic_validator__.validate_python
+    app = FastAPI()
+
+    @app.post("/raw")
+    async def raw(request: Request) -> Response:
+        validate(orjson.loads(await request.body()))
+        return Response(b"{}", media_type="application/json")
+
+    @app.post("/typed")
+    async def typed(body: ChatCompletionRequest) -> Response:
+        return Response(b"{}", media_type="application/json")
+
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "object", "properties": {"b": {"type": "array"}}}},
+            },
+        },
+    }
+    payload = json.dumps({"model": "router-mf-0.5", "max_tokens": 16, "tools": [tool],
+                          "messages": [{"role": "system", "content": "Be brief."},
+                                       {"role": "user", "content": PROMPTS[1]}]}).encode()  # fmt: skip
+
+    async def call(path: str) -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                 "http_version": "1.1", "method": "POST", "path": path, "raw_path": path.encode(),
+                 "root_path": "", "scheme": "http", "query_string": b"", "server": ("x", 80),
+                 "client": ("y", 1), "headers": [(b"content-type", b"application/json"),
+                 (b"content-length", str(len(payload)).encode())]}  # fmt: skip
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise RuntimeError(f"{path}: HTTP {message['status']}")
+
+        await app(scope, receive, send)
+
+    async def timed(path: str) -> float:
+        for _ in range(200):
+            await call(path)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            await call(path)
+        return (time.perf_counter() - started) / rounds * 1e6
+
+    async def both() -> dict[str, float]:
+        results = {"raw_orjson_validator_us": [], "fastapi_typed_body_us": []}
+        for _ in range(3):  # interleaved, best of 3
+            results["raw_orjson_validator_us"].append(await timed("/raw"))
+            results["fastapi_typed_body_us"].append(await timed("/typed"))
+        return {k: round(min(v), 1) for k, v in results.items()}
+
+    return asyncio.run(both())
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -460,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.stop()
         if not args.skip_faults:
             results["faults"] = fault_run(backend_port, args)
+        results["parsing"] = parsing_microbench()
+        print(f"  request parsing, µs per request in-process: {results['parsing']}")
     finally:
         backend.stop()
     results["load_avg_at_end"] = os.getloadavg()
