@@ -63,6 +63,7 @@ class CapturedRuns:
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.paths: list[str] = []
+        self.url = ""  # set by the fixture once the server listens
         self.lock = threading.Lock()
 
     def add(self, operation: str, run: dict[str, Any]) -> None:
