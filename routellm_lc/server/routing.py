@@ -90,6 +90,7 @@ class RouterSlot:
         self.inline = False
         self._pending: list[tuple[str, float, asyncio.Future]] = []
         self._draining = False
+        self._drainer: asyncio.Task | None = None  # held: the loop keeps only weak references
 
     def warm_up(self) -> float:
         """Score once (first calls build sessions), time a second call, pick inline or worker."""
@@ -118,7 +119,7 @@ class RouterSlot:
         self._pending.append((text, threshold, future))
         if not self._draining:
             self._draining = True
-            loop.create_task(self._drain())
+            self._drainer = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
