@@ -241,3 +241,20 @@ def test_mid_stream_drop_ends_with_an_error_event_and_no_hang(server, fresh_back
             received.append(chunk)
     assert len(received) == 3  # what the backend sent before dropping reached the client
     assert time.monotonic() - started < 5
+
+
+def test_client_leaving_mid_stream_releases_the_upstream_connection(start_server, fresh_backend):
+    server = start_server()
+    fresh_backend.configure(chunk_delay_ms=500)  # each upstream stream would last ~4 s
+    baseline = len(fresh_backend._connections)  # idle pooled connections of other servers
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": True}
+    for _ in range(3):
+        with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=5) as r:
+            next(line for line in r.iter_lines() if line)  # read one event, then hang up
+    deadline = time.monotonic() + 2
+    while len(fresh_backend._connections) > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the server closed its three upstream streams, long before the backend would have ended them
+    assert len(fresh_backend._connections) <= baseline
+    fresh_backend.configure(chunk_delay_ms=0)
+    assert post(server, {"model": "router-test_keyword-0.5", "messages": EASY}).status_code == 200
