@@ -1,0 +1,1 @@
+"""Training data (sources → questions with per-model outcomes, battles) and router fitting."""

@@ -1,0 +1,327 @@
+"""Training sources in the data directory → questions with per-model outcomes, and battles.
+
+Every source becomes a list of `Question`s: a prompt plus each model's outcome in [0, 1]
+(correctness, averaged over a model's prompting runs; or a 1-10 judge score / 10). Battles
+(prompt, model_a, model_b, winner) are derived from them — all model pairs per question, equal
+outcomes as ties — or read directly (AlpacaEval's judge preferences, a user's JSONL logs).
+
+Never reads `routellm_evals/`: that folder is evaluation-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from routellm_lc.data import data_dir as resolve_data_dir
+from routellm_lc.errors import RouteLLMError
+from routellm_lc.training.names import canonical
+
+Winner = Literal["model_a", "model_b", "tie"]
+
+csv.field_size_limit(1 << 30)
+
+
+@dataclass(frozen=True)
+class Battle:
+    prompt: str
+    model_a: str
+    model_b: str
+    winner: Winner
+    source: str = "user"
+    weight: float = 1.0
+
+
+@dataclass
+class Question:
+    source: str
+    qid: str
+    prompt: str
+    outcomes: dict[str, float] = field(default_factory=dict)
+    group: str = ""
+    """Questions sharing a group (e.g. a TheoremQA item reused in MMLU-Pro) split together."""
+    subset: str = ""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    licence: str
+    kind: Literal["correctness", "judge-score", "preference"]
+
+
+SOURCES: dict[str, SourceInfo] = {
+    "arena_bench_v1": SourceInfo("arena_bench_v1", "Apache-2.0", "judge-score"),
+    "mmlu_pro_nonmmlu": SourceInfo(
+        "mmlu_pro_nonmmlu", "Apache-2.0 (repo); MIT (dataset)", "correctness"
+    ),
+    "zeroeval_math_l5": SourceInfo("zeroeval_math_l5", "Apache-2.0", "correctness"),
+    "theoremqa": SourceInfo("theoremqa", "MIT", "correctness"),
+    "faithful_cot": SourceInfo("faithful_cot", "MIT", "correctness"),
+    "alpaca_eval": SourceInfo("alpaca_eval", "CC BY-NC 4.0 (non-commercial)", "preference"),
+}
+OUTCOME_SOURCES = tuple(name for name, info in SOURCES.items() if info.kind != "preference")
+
+#: faithful_cot runs whose predictions are mostly unparseable are not evidence of skill.
+MAX_INVALID_PCT = 30.0
+
+
+def _jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _rows(path: Path) -> Iterator[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _delimited(path: Path) -> Iterator[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        yield from csv.DictReader(handle, delimiter="\t")
+
+
+def _average(outcomes: dict[tuple[str, str], list[float]]) -> dict[str, dict[str, float]]:
+    """(qid, model) → runs  ⇒  qid → {model: mean outcome}."""
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for (qid, model), values in outcomes.items():
+        table[qid][model] = sum(values) / len(values)
+    return table
+
+
+def load_arena_bench(root: Path) -> list[Question]:
+    folder = root / "arena_bench_v1"
+    prompts = {q["question_id"]: q["turns"][0] for q in _jsonl(folder / "question.jsonl")}
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in _rows(folder / "scores_gpt4_single_ref.csv"):
+        if row["score"] in ("", "-1") or row["question_id"] not in prompts:
+            continue  # judge parse failures
+        scores[(row["question_id"], canonical(row["model"]))].append(float(row["score"]) / 10.0)
+    table = _average(scores)
+    return [Question("arena_bench_v1", qid, prompts[qid], table[qid], qid) for qid in table]
+
+
+def load_mmlu_pro(root: Path) -> list[Question]:
+    folder = root / "mmlu_pro_nonmmlu"
+    questions = {}
+    for q in _jsonl(folder / "questions.jsonl"):
+        options = q.get("options") or []
+        letters = "ABCDEFGHIJ"
+        body = q["question"] + "".join(f"\n{letters[i]}. {o}" for i, o in enumerate(options))
+        questions[str(q["question_id"])] = (body, q.get("src", ""))
+    outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in _rows(folder / "outcomes.csv"):
+        if row["question_id"] in questions:
+            outcomes[(row["question_id"], canonical(row["model"]))].append(float(row["correct"]))
+    table = _average(outcomes)
+    return [
+        Question(
+            "mmlu_pro_nonmmlu",
+            qid,
+            questions[qid][0],
+            table[qid],
+            _group(questions[qid][0]),
+            questions[qid][1],
+        )
+        for qid in table
+    ]
+
+
+def load_math_l5(root: Path) -> list[Question]:
+    folder = root / "zeroeval_math_l5"
+    excluded_file = folder / "EXCLUDED_ids_in_MMLU_test.txt"
+    excluded = set(excluded_file.read_text().split()) if excluded_file.exists() else set()
+    prompts = {str(q["id"]): q["problem"] for q in _jsonl(folder / "questions.jsonl")}
+    outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in _rows(folder / "outcomes.csv"):
+        if row["id"] in prompts and row["id"] not in excluded:
+            outcomes[(row["id"], canonical(row["model"]))].append(
+                float(row["correct_zeroeval_firstnumber"])
+            )
+    table = _average(outcomes)
+    return [Question("zeroeval_math_l5", qid, prompts[qid], table[qid], qid) for qid in table]
+
+
+def load_theoremqa(root: Path) -> list[Question]:
+    folder = root / "theoremqa"
+    prompts = {
+        q["id"]: q["question"]
+        for q in _jsonl(folder / "questions.jsonl")
+        if not q.get("needs_picture")
+    }
+    outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in _rows(folder / "outcomes.csv"):
+        if row["id"] in prompts:
+            outcomes[(row["id"], canonical(row["model"]))].append(float(row["correct"]))
+    table = _average(outcomes)
+    return [
+        Question("theoremqa", qid, prompts[qid], table[qid], _group(prompts[qid])) for qid in table
+    ]
+
+
+def load_faithful_cot(root: Path) -> list[Question]:
+    folder = root / "faithful_cot"
+    broken = {
+        (r["dataset"], r["model"], r["prompt"])
+        for r in _delimited(folder / "model_summary.tsv")
+        if float(r.get("invalid_pred_pct") or 0.0) > MAX_INVALID_PCT
+    }
+    prompts = {}
+    for q in _jsonl(folder / "questions.jsonl"):
+        text = q["question"]
+        prompts[(q["dataset"], str(q["id"]))] = text
+    outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in _rows(folder / "outcomes.csv"):
+        key = (row["dataset"], row["id"])
+        if key not in prompts or (row["dataset"], row["model"], row["prompt"]) in broken:
+            continue
+        if row.get("pred_missing") == "1":
+            continue
+        outcomes[(f"{key[0]}/{key[1]}", canonical(row["model"]))].append(float(row["correct"]))
+    table = _average(outcomes)
+    return [
+        Question(
+            "faithful_cot",
+            qid,
+            prompts[tuple(qid.split("/", 1))],
+            table[qid],
+            qid,
+            qid.split("/")[0],
+        )
+        for qid in table
+    ]
+
+
+def _group(prompt: str) -> str:
+    """A key shared by the same question in different sources (TheoremQA ⊂ MMLU-Pro)."""
+    first_line = prompt.strip().split("\n", 1)[0]
+    return "q:" + " ".join(first_line.lower().split())[:200]
+
+
+_LOADERS = {
+    "arena_bench_v1": load_arena_bench,
+    "mmlu_pro_nonmmlu": load_mmlu_pro,
+    "zeroeval_math_l5": load_math_l5,
+    "theoremqa": load_theoremqa,
+    "faithful_cot": load_faithful_cot,
+}
+
+
+def load_questions(
+    sources: Sequence[str] = OUTCOME_SOURCES, data_dir: str | os.PathLike[str] | None = None
+) -> list[Question]:
+    """Questions with per-model outcomes from the named sources."""
+    root = resolve_data_dir(data_dir)
+    unknown = [s for s in sources if s not in _LOADERS]
+    if unknown:
+        raise RouteLLMError(f"Unknown outcome source(s) {unknown}; known: {sorted(_LOADERS)}.")
+    questions: list[Question] = []
+    for source in sources:
+        questions += _LOADERS[source](root)
+    return questions
+
+
+def battles_from_questions(
+    questions: Iterable[Question], models: Iterable[str] | None = None
+) -> list[Battle]:
+    """All model pairs per question (restricted to `models` if given); equal outcomes tie."""
+    keep = set(models) if models is not None else None
+    battles = []
+    for question in questions:
+        ranked = sorted(m for m in question.outcomes if keep is None or m in keep)
+        for a, b in itertools.combinations(ranked, 2):
+            oa, ob = question.outcomes[a], question.outcomes[b]
+            winner: Winner = "tie" if abs(oa - ob) < 1e-9 else ("model_a" if oa > ob else "model_b")
+            battles.append(Battle(question.prompt, a, b, winner, question.source))
+    return battles
+
+
+def load_alpaca_battles(
+    data_dir: str | os.PathLike[str] | None = None,
+    annotations: str = "annotations_alpaca_eval_gpt4_turbo_fn.jsonl",
+) -> list[Battle]:
+    """AlpacaEval judge preferences as battles (1 = reference wins, 2 = generator_2 wins,
+    1.5 = tie; null = judge failure, dropped). Licence: CC BY-NC 4.0 (non-commercial)."""
+    folder = resolve_data_dir(data_dir) / "alpaca_eval"
+    prompts = {r["instruction_id"]: r["instruction"] for r in _jsonl(folder / "instructions.jsonl")}
+    battles = []
+    for row in _jsonl(folder / annotations):
+        preference = row.get("preference")
+        if preference is None or row["instruction_id"] not in prompts:
+            continue
+        preference = float(preference)
+        winner: Winner = "model_a" if preference < 1.5 else "model_b" if preference > 1.5 else "tie"
+        battles.append(
+            Battle(
+                prompts[row["instruction_id"]],
+                canonical(row["generator_1"]),
+                canonical(row["generator_2"]),
+                winner,
+                "alpaca_eval",
+            )
+        )
+    return battles
+
+
+class BattleFormatError(RouteLLMError, ValueError):
+    """A line of a user's battle log is malformed."""
+
+
+def load_user_battles(path: str | os.PathLike[str]) -> list[Battle]:
+    """A user's own preference logs: JSONL, one battle per line::
+
+        {"prompt": "...", "model_a": "gpt-4o", "model_b": "gpt-4o-mini", "winner": "model_a"}
+
+    `winner` ∈ {"model_a", "model_b", "tie"}; an optional numeric `weight`.
+    """
+    battles = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BattleFormatError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise BattleFormatError(f"{path}:{number}: expected a JSON object.")
+            missing = [k for k in ("prompt", "model_a", "model_b", "winner") if not row.get(k)]
+            if missing:
+                raise BattleFormatError(f"{path}:{number}: missing {', '.join(missing)}.")
+            if row["winner"] not in ("model_a", "model_b", "tie"):
+                raise BattleFormatError(
+                    f"{path}:{number}: winner must be model_a, model_b or tie, got {row['winner']!r}."
+                )
+            battles.append(
+                Battle(
+                    str(row["prompt"]),
+                    str(row["model_a"]),
+                    str(row["model_b"]),
+                    row["winner"],
+                    "user",
+                    float(row.get("weight", 1.0)),
+                )
+            )
+    return battles
+
+
+def training_prompts(
+    data_dir: str | os.PathLike[str] | None = None, decontaminate: bool = True
+) -> list[str]:
+    """Unique prompts of the outcome sources (the default calibration sample), decontaminated
+    against the evaluation prompts unless told otherwise."""
+    questions = load_questions(data_dir=data_dir)
+    if decontaminate:
+        from routellm_lc.training.decontaminate import decontaminate_questions
+
+        questions, _ = decontaminate_questions(questions, data_dir=data_dir)
+    return list(dict.fromkeys(q.prompt for q in questions))
