@@ -267,6 +267,9 @@ def routellm(python: str, backend: str, port: int) -> Process:
     return Process("routellm", argv, env)
 
 
+startup: dict[str, dict[str, float]] = {}  # per server: seconds to healthy, first request
+
+
 def measure_target(
     name: str,
     proc: Process | None,
@@ -278,7 +281,11 @@ def measure_target(
     if health:
         started = time.perf_counter()
         wait_http(health, proc=proc)
-        print(f"  {name}: up in {time.perf_counter() - started:.1f} s", flush=True)
+        up_s = time.perf_counter() - started
+        first = asyncio.run(closed_loop(url, model, 1, 1, start_index=999_999))
+        first_ms = (first[0]) * 1000
+        print(f"  {name}: up in {up_s:.1f} s, first request {first_ms:.0f} ms", flush=True)
+        startup[name] = {"up_s": round(up_s, 2), "first_request_ms": round(first_ms, 1)}
     cells = []
     plan = [(c, False) for c in args.concurrency]
     if args.stream_concurrency:
@@ -541,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  request parsing, µs per request in-process: {results['parsing']}")
     finally:
         backend.stop()
+    results["startup"] = startup
     results["load_avg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
