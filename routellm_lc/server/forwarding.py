@@ -329,16 +329,23 @@ class LiteLLMForwarder:
         return params
 
     def _failure(self, target: Target, exc: Exception) -> Reply:
-        """A client error LiteLLM reports as a `Reply`; raises `UpstreamFailure` otherwise."""
-        litellm = _litellm()
+        """A client error LiteLLM reports becomes a `Reply`; anything else is raised as an
+        `UpstreamFailure`."""
+        failure = self._classify(target, exc)
+        if isinstance(failure, Reply):
+            return failure
+        raise failure from None
+
+    @staticmethod
+    def _classify(target: Target, exc: Exception) -> Reply | UpstreamFailure:
         status = getattr(exc, "status_code", None)
-        if isinstance(exc, litellm.Timeout) or status in (408, 504):
-            raise _timeout(target) from None
+        if isinstance(exc, _litellm().Timeout) or status in (408, 504):
+            return _timeout(target)
         if status in CLIENT_ERRORS:
             body = error_body(str(exc), "invalid_request_error")
             return Reply(int(status), orjson.dumps(body))
         kind = f"status_{status}" if isinstance(status, int) else "litellm"
-        raise UpstreamFailure(target.name, kind, f"{type(exc).__name__}: {exc}") from None
+        return UpstreamFailure(target.name, kind, f"{type(exc).__name__}: {exc}")
 
     async def complete(self, target: Target, body: Mapping[str, Any]) -> Reply:
         try:
@@ -369,10 +376,12 @@ class LiteLLMForwarder:
             except StopAsyncIteration:
                 finished = True
                 return DONE_EVENT
-            except Exception as exc:
+            except Exception as exc:  # after the first chunk: the stream ends with an error
                 finished = True
-                self._failure(target, exc)
-                raise UpstreamFailure(target.name, "litellm", str(exc)) from None
+                failure = self._classify(target, exc)
+                if isinstance(failure, Reply):
+                    failure = UpstreamFailure(target.name, "litellm", str(exc))
+                raise failure from None
             return _sse(chunk)
 
         async def close() -> None:

@@ -60,3 +60,17 @@ def test_litellm_timeout_gets_504_fast(start_server, fresh_backend):
     assert response.status_code == 504, response.text
     assert response.json()["error"]["code"] == "upstream_timeout"
     assert time.monotonic() - started < 5
+
+
+def test_litellm_mid_stream_drop_ends_the_stream_with_an_error_event(litellm_server, fresh_backend):
+    fresh_backend.fail(kind="drop", after_chunks=3, times=None)
+    client = openai.OpenAI(base_url=litellm_server.base_url, api_key="x", max_retries=0, timeout=10)
+    started = time.monotonic()
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(
+            model="router-test_keyword-0.5",
+            messages=[{"role": "user", "content": "one two three four five six"}],
+            stream=True,
+        ):
+            pass
+    assert time.monotonic() - started < 5
