@@ -13,6 +13,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,30 +39,119 @@ def evaluation_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[s
     return prompts
 
 
-def cached_embeddings(texts: Sequence[str], embedder: Any = None) -> np.ndarray:
-    """Embeddings of `texts`, cached on disk by (embedder, exact list of texts)."""
-    from routellm_lc.embeddings import cache_dir, get_embedder
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()[:16]
 
-    embedder = get_embedder(embedder, cache=False) if not hasattr(embedder, "embed") else embedder
-    digest = hashlib.sha256(embedder.name.encode())
+
+class EmbeddingStore:
+    """Embeddings on disk, one entry per (embedder, text hash): any subset or superset of
+    texts seen before costs only the new texts. Files are append-only `.npz` chunks under
+    `cache_dir()/embeddings/<embedder>/`, written atomically, so concurrent processes are safe.
+    """
+
+    def __init__(self, embedder_name: str, root: Path | None = None) -> None:
+        from routellm_lc.embeddings import cache_dir
+
+        slug = "".join(c if c.isalnum() or c in "-." else "_" for c in embedder_name)
+        self.folder = (root or cache_dir() / "embeddings") / slug
+        self._vectors: dict[bytes, np.ndarray] = {}
+        self._seen: set[str] = set()
+
+    def _refresh(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.npz")):
+            if path.name in self._seen:
+                continue
+            with np.load(path) as chunk:
+                for key, vector in zip(chunk["keys"], chunk["vectors"], strict=True):
+                    self._vectors[bytes(key)] = vector
+            self._seen.add(path.name)
+
+    def get(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:
+        """(vectors with zero rows where missing, or None if nothing is stored; missing rows)."""
+        self._refresh()
+        keys = [_text_key(t) for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
+        if len(missing) == len(texts):
+            return None, missing
+        dim = len(next(iter(self._vectors.values())))
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        for i, key in enumerate(keys):
+            vector = self._vectors.get(key)
+            if vector is not None:
+                out[i] = vector
+        return out, missing
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        fresh = {}
+        for text, vector in zip(texts, vectors, strict=True):
+            key = _text_key(text)
+            if key not in self._vectors:
+                fresh[key] = vector
+        if not fresh:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(b"".join(sorted(fresh))).hexdigest()[:16]
+        path = self.folder / f"{digest}.npz"
+        tmp = self.folder / f".{digest}.{os.getpid()}.tmp.npz"
+        keys = np.array(list(fresh), dtype="S16")
+        np.savez(tmp, keys=keys, vectors=np.stack(list(fresh.values())).astype(np.float32))
+        os.replace(tmp, path)
+        self._vectors.update(fresh)
+        self._seen.add(path.name)
+
+
+def _legacy_list_path(embedder_name: str, texts: Sequence[str]) -> Path:
+    """Where earlier versions cached one array per exact list of texts (still read)."""
+    from routellm_lc.embeddings import cache_dir
+
+    digest = hashlib.sha256(embedder_name.encode())
     for text in texts:
         digest.update(text.encode("utf-8", "replace") + b"\x00")
-    path = cache_dir() / "embeddings" / f"{digest.hexdigest()[:24]}.npy"
-    if path.is_file():
-        return np.load(path)
-    from tqdm.auto import tqdm
+    return cache_dir() / "embeddings" / f"{digest.hexdigest()[:24]}.npy"
 
-    chunks = []
-    step = 512
-    for start in tqdm(
-        range(0, len(texts), step), desc="embedding", unit="batch", disable=len(texts) <= step
-    ):
-        chunks.append(embedder.embed(list(texts[start : start + step])))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, path)
+
+def cached_embeddings(
+    texts: Sequence[str], embedder: Any = None, *, progress: bool = True
+) -> np.ndarray:
+    """Embeddings of `texts` (rows in order), cached on disk per (embedder name, text hash).
+
+    Embedding the 15k evaluation prompts takes minutes on a small CPU: it happens once.
+    """
+    from routellm_lc.embeddings import get_embedder
+
+    embedder = get_embedder(embedder, cache=False) if not hasattr(embedder, "embed") else embedder
+    texts = list(texts)
+    store = EmbeddingStore(embedder.name)
+    vectors, missing = store.get(texts)
+    if missing:
+        legacy = _legacy_list_path(embedder.name, texts)
+        if legacy.is_file():
+            vectors = np.load(legacy)
+            store.put(texts, vectors)
+            return vectors
+    if vectors is None:
+        vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    if missing:
+        from tqdm.auto import tqdm
+
+        todo = [texts[i] for i in missing]
+        step = 512
+        chunks = []
+        bar = tqdm(
+            total=len(todo),
+            desc="embedding",
+            unit="prompt",
+            disable=not progress or len(todo) <= step,
+        )
+        for start in range(0, len(todo), step):
+            chunk = embedder.embed(todo[start : start + step])
+            store.put(todo[start : start + step], chunk)  # progress survives an interruption
+            chunks.append(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        vectors[missing] = np.concatenate(chunks)
     return vectors
 
 
@@ -77,23 +167,49 @@ def contaminated_mask(
     return mask
 
 
+def contaminated_prompts(
+    prompts: Sequence[str],
+    data_dir: str | os.PathLike[str] | None = None,
+    threshold: float = THRESHOLD,
+    embedder: Any = None,
+    eval_prompts: Sequence[str] | None = None,
+) -> set[str]:
+    """The prompts among `prompts` whose embedding has cosine ≥ `threshold` with any
+    evaluation prompt (`eval_prompts`, default: every prompt of the evaluation sets)."""
+    unique = list(dict.fromkeys(prompts))
+    if not unique:
+        return set()
+    if eval_prompts is None:
+        eval_prompts = evaluation_prompts(data_dir)
+    train = cached_embeddings(unique, embedder)
+    evaluation = cached_embeddings(list(dict.fromkeys(eval_prompts)), embedder)
+    hits = contaminated_mask(train, evaluation, threshold)
+    return {p for p, hit in zip(unique, hits, strict=True) if hit}
+
+
 def decontaminate_questions(
     questions: Sequence[Any],
     data_dir: str | os.PathLike[str] | None = None,
     threshold: float = THRESHOLD,
     embedder: Any = None,
 ) -> tuple[list[Any], dict[str, int]]:
-    """Questions (anything with `.prompt` and `.source`) minus near-copies of eval prompts;
-    returns (kept, dropped count per source)."""
-    prompts = list(dict.fromkeys(q.prompt for q in questions))
-    if not prompts:
-        return list(questions), {}
-    train = cached_embeddings(prompts, embedder)
-    evaluation = cached_embeddings(list(dict.fromkeys(evaluation_prompts(data_dir))), embedder)
-    bad = {
-        p
-        for p, hit in zip(prompts, contaminated_mask(train, evaluation, threshold), strict=True)
-        if hit
-    }
+    """Questions or battles (anything with `.prompt` and `.source`) minus near-copies of
+    evaluation prompts; returns (kept, dropped count per source)."""
+    bad = contaminated_prompts([q.prompt for q in questions], data_dir, threshold, embedder)
     dropped = Counter(q.source for q in questions if q.prompt in bad)
     return [q for q in questions if q.prompt not in bad], dict(dropped)
+
+
+#: Battles carry `.prompt` and `.source` too.
+decontaminate_battles = decontaminate_questions
+
+
+def format_report(items: Sequence[Any], dropped: dict[str, int]) -> str:
+    """One line per source: kept / total (dropped)."""
+    totals = Counter(item.source for item in items)
+    lines = [
+        f"{source}: kept {total - dropped.get(source, 0)} of {total} "
+        f"(dropped {dropped.get(source, 0)} near-copies of evaluation prompts)"
+        for source, total in sorted(totals.items())
+    ]
+    return "\n".join(lines)

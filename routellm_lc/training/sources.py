@@ -22,7 +22,7 @@ from typing import Literal
 
 from routellm_lc.data import data_dir as resolve_data_dir
 from routellm_lc.errors import RouteLLMError
-from routellm_lc.training.names import canonical
+from routellm_lc.training.names import canonical, tier
 
 Winner = Literal["model_a", "model_b", "tie"]
 
@@ -48,6 +48,36 @@ class Question:
     group: str = ""
     """Questions sharing a group (e.g. a TheoremQA item reused in MMLU-Pro) split together."""
     subset: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One model's outcome on one question: `score` in [0, 1] (correctness averaged over the
+    model's prompting runs, or a 1-10 judge score / 10)."""
+
+    prompt: str
+    model: str
+    score: float
+    source: str
+    question_id: str
+    group: str = ""
+
+
+def iter_outcomes(questions: Iterable[Question]) -> Iterator[Outcome]:
+    """The long format: one `Outcome` per (question, model)."""
+    for q in questions:
+        for model, score in q.outcomes.items():
+            yield Outcome(q.prompt, model, score, q.source, q.qid, q.group)
+
+
+def tier_gap(question: Question) -> float | None:
+    """Mean strong-tier outcome minus mean weak-tier outcome on a question (see
+    `names.tier`); None when either tier has no model on it."""
+    strong = [v for m, v in question.outcomes.items() if tier(m) == "strong"]
+    weak = [v for m, v in question.outcomes.items() if tier(m) == "weak"]
+    if not strong or not weak:
+        return None
+    return sum(strong) / len(strong) - sum(weak) / len(weak)
 
 
 @dataclass(frozen=True)
@@ -98,6 +128,10 @@ def _average(outcomes: dict[tuple[str, str], list[float]]) -> dict[str, dict[str
     return table
 
 
+# MANIFEST: gpt-4_single.jsonl repeats gpt-3.5-turbo's judgments (same model, same scores).
+_ARENA_DUPLICATE_FILES = {"gpt-4_single.jsonl"}
+
+
 def load_arena_bench(root: Path) -> list[Question]:
     folder = root / "arena_bench_v1"
     prompts = {q["question_id"]: q["turns"][0] for q in _jsonl(folder / "question.jsonl")}
@@ -105,9 +139,14 @@ def load_arena_bench(root: Path) -> list[Question]:
     for row in _rows(folder / "scores_gpt4_single_ref.csv"):
         if row["score"] in ("", "-1") or row["question_id"] not in prompts:
             continue  # judge parse failures
+        if row["source_file"] in _ARENA_DUPLICATE_FILES:
+            continue
         scores[(row["question_id"], canonical(row["model"]))].append(float(row["score"]) / 10.0)
     table = _average(scores)
-    return [Question("arena_bench_v1", qid, prompts[qid], table[qid], qid) for qid in table]
+    return [
+        Question("arena_bench_v1", qid, prompts[qid], table[qid], f"arena_bench_v1:{qid}")
+        for qid in table
+    ]
 
 
 def load_mmlu_pro(root: Path) -> list[Question]:
@@ -148,7 +187,10 @@ def load_math_l5(root: Path) -> list[Question]:
                 float(row["correct_zeroeval_firstnumber"])
             )
     table = _average(outcomes)
-    return [Question("zeroeval_math_l5", qid, prompts[qid], table[qid], qid) for qid in table]
+    return [
+        Question("zeroeval_math_l5", qid, prompts[qid], table[qid], f"zeroeval_math_l5:{qid}")
+        for qid in table
+    ]
 
 
 def load_theoremqa(root: Path) -> list[Question]:
@@ -194,7 +236,7 @@ def load_faithful_cot(root: Path) -> list[Question]:
             qid,
             prompts[tuple(qid.split("/", 1))],
             table[qid],
-            qid,
+            f"faithful_cot:{qid}",
             qid.split("/")[0],
         )
         for qid in table
@@ -245,30 +287,68 @@ def battles_from_questions(
     return battles
 
 
+ALPACA_ANNOTATIONS = (
+    "annotations_alpaca_eval_gpt4_turbo_fn.jsonl",
+    "annotations_alpaca_eval_cot_gpt4_turbo_fn.jsonl",
+    "annotations_weighted_alpaca_eval_gpt4_turbo.jsonl",
+    "annotations_alpaca_eval_gpt4.jsonl",
+    "annotations_bedrock_claude.jsonl",
+)
+#: Submissions that are not a model (AlpacaEval's template folder).
+_ALPACA_NOT_MODELS = {"example"}
+
+
+def _alpaca_battles(prompt: str, model_a: str, model_b: str, preference: float) -> list[Battle]:
+    """AlpacaEval's encoding: 1 = generator_1 (reference) wins, 2 = generator_2 wins, 0 or 1.5
+    = draw (alpaca_eval's `pairwise_to_winrate`); anything else in (1, 2) is a weighted
+    annotator's 1 + P(generator_2 wins), kept as a soft label: two battles weighted p and 1 − p
+    (their weighted log-loss equals the log-loss against target p)."""
+    if preference in (0.0, 1.5):
+        return [Battle(prompt, model_a, model_b, "tie", "alpaca_eval")]
+    if preference == 1.0:
+        return [Battle(prompt, model_a, model_b, "model_a", "alpaca_eval")]
+    if preference == 2.0:
+        return [Battle(prompt, model_a, model_b, "model_b", "alpaca_eval")]
+    p = min(max(preference - 1.0, 0.0), 1.0)
+    return [
+        Battle(prompt, model_a, model_b, "model_b", "alpaca_eval", p),
+        Battle(prompt, model_a, model_b, "model_a", "alpaca_eval", 1.0 - p),
+    ]
+
+
 def load_alpaca_battles(
     data_dir: str | os.PathLike[str] | None = None,
-    annotations: str = "annotations_alpaca_eval_gpt4_turbo_fn.jsonl",
+    annotations: str | Sequence[str] = "annotations_alpaca_eval_gpt4_turbo_fn.jsonl",
 ) -> list[Battle]:
-    """AlpacaEval judge preferences as battles (1 = reference wins, 2 = generator_2 wins,
-    1.5 = tie; null = judge failure, dropped). Licence: CC BY-NC 4.0 (non-commercial)."""
+    """AlpacaEval judge preferences as battles (model_a = the reference generator_1, model_b =
+    generator_2; see `_alpaca_battles` for the encoding; null = judge failure, dropped).
+
+    `annotations`: one file name, a list of them, or "all" (`ALPACA_ANNOTATIONS`).
+    Licence: CC BY-NC 4.0 (non-commercial) — say so in the card of any router trained on it.
+    """
     folder = resolve_data_dir(data_dir) / "alpaca_eval"
     prompts = {r["instruction_id"]: r["instruction"] for r in _jsonl(folder / "instructions.jsonl")}
-    battles = []
-    for row in _jsonl(folder / annotations):
-        preference = row.get("preference")
-        if preference is None or row["instruction_id"] not in prompts:
-            continue
-        preference = float(preference)
-        winner: Winner = "model_a" if preference < 1.5 else "model_b" if preference > 1.5 else "tie"
-        battles.append(
-            Battle(
+    files = (
+        ALPACA_ANNOTATIONS
+        if annotations == "all"
+        else [annotations]
+        if isinstance(annotations, str)
+        else list(annotations)
+    )
+    battles: list[Battle] = []
+    for name in files:
+        for row in _jsonl(folder / name):
+            preference = row.get("preference")
+            if preference is None or row["instruction_id"] not in prompts:
+                continue
+            if row["generator_2"] in _ALPACA_NOT_MODELS:
+                continue
+            battles += _alpaca_battles(
                 prompts[row["instruction_id"]],
                 canonical(row["generator_1"]),
                 canonical(row["generator_2"]),
-                winner,
-                "alpaca_eval",
+                float(preference),
             )
-        )
     return battles
 
 
@@ -276,41 +356,63 @@ class BattleFormatError(RouteLLMError, ValueError):
     """A line of a user's battle log is malformed."""
 
 
+_BATTLE_FIELDS = ("prompt", "model_a", "model_b", "winner")
+_MAX_REPORTED_ERRORS = 10
+
+
+def _parse_battle_line(line: str) -> Battle:
+    """One JSONL line → a `Battle`, or ValueError saying what is wrong with it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in _BATTLE_FIELDS if k not in row]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    for key in _BATTLE_FIELDS:
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise ValueError(f"{key} must be a non-empty string, got {row[key]!r}")
+    if row["winner"] not in ("model_a", "model_b", "tie"):
+        raise ValueError(f"winner must be model_a, model_b or tie, got {row['winner']!r}")
+    if row["model_a"] == row["model_b"]:
+        raise ValueError(f"model_a and model_b are the same model ({row['model_a']!r})")
+    weight = row.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        raise ValueError(f"weight must be a positive number, got {weight!r}")
+    return Battle(row["prompt"], row["model_a"], row["model_b"], row["winner"], "user", weight)
+
+
 def load_user_battles(path: str | os.PathLike[str]) -> list[Battle]:
     """A user's own preference logs: JSONL, one battle per line::
 
         {"prompt": "...", "model_a": "gpt-4o", "model_b": "gpt-4o-mini", "winner": "model_a"}
 
-    `winner` ∈ {"model_a", "model_b", "tie"}; an optional numeric `weight`.
+    `winner` ∈ {"model_a", "model_b", "tie"}; an optional positive numeric `weight`; other
+    keys are ignored; blank lines are skipped. Model names are kept as written. Bad lines raise
+    `BattleFormatError` listing each (file:line: what is wrong), up to ten.
     """
-    battles = []
+    battles: list[Battle] = []
+    errors: list[str] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BattleFormatError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(row, dict):
-                raise BattleFormatError(f"{path}:{number}: expected a JSON object.")
-            missing = [k for k in ("prompt", "model_a", "model_b", "winner") if not row.get(k)]
-            if missing:
-                raise BattleFormatError(f"{path}:{number}: missing {', '.join(missing)}.")
-            if row["winner"] not in ("model_a", "model_b", "tie"):
-                raise BattleFormatError(
-                    f"{path}:{number}: winner must be model_a, model_b or tie, got {row['winner']!r}."
-                )
-            battles.append(
-                Battle(
-                    str(row["prompt"]),
-                    str(row["model_a"]),
-                    str(row["model_b"]),
-                    row["winner"],
-                    "user",
-                    float(row.get("weight", 1.0)),
-                )
-            )
+                battles.append(_parse_battle_line(line))
+            except ValueError as exc:
+                errors.append(f"{path}:{number}: {exc}")
+    if errors:
+        shown = "\n  ".join(errors[:_MAX_REPORTED_ERRORS])
+        more = len(errors) - _MAX_REPORTED_ERRORS
+        tail = f"\n  ... and {more} more bad line(s)" if more > 0 else ""
+        raise BattleFormatError(
+            f"{len(errors)} malformed line(s) in {path} (expected JSON objects with prompt, "
+            f"model_a, model_b, winner):\n  {shown}{tail}"
+        )
+    if not battles:
+        raise BattleFormatError(f"{path} holds no battles (one JSON object per line).")
     return battles
 
 
