@@ -1,0 +1,137 @@
+"""RouteLLM's routing metrics: the threshold curve, AUC, APGR, CPT and the optimal curve.
+
+Definitions follow RouteLLM's `routellm/evals/benchmarks.py` and `evaluate.py`:
+
+- **Curve.** Thresholds are the 11 decile edges of the router's scores (min, 10%, ..., max:
+  `pd.qcut(scores, 10, retbins=True)`, i.e. linear-interpolation quantiles; duplicate edges
+  are kept, where RouteLLM's `qcut` would raise). At each edge the prompts scoring ≥ it go to
+  the strong model, except at the last edge (the maximum) where RouteLLM uses a strict `>`:
+  nothing scores above the maximum, so that point is always (0 strong calls, weak quality).
+  The first edge (the minimum) sends everything strong: (1, strong quality). The curve
+  therefore always spans [0, 1]; no point is added or extrapolated.
+- **AUC** = trapezoid of quality over the *fraction* of strong calls, points sorted by it.
+- **APGR** = (AUC − weak) / (strong − weak) (random ≈ 0.5, the oracle well above).
+- **CPT(x)** = the strong-call share at which quality first reaches weak + x·(strong − weak),
+  linearly interpolated along the curve in order of strong share. RouteLLM calls
+  `np.interp(target, quality, share)`, which is the same wherever quality rises with share;
+  walking the curve keeps the answer defined when a router's curve dips.
+- **Optimal curve**: an oracle that spends its strong calls on the prompts where the strong
+  model beats the weak one, largest gain first; once those run out, extra strong calls gain
+  nothing. Evaluated at 0, 10, ..., 100% strong calls (RouteLLM's grid), linear between whole
+  prompt counts: exactly RouteLLM's MMLU/GSM8K formula (`weak_correct + min(strong_calls,
+  n_strong_only)`), and for MT-Bench its ranked score differences without flooring the call
+  count to an integer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BINS = 10
+CPT_LEVELS = (0.2, 0.5, 0.8)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Quality against the fraction of calls sent to the strong model, sorted by that fraction."""
+
+    strong_share: np.ndarray
+    quality: np.ndarray
+    thresholds: np.ndarray | None = None
+
+    def points(self) -> list[dict[str, float]]:
+        """JSON-ready points; `strong_pct` in percent, as RouteLLM reports it."""
+        rows = []
+        for i, (share, quality) in enumerate(zip(self.strong_share, self.quality, strict=True)):
+            row = {"strong_pct": float(share) * 100, "quality": float(quality)}
+            if self.thresholds is not None:
+                row["threshold"] = float(self.thresholds[i])
+            rows.append(row)
+        return rows
+
+
+def threshold_curve(
+    scores: np.ndarray, strong: np.ndarray, weak: np.ndarray, n_bins: int = N_BINS
+) -> Curve:
+    """RouteLLM's curve: one point per decile edge of `scores` (see the module docstring)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    strong = np.asarray(strong, dtype=np.float64)
+    weak = np.asarray(weak, dtype=np.float64)
+    if not (scores.shape == strong.shape == weak.shape) or scores.ndim != 1 or not len(scores):
+        raise ValueError("scores, strong and weak must be 1-D arrays of the same, non-zero length")
+    thresholds = np.quantile(scores, np.linspace(0.0, 1.0, n_bins + 1))
+    to_strong = scores[None, :] >= thresholds[:, None]
+    to_strong[-1] = scores > thresholds[-1]
+    share = to_strong.mean(axis=1)
+    quality = np.where(to_strong, strong[None, :], weak[None, :]).mean(axis=1)
+    order = np.argsort(share, kind="stable")
+    return Curve(share[order], quality[order], thresholds[order])
+
+
+def auc(curve: Curve) -> float:
+    """Area under quality over the fraction of strong calls (trapezoid rule)."""
+    return float(np.trapezoid(curve.quality, curve.strong_share))
+
+
+def apgr(curve: Curve, strong_quality: float, weak_quality: float) -> float:
+    """Average performance gap recovered: (AUC − weak) / (strong − weak); NaN if no gap."""
+    gap = strong_quality - weak_quality
+    if gap == 0:
+        return float("nan")
+    return (auc(curve) - weak_quality) / gap
+
+
+def cpt(curve: Curve, level: float, strong_quality: float, weak_quality: float) -> float:
+    """Fraction of strong calls needed to reach weak + level·(strong − weak) quality.
+
+    The first point along the curve (by strong share) where quality reaches the target,
+    interpolated linearly inside the segment that crosses it; NaN if the curve never does.
+    """
+    target = weak_quality + level * (strong_quality - weak_quality)
+    share, quality = curve.strong_share, curve.quality
+    reached = np.flatnonzero(quality >= target)
+    if not len(reached):
+        return float("nan")
+    i = int(reached[0])
+    if i == 0:
+        return float(share[0])
+    q0, q1 = quality[i - 1], quality[i]
+    s0, s1 = share[i - 1], share[i]
+    return float(s0 + (target - q0) / (q1 - q0) * (s1 - s0))
+
+
+def optimal_curve(strong: np.ndarray, weak: np.ndarray, shares: np.ndarray | None = None) -> Curve:
+    """The oracle's quality at each strong-call share (default: 0, 0.1, ..., 1)."""
+    strong = np.asarray(strong, dtype=np.float64)
+    weak = np.asarray(weak, dtype=np.float64)
+    if shares is None:
+        shares = np.linspace(0.0, 1.0, N_BINS + 1)
+    shares = np.asarray(shares, dtype=np.float64)
+    n = len(strong)
+    gains = np.sort(np.clip(strong - weak, 0.0, None))[::-1]
+    total_at_k = weak.sum() + np.concatenate([[0.0], np.cumsum(gains)])
+    quality = np.interp(shares * n, np.arange(n + 1), total_at_k) / n
+    return Curve(shares, quality)
+
+
+def summarize(curve: Curve, strong_quality: float, weak_quality: float) -> dict[str, object]:
+    """APGR, AUC, CPT(20/50/80%) in percent of calls, and the curve's points."""
+    result: dict[str, object] = {
+        "apgr": apgr(curve, strong_quality, weak_quality),
+        "auc": auc(curve),
+    }
+    for level in CPT_LEVELS:
+        result[f"cpt{round(level * 100)}"] = cpt(curve, level, strong_quality, weak_quality) * 100
+    result["curve"] = curve.points()
+    return result
+
+
+def mean_curve(curves: list[Curve]) -> Curve:
+    """Pointwise mean of curves with the same number of points (the random router's runs)."""
+    return Curve(
+        np.mean([c.strong_share for c in curves], axis=0),
+        np.mean([c.quality for c in curves], axis=0),
+        None,
+    )
