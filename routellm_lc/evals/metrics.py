@@ -45,7 +45,7 @@ class Curve:
         """JSON-ready points; `strong_pct` in percent, as RouteLLM reports it."""
         rows = []
         for i, (share, quality) in enumerate(zip(self.strong_share, self.quality, strict=True)):
-            row = {"strong_pct": float(share) * 100, "quality": float(quality)}
+            row = {"strong_pct": round(float(share) * 100, 9), "quality": float(quality)}
             if self.thresholds is not None:
                 row["threshold"] = float(self.thresholds[i])
             rows.append(row)
@@ -66,7 +66,8 @@ def threshold_curve(
     to_strong[-1] = scores > thresholds[-1]
     share = to_strong.mean(axis=1)
     quality = np.where(to_strong, strong[None, :], weak[None, :]).mean(axis=1)
-    order = np.argsort(share, kind="stable")
+    # By strong share; equal shares (tied scores) listed from the highest threshold down.
+    order = np.lexsort((-thresholds, share))
     return Curve(share[order], quality[order], thresholds[order])
 
 

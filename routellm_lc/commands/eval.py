@@ -1,0 +1,90 @@
+"""`routellm-lc eval`: RouteLLM's APGR / CPT metrics for routers on benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate routers on MT-Bench, MMLU, GSM8K or a CSV (APGR, CPT, plots)",
+        description="Score each benchmark with each router and compute RouteLLM's metrics "
+        "(APGR, CPT 20/50/80%%, the optimal curve). Writes OUTPUT/<benchmark>.json and "
+        "OUTPUT/<benchmark>.png and prints a table. Scores are cached on disk.",
+    )
+    parser.add_argument(
+        "--benchmark",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="NAME",
+        help="mt-bench, mmlu, gsm8k or a CSV path (prompt column + one column per model); "
+        "repeat or list several",
+    )
+    parser.add_argument(
+        "--routers", nargs="+", required=True, metavar="ROUTER", help="e.g. mf sw_ranking random"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="ROUTER=PATH",
+        help="checkpoint folder or Hub id for a router (repeatable; default: bundled)",
+    )
+    parser.add_argument("--output", required=True, help="folder for the .json and .png files")
+    parser.add_argument("--data-dir", help="data folder holding routellm_evals/")
+    parser.add_argument(
+        "--limit", type=int, help="evaluate a seeded stratified subset of N prompts per benchmark"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --limit (default: 0)")
+    parser.add_argument(
+        "--strong-model",
+        help="CSV column of the strong model (default: gpt-4-1106-preview)",
+    )
+    parser.add_argument(
+        "--weak-model",
+        help="CSV column of the weak model (default: mistralai/Mixtral-8x7B-Instruct-v0.1)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="prompts per router call")
+    parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    parser.set_defaults(func=run)
+
+
+def parse_checkpoints(values: list[str]) -> dict[str, str]:
+    from routellm_lc.errors import RouteLLMError
+
+    checkpoints = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise RouteLLMError(f"--checkpoint expects ROUTER=PATH, got {value!r}.")
+        checkpoints[name] = path
+    return checkpoints
+
+
+def run(args: argparse.Namespace) -> int:
+    from routellm_lc.evals.harness import format_table, run_eval
+
+    results = run_eval(
+        benchmarks=args.benchmark,
+        router_names=args.routers,
+        output=args.output,
+        checkpoints=parse_checkpoints(args.checkpoint),
+        data_dir=args.data_dir,
+        limit=args.limit,
+        seed=args.seed,
+        strong_model=args.strong_model,
+        weak_model=args.weak_model,
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    for name, result in results.items():
+        print(
+            f"{name}: {result['n_prompts']} prompts; strong {result['strong']['quality']:.4f}, "
+            f"weak {result['weak']['quality']:.4f}"
+        )
+    print(format_table(results))
+    print(f"wrote {', '.join(f'{n}.json/.png' for n in results)} to {args.output}")
+    return 0
