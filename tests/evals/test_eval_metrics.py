@@ -1,0 +1,115 @@
+"""RouteLLM's metrics against curves worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from routellm_lc.evals import metrics
+from routellm_lc.evals.benchmarks import Benchmark
+from routellm_lc.evals.harness import random_curve
+
+# Four prompts. Per prompt (strong, weak): (1, 0), (1, 1), (0, 0), (1, 0); scores rise with
+# the index, so the top-k scorers go strong. Quality with k strong calls:
+#   k=0: weak mean 1/4 = 0.25; k=1,2,3: 2/4 = 0.5; k=4: strong mean 3/4 = 0.75.
+SCORES = np.array([0.1, 0.2, 0.3, 0.4])
+STRONG = np.array([1.0, 1.0, 0.0, 1.0])
+WEAK = np.array([0.0, 1.0, 0.0, 0.0])
+
+
+def test_curve_points_at_decile_thresholds():
+    curve = metrics.threshold_curve(SCORES, STRONG, WEAK)
+    # Deciles of [0.1, 0.2, 0.3, 0.4] by linear interpolation: 0.1, 0.13, ..., 0.37, 0.4.
+    # ≥ 0.13..0.19 keeps 3 prompts, ≥ 0.22..0.28 keeps 2, ≥ 0.31..0.37 keeps 1.
+    assert curve.strong_share.tolist() == [0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 1]
+    np.testing.assert_allclose(curve.quality, [0.25] + [0.5] * 9 + [0.75])
+    np.testing.assert_allclose(
+        sorted(curve.thresholds), [0.1, 0.13, 0.16, 0.19, 0.22, 0.25, 0.28, 0.31, 0.34, 0.37, 0.4]
+    )
+
+
+def test_auc_apgr_and_cpt_by_hand():
+    curve = metrics.threshold_curve(SCORES, STRONG, WEAK)
+    # Trapezoids: [0, .25]: (.25 + .5)/2 · .25 = .09375; [.25, .75]: .5 · .5 = .25;
+    # [.75, 1]: (.5 + .75)/2 · .25 = .15625. AUC = 0.5, APGR = (0.5 − 0.25) / 0.5 = 0.5.
+    assert metrics.auc(curve) == pytest.approx(0.5)
+    assert metrics.apgr(curve, 0.75, 0.25) == pytest.approx(0.5)
+    # CPT targets 0.35 / 0.5 / 0.65: inside the first segment at 0.1 and at its end 0.25;
+    # in the last segment .75 + (.65 − .5)/(.75 − .5) · .25 = 0.9.
+    assert metrics.cpt(curve, 0.2, 0.75, 0.25) == pytest.approx(0.10)
+    assert metrics.cpt(curve, 0.5, 0.75, 0.25) == pytest.approx(0.25)
+    assert metrics.cpt(curve, 0.8, 0.75, 0.25) == pytest.approx(0.90)
+    summary = metrics.summarize(curve, 0.75, 0.25)
+    assert summary["cpt20"] == pytest.approx(10.0)
+    assert summary["cpt50"] == pytest.approx(25.0)
+    assert summary["cpt80"] == pytest.approx(90.0)
+    assert [p["strong_pct"] for p in summary["curve"]][:2] == [0.0, 25.0]
+
+
+def test_extreme_thresholds_span_zero_and_all_strong_calls():
+    # Two prompts tie at the maximum score 0.9. RouteLLM's last threshold (the maximum) uses
+    # a strict '>', so no prompt goes strong there: the curve starts at (0, weak quality) even
+    # though the ties at the maximum would go strong under '≥'.
+    scores = np.array([0.9, 0.9, 0.1, 0.5])
+    strong = np.array([1.0, 0.0, 1.0, 1.0])
+    weak = np.array([0.0, 0.0, 0.0, 1.0])
+    curve = metrics.threshold_curve(scores, strong, weak)
+    assert curve.strong_share[0] == 0.0 and curve.quality[0] == pytest.approx(0.25)
+    assert curve.strong_share[-1] == 1.0 and curve.quality[-1] == pytest.approx(0.75)
+    # The 90% decile is 0.9 itself (position 2.7 in [.1, .5, .9, .9]): both ties go strong.
+    assert curve.strong_share[1] == 0.5 and curve.quality[1] == pytest.approx(0.5)
+    assert 0.25 not in curve.strong_share  # ties move together: no point splits them
+
+
+def test_a_constant_router_scores_exactly_half():
+    # All scores tie: only the endpoints exist, (0, weak) and (1, strong); the straight line
+    # between them is the random router's expected curve, APGR 0.5 and CPT(x) = x.
+    curve = metrics.threshold_curve(np.full(4, 0.3), STRONG, WEAK)
+    assert set(curve.strong_share.tolist()) == {0.0, 1.0}
+    assert metrics.apgr(curve, 0.75, 0.25) == pytest.approx(0.5)
+    assert metrics.cpt(curve, 0.5, 0.75, 0.25) == pytest.approx(0.5)
+
+
+def test_cpt_takes_the_first_crossing_when_the_curve_dips():
+    # Quality overshoots then falls; RouteLLM's np.interp(target, quality, share) needs a
+    # rising quality. Walking the curve, target 0.4 is crossed in the first segment at 0.2.
+    curve = metrics.Curve(np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.8]))
+    assert metrics.cpt(curve, 0.5, 0.8, 0.0) == pytest.approx(0.2)
+    assert metrics.cpt(curve, 0.8, 0.8, 0.0) == pytest.approx(0.32)
+
+
+def test_apgr_is_nan_without_a_quality_gap():
+    curve = metrics.threshold_curve(SCORES, np.ones(4), np.ones(4))
+    assert np.isnan(metrics.apgr(curve, 1.0, 1.0))
+
+
+def test_optimal_curve_spends_strong_calls_on_gains_first():
+    # Gains strong − weak: [1, 0, 0, 1]: two prompts to win. Quality (weak sum 1 + gains) / 4
+    # rises 0.25 → 0.75 over the first half of calls, then stays at 0.75.
+    curve = metrics.optimal_curve(STRONG, WEAK)
+    np.testing.assert_allclose(curve.strong_share, np.linspace(0, 1, 11))
+    np.testing.assert_allclose(curve.quality, [0.25, 0.35, 0.45, 0.55, 0.65] + [0.75] * 6)
+    # AUC = .25 (triangle-and-rectangle over [0, .5]) + .375 over [.5, 1]: APGR 0.75.
+    assert metrics.apgr(curve, 0.75, 0.25) == pytest.approx(0.75)
+
+
+def test_optimal_curve_never_routes_a_losing_prompt_strong():
+    # MT-Bench-like scores: strong wins by 2 on one question, loses by 1 on another, ties the
+    # third. The oracle's best is weak everywhere but the first: (7+2 + 6 + 8)/3 = 23/3,
+    # above the strong model's own mean 22/3, and it keeps it at 100% "strong" calls.
+    strong, weak = np.array([9.0, 5.0, 8.0]), np.array([7.0, 6.0, 8.0])
+    curve = metrics.optimal_curve(strong, weak, np.array([0.0, 1 / 3, 1.0]))
+    np.testing.assert_allclose(curve.quality, [7.0, 23 / 3, 23 / 3])
+
+
+def test_random_router_averages_ten_runs_near_half():
+    rng = np.random.default_rng(12345)  # not 0-9: the random router's own seeds
+    strong = (rng.random(2000) < 0.8).astype(float)
+    weak = (rng.random(2000) < 0.6).astype(float)
+    bench = Benchmark("synthetic", [f"p{i}" for i in range(2000)], strong, weak)
+    curve, per_run = random_curve(bench)
+    assert len(per_run) == 10 and len(set(per_run)) == 10  # ten different seeds
+    assert curve.strong_share[0] == 0.0 and curve.strong_share[-1] == 1.0
+    average = metrics.apgr(curve, bench.strong_quality, bench.weak_quality)
+    assert average == pytest.approx(np.mean(per_run))  # APGR is linear in the curve
+    assert abs(average - 0.5) < 0.05
