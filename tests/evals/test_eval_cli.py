@@ -1,0 +1,107 @@
+"""`routellm-lc eval` end to end: JSON, plot, table, the score cache and load errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from routellm_lc.cli import main
+from routellm_lc.routers import Router, register_router
+
+
+@register_router("test_prompt_length")
+class PromptLengthRouter(Router):
+    """Longer prompt → higher score. Deterministic, and counts its calls."""
+
+    calls = 0
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        type(self).calls += 1
+        return np.array([min(len(p), 1000) / 1000 for p in prompts])
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+    PromptLengthRouter.calls = 0
+
+
+def _oracle_csv(path):
+    # 20 prompts of length 1..20; the strong model is right exactly on the 10 longest, the
+    # weak model never. Length routing is then the oracle: quality k/20 with the k longest
+    # strong, up to 0.5 at half the calls, then flat. AUC = .125 + .25, APGR = .375/.5 = .75.
+    lines = ["prompt,gpt-4-1106-preview,mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    lines += [f"{'x' * n},{n > 10},False" for n in range(1, 21)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_eval_on_a_csv_writes_json_png_and_table(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    out = tmp_path / "out"
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "test_prompt_length", "random"]
+    assert main([*argv, "--output", str(out)]) == 0
+    result = json.loads((out / "toy.json").read_text())
+    assert result["n_prompts"] == 20
+    assert result["strong"] == {"model": "gpt-4-1106-preview", "quality": 0.5}
+    assert result["weak"]["quality"] == 0.0
+    length = result["routers"]["test_prompt_length"]
+    assert length["apgr"] == pytest.approx(0.75)
+    assert result["optimal"]["apgr"] == pytest.approx(0.75)
+    assert length["cpt50"] == pytest.approx(25.0)  # quality 0.25 with the 5 longest strong
+    assert [p["strong_pct"] for p in length["curve"]] == [0, *range(10, 101, 10)]
+    assert result["routers"]["random"]["runs"] == 10
+    assert (out / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "test_prompt_length  0.750   25.0%" in table and "optimal" in table
+
+
+def test_eval_on_a_real_benchmark_subset_and_the_cache(data_dir, tmp_path):
+    out = tmp_path / "out"
+    argv = ["eval", "--benchmark", "gsm8k", "mt-bench", "--routers", "test_prompt_length"]
+    argv += ["random", "--limit", "60", "--output", str(out), "--data-dir", str(data_dir)]
+    assert main(argv) == 0
+    first_calls = PromptLengthRouter.calls
+    assert first_calls == 2  # one batch per benchmark
+    gsm8k = json.loads((out / "gsm8k.json").read_text())
+    mt_bench = json.loads((out / "mt-bench.json").read_text())
+    assert gsm8k["n_prompts"] == 60 and gsm8k["limit"] == 60 and mt_bench["n_prompts"] == 60
+    assert gsm8k["routers"]["test_prompt_length"]["cached"] is False
+    assert 0.0 < gsm8k["routers"]["test_prompt_length"]["apgr"] < 1.5
+    for result in (gsm8k, mt_bench):
+        curve = result["routers"]["test_prompt_length"]["curve"]
+        assert curve[0]["quality"] == pytest.approx(result["weak"]["quality"])
+        assert curve[-1]["quality"] == pytest.approx(result["strong"]["quality"])
+    assert (out / "mt-bench.png").stat().st_size > 10_000
+
+    assert main(argv) == 0  # same prompts, same router: served from the cache
+    assert PromptLengthRouter.calls == first_calls
+    again = json.loads((out / "gsm8k.json").read_text())
+    assert again["routers"]["test_prompt_length"]["cached"] is True
+    assert (
+        again["routers"]["test_prompt_length"]["apgr"]
+        == gsm8k["routers"]["test_prompt_length"]["apgr"]
+    )
+
+    assert main([*argv[:-4], "--seed", "1", *argv[-4:]]) == 0  # another subset: scored anew
+    assert PromptLengthRouter.calls == first_calls + 2
+
+
+def test_a_router_that_fails_to_load_is_a_clear_error(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "random", "no_such_router"]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Could not load router(s)" in err and "no_such_router" in err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_checkpoint_flag_must_name_a_listed_router(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "random"]
+    argv += ["--checkpoint", "mf=/nowhere", "--output", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "--checkpoint given for router(s) not in --routers: mf" in capsys.readouterr().err
