@@ -6,16 +6,25 @@ RouteLLM's rule: route to strong iff score ≥ threshold, and calibrate by takin
 strong at that threshold is then `pct` up to one prompt (exactly, for distinct scores on a
 sample where pct·n is a whole number).
 
-The default sample is the training prompts of the bundled data sources (decontaminated);
-for real traffic, calibrate on a sample of your own prompts (`prompts=` / `--prompts FILE`).
+The default sample is the training prompts of the bundled data sources (decontaminated
+against the evaluation sets, never the evaluation sets themselves); for real traffic,
+calibrate on a sample of your own prompts (`prompts=` / `--prompts FILE`).
+
+    >>> from routellm_lc.calibrate import calibrate
+    >>> result = calibrate("mf", 0.2)           # or prompts=[...your traffic...]
+    >>> RouteLLMChat(router="mf", threshold=result.threshold)
+
+Scoring is shared with the evaluation harness (`routellm_lc.evals.harness`): batched, with a
+progress bar, and cached on disk by the router's identity and the exact prompt list, so
+calibrating the same sample for another share is instant.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +34,52 @@ from routellm_lc.data import DataDirError
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.routers.base import Router
 
+DEFAULT_SAMPLE = "training prompts"
+
 
 class CalibrationError(RouteLLMError, ValueError):
-    """Bad calibration input: a share outside (0, 1], no prompts, a malformed prompt file."""
+    """Bad calibration input: a share outside (0, 1), no prompts, a malformed prompt file."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated threshold and how it behaves on the sample it came from."""
+
+    router: str
+    strong_pct: float
+    threshold: float
+    n_prompts: int
+    measured_share: float
+    """Fraction of the sample scoring ≥ threshold: `strong_pct` up to a prompt, unless ties."""
+    sample: str
+
+    def __str__(self) -> str:
+        return (
+            f"threshold for {self.strong_pct:.1%} strong calls with router {self.router}: "
+            f"{self.threshold:.4f} (on {self.n_prompts:,} prompts; measured share "
+            f"{self.measured_share:.1%})"
+        )
 
 
 def validate_strong_pct(strong_pct: float | str) -> float:
-    """A share of strong calls as a fraction in [0, 1]; accepts 0.2 or "20%"."""
+    """A share of strong calls strictly between 0 and 1; accepts 0.2 or "20%".
+
+    0 and 1 have no threshold: the highest threshold, 1.0, still sends scores of exactly 1.0
+    strong, and sending everything strong needs no router.
+    """
     text = str(strong_pct).strip()
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise CalibrationError(
-            f"strong share must be a number in [0, 1] (e.g. 0.2) or a percentage (e.g. 20%), "
-            f"got {strong_pct!r}."
+            f"strong share must be a number between 0 and 1 (e.g. 0.2) or a percentage "
+            f"(e.g. 20%), got {strong_pct!r}."
         ) from None
-    if not 0.0 <= value <= 1.0 or np.isnan(value):
-        raise CalibrationError(f"strong share must be in [0, 1] (or 0%-100%), got {strong_pct!r}.")
+    if not 0.0 < value < 1.0:  # also rejects NaN
+        hint = " (a share: 0.2 means 20%)" if 1.0 < value <= 100.0 else ""
+        raise CalibrationError(
+            f"strong share must be strictly between 0 and 1, got {strong_pct!r}{hint}."
+        )
     return value
 
 
@@ -58,41 +96,6 @@ def strong_share(scores: np.ndarray, threshold: float) -> float:
     return float(np.mean(np.asarray(scores, dtype=np.float64) >= threshold))
 
 
-def router_identity(router: Router, checkpoint: str | None = None) -> str:
-    """What makes a router's scores reproducible: its `cache_key` (set by routers loaded from
-    a checkpoint, e.g. a hash of config + weights), else its class, name and checkpoint."""
-    key = getattr(router, "cache_key", None)
-    if key:
-        return str(key)
-    if checkpoint and Path(checkpoint).is_dir():
-        from routellm_lc.routers.checkpoints import checkpoint_identity
-
-        return f"{router.name}:{checkpoint_identity(Path(checkpoint))}"
-    cls = type(router)
-    return f"{router.name}:{cls.__module__}.{cls.__qualname__}:{checkpoint or 'default'}"
-
-
-def score_prompts(
-    router: Router, prompts: Sequence[str], *, batch_size: int = 256, progress: bool = False
-) -> np.ndarray:
-    """Router scores for `prompts`, in batches (with a progress bar when asked)."""
-    from tqdm.auto import tqdm
-
-    prompts = list(prompts)
-    out = np.empty(len(prompts), dtype=np.float64)
-    bar = tqdm(
-        total=len(prompts), desc=f"scoring ({router.name})", unit="prompt", disable=not progress
-    )
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        out[start : start + len(batch)] = np.asarray(
-            router.strong_win_rate(batch), dtype=np.float64
-        )
-        bar.update(len(batch))
-    bar.close()
-    return out
-
-
 def cached_scores(
     router: Router,
     prompts: Sequence[str],
@@ -100,52 +103,34 @@ def cached_scores(
     checkpoint: str | None = None,
     progress: bool = False,
     use_cache: bool = True,
+    sample: str = "prompts",
 ) -> np.ndarray:
-    """`score_prompts`, cached on disk by (router identity, exact prompt list).
+    """Router scores for `prompts`, cached on disk like evaluation scores (keyed by the
+    router's identity and the exact prompt list). `random` is never cached."""
+    from routellm_lc.evals import harness
 
-    Routers without a stable identity (e.g. `random`) are never cached.
-    """
-    from routellm_lc.embeddings import cache_dir
-
-    if not use_cache or router.name == "random":
-        return score_prompts(router, prompts, progress=progress)
-    digest = hashlib.sha256(router_identity(router, checkpoint).encode())
-    for prompt in prompts:
-        digest.update(prompt.encode("utf-8", "replace") + b"\x00")
-    path = cache_dir() / "calibration_scores" / f"{digest.hexdigest()[:24]}.npy"
-    if path.is_file():
-        scores = np.load(path)
-        if len(scores) == len(prompts):
-            return scores
-    scores = score_prompts(router, prompts, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, scores)
-    os.replace(tmp, path)
+    if router.name == harness.RANDOM_ROUTER:
+        return harness.score_prompts(router, list(prompts), desc="calibration", progress=progress)
+    identity = harness.router_identity(router, checkpoint)
+    loaded = harness.LoadedRouter(router.name, router, checkpoint, identity)
+    cache = harness.ScoreCache() if use_cache else None
+    scores, _ = harness.cached_scores(
+        loaded, f"calibration:{sample}", list(prompts), cache, progress=progress
+    )
     return scores
 
 
 def default_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
-    """The default calibration sample: the unique training prompts of the data sources
-    (outcome sources and AlpacaEval's instructions), minus near-copies of evaluation prompts.
-    Never the evaluation sets themselves."""
-    from routellm_lc.training.decontaminate import contaminated_prompts
-    from routellm_lc.training.sources import load_questions
+    """The default calibration sample: the training sources' unique prompts minus
+    near-copies of evaluation prompts (`training_prompts`). Never the evaluation sets."""
+    from routellm_lc.training.sources import training_prompts
 
-    prompts = [q.prompt for q in load_questions(data_dir=data_dir)]
-    alpaca = Path(_data_root(data_dir)) / "alpaca_eval" / "instructions.jsonl"
-    if alpaca.is_file():
-        with open(alpaca, encoding="utf-8") as handle:
-            prompts += [json.loads(line)["instruction"] for line in handle if line.strip()]
-    prompts = list(dict.fromkeys(prompts))
-    bad = contaminated_prompts(prompts, data_dir)
-    return [p for p in prompts if p not in bad]
-
-
-def _data_root(data_dir: str | os.PathLike[str] | None) -> Path:
-    from routellm_lc.data import data_dir as resolve
-
-    return resolve(data_dir)
+    try:
+        return training_prompts(data_dir)
+    except DataDirError as exc:
+        raise CalibrationError(
+            f"No prompt sample given and the bundled training prompts are unavailable: {exc}"
+        ) from None
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
@@ -198,17 +183,67 @@ def calibrate_threshold(
         from routellm_lc.routers.base import load_router
 
         router = load_router(router, checkpoint, **router_kwargs)
+    result = _calibrate(
+        router, router.name, pct, prompts, checkpoint, data_dir, progress, use_cache
+    )
+    return result.threshold
+
+
+def calibrate(
+    router_name: str,
+    strong_pct: float | str,
+    prompts: Sequence[str] | None = None,
+    checkpoint: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = False,
+    use_cache: bool = True,
+) -> Calibration:
+    """Load `router_name` and calibrate it on `prompts` (None: the bundled training prompts),
+    reporting the threshold with the sample size and the share it sends strong there."""
+    from routellm_lc.evals.harness import load_routers
+    from routellm_lc.routers.base import load_router
+
+    pct = validate_strong_pct(strong_pct)  # before loading anything
+    if router_name == "random":
+        router = load_router(router_name)
+    else:
+        checkpoints = {router_name: checkpoint} if checkpoint else None
+        (loaded,) = load_routers([router_name], checkpoints)  # load failures: one clear error
+        router = loaded.router
+    return _calibrate(router, router_name, pct, prompts, checkpoint, data_dir, progress, use_cache)
+
+
+def _calibrate(
+    router: Router,
+    router_name: str,
+    pct: float,
+    prompts: Sequence[str] | None,
+    checkpoint: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    progress: bool,
+    use_cache: bool,
+) -> Calibration:
+    sample = "prompts"
     if prompts is None:
-        try:
-            prompts = default_prompts(data_dir)
-        except DataDirError as exc:
-            raise CalibrationError(
-                f"No prompt sample given and the bundled training prompts are unavailable: {exc}"
-            ) from None
+        prompts, sample = default_prompts(data_dir), DEFAULT_SAMPLE
     prompts = list(prompts)
     if not prompts:
         raise CalibrationError("Calibration needs at least one prompt.")
     scores = cached_scores(
-        router, prompts, checkpoint=checkpoint, progress=progress, use_cache=use_cache
+        router,
+        prompts,
+        checkpoint=checkpoint,
+        progress=progress,
+        use_cache=use_cache,
+        sample=sample,
     )
-    return threshold_for_share(scores, pct)
+    threshold = threshold_for_share(scores, pct)
+    return Calibration(
+        router=router_name,
+        strong_pct=pct,
+        threshold=threshold,
+        n_prompts=len(prompts),
+        measured_share=strong_share(scores, threshold),
+        sample=sample,
+    )

@@ -1,0 +1,48 @@
+"""`routellm-lc calibrate`: the threshold that sends a target share of calls to the strong model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="find the threshold that sends a share of calls to the strong model",
+        description="Score a prompt sample with a router and print the threshold at which "
+        "the given share of it goes to the strong model (RouteLLM's rule: the (1 - share) "
+        "quantile of the scores). Default sample: the bundled training prompts.",
+    )
+    parser.add_argument("--router", default="mf", help="router name (default: mf)")
+    parser.add_argument(
+        "--strong-pct",
+        required=True,
+        help="target share of strong-model calls, between 0 and 1 (0.2 or 20%%)",
+    )
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help='your own sample: .txt (one prompt per line) or .jsonl (a "prompt" field)',
+    )
+    parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
+    parser.add_argument("--data-dir", help="data folder for the default sample")
+    parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from routellm_lc.calibrate import calibrate, read_prompt_file, validate_strong_pct
+
+    strong_pct = validate_strong_pct(args.strong_pct)  # fail before loading anything
+    prompts = read_prompt_file(args.prompts) if args.prompts else None
+    result = calibrate(
+        args.router,
+        strong_pct,
+        prompts=prompts,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        use_cache=not args.no_cache,
+        progress=True,
+    )
+    print(result)
+    return 0
