@@ -1,0 +1,112 @@
+"""Threshold calibration: the share it targets is the share it sends strong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from routellm_lc.calibrate import (
+    CalibrationError,
+    calibrate,
+    calibrate_threshold,
+    read_prompt_file,
+    threshold_for_share,
+)
+from routellm_lc.cli import main
+from routellm_lc.routers import Router, register_router
+
+
+@register_router("test_calibration_hash")
+class HashRouter(Router):
+    """A deterministic score per prompt, uniform over [0, 1) and tie-free; counts its calls."""
+
+    calls = 0
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        type(self).calls += 1
+        digests = [hashlib.sha256(p.encode()).hexdigest()[:13] for p in prompts]
+        return np.array([int(d, 16) / 16**13 for d in digests])
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+    HashRouter.calls = 0
+
+
+PROMPTS = [f"prompt number {i}" for i in range(1_000)]
+
+
+@pytest.mark.parametrize("pct", [0.05, 0.2, 0.333, 0.5, 0.9])
+def test_calibrated_threshold_sends_the_target_share_strong(pct):
+    router = HashRouter()
+    threshold = calibrate_threshold(router, PROMPTS, pct, use_cache=False)
+    sent = int(np.sum(router.strong_win_rate(PROMPTS) >= threshold))
+    assert abs(sent - pct * len(PROMPTS)) <= 1
+
+
+def test_threshold_is_routellms_quantile():
+    scores = np.array([0.1, 0.4, 0.2, 0.3, 0.5])
+    # (1 − 0.4) quantile, linear: position 0.6 · 4 = 2.4 in [.1, .2, .3, .4, .5] → 0.34.
+    assert threshold_for_share(scores, 0.4) == pytest.approx(0.34)
+    assert np.sum(scores >= 0.34) == 2  # 40% of 5
+
+
+def test_calibrate_reports_and_reuses_cached_scores():
+    result = calibrate("test_calibration_hash", 0.2, prompts=PROMPTS)
+    assert result.n_prompts == 1_000 and result.measured_share == pytest.approx(0.2, abs=0.001)
+    assert result.sample == "prompts" and HashRouter.calls == 4  # 256-prompt batches
+    assert str(result).startswith("threshold for 20.0% strong calls with router test_calibr")
+    again = calibrate("test_calibration_hash", 0.5, prompts=PROMPTS)
+    assert HashRouter.calls == 4  # the sample's scores came from the cache
+    assert again.measured_share == pytest.approx(0.5, abs=0.001)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.2, "20", "abc", float("nan")])
+def test_share_outside_zero_one_is_a_clear_error(bad):
+    with pytest.raises(CalibrationError, match="between 0 and 1"):
+        calibrate("test_calibration_hash", bad, prompts=PROMPTS)
+    assert HashRouter.calls == 0
+
+
+def test_prompt_files_txt_and_jsonl(tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("first prompt\n\nsecond prompt\n")
+    assert read_prompt_file(txt) == ["first prompt", "second prompt"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "a\nb"}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    with pytest.raises(CalibrationError, match="p.jsonl:2: expected an object"):
+        read_prompt_file(jsonl)
+
+
+def test_cli_prints_threshold_and_measured_share(tmp_path, capsys):
+    path = tmp_path / "traffic.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    argv = ["calibrate", "--router", "test_calibration_hash", "--strong-pct", "0.2"]
+    assert main([*argv, "--prompts", str(path)]) == 0
+    out = capsys.readouterr().out
+    expected = calibrate_threshold(HashRouter(), PROMPTS, 0.2)
+    assert (
+        f"threshold for 20.0% strong calls with router test_calibration_hash: {expected:.4f} "
+        "(on 1,000 prompts; measured share 20.0%)"
+    ) in out
+    assert main([*argv[:-1], "2", "--prompts", str(path)]) == 2
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):
+    sample = [f"training prompt {i}" for i in range(50)]
+    seen = {}
+
+    def fake_training_prompts(path=None):
+        seen["data_dir"] = path
+        return sample
+
+    monkeypatch.setattr("routellm_lc.training.sources.training_prompts", fake_training_prompts)
+    result = calibrate("test_calibration_hash", 0.3, data_dir=tmp_path)
+    assert seen["data_dir"] == tmp_path
+    assert result.sample == "training prompts" and result.n_prompts == 50
