@@ -85,7 +85,10 @@ def router_identity(router: Router, checkpoint: str | None) -> str:
         return f"{kind}:default"
     path = Path(checkpoint)
     if path.exists():
-        return f"{kind}:{path.resolve()}:{path.stat().st_mtime_ns}"
+        # A folder's own mtime misses files rewritten in place: take the newest file's.
+        files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+        newest = max((p.stat().st_mtime_ns for p in files), default=path.stat().st_mtime_ns)
+        return f"{kind}:{path.resolve()}:{newest}"
     return f"{kind}:{checkpoint}"  # a Hub id
 
 
@@ -165,7 +168,7 @@ def cached_scores(
 ) -> tuple[np.ndarray, bool]:
     """Scores from the cache when present, else computed (and stored). Returns (scores, hit)."""
     assert loaded.router is not None
-    key = ScoreCache.key(loaded.identity, benchmark_name, prompts)
+    key = ScoreCache.key(f"{loaded.name}|{loaded.identity}", benchmark_name, prompts)
     if cache is not None:
         hit = cache.load(key)
         if hit is not None and hit.shape == (len(prompts),):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -105,3 +106,20 @@ def test_checkpoint_flag_must_name_a_listed_router(tmp_path, capsys):
     argv += ["--checkpoint", "mf=/nowhere", "--output", str(tmp_path / "out")]
     assert main(argv) == 2
     assert "--checkpoint given for router(s) not in --routers: mf" in capsys.readouterr().err
+
+
+def test_cache_identity_follows_the_checkpoint(tmp_path):
+    from routellm_lc.evals.harness import router_identity
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"v1")
+    os.utime(weights, ns=(1_000_000_000, 1_000_000_000))
+    before = router_identity(PromptLengthRouter(), str(folder))
+    weights.write_bytes(b"v2")  # rewritten in place: the folder's own mtime need not change
+    os.utime(weights, ns=(2_000_000_000, 2_000_000_000))
+    assert router_identity(PromptLengthRouter(), str(folder)) != before
+    keyed = PromptLengthRouter()
+    keyed.cache_key = "mf:0123abcd"  # a router's own key (mf: its checkpoint hash) wins
+    assert router_identity(keyed, str(folder)) == "mf:0123abcd"
