@@ -17,9 +17,11 @@ AlpacaEval instructions, read via ROUTELLM_LC_DATA / --data-dir), never the eval
 
     python benchmarks/routing_latency.py [--prompts 200] [--json out.json]
 
-If the bundled `mf` checkpoint (`routellm_lc/checkpoints/mf_default`) is missing, `mf` is
-benchmarked with a checkpoint this script trains in seconds on synthetic battles with the
-same embedder and shape (scoring cost depends on the shape, not on the weights' quality).
+Checkpoints: `--checkpoint ROUTER=PATH`, else the router's bundled default
+(`routellm_lc/checkpoints/<router>_default`), else a stand-in of the same shape, since
+scoring cost depends on the shape, not on the weights' quality: `mf` trained in seconds on
+synthetic battles with the same embedder; `bert` the bundled MiniLM with an untrained 3-label
+head. Which one was used is recorded in the output (`checkpoints`).
 """
 
 from __future__ import annotations
@@ -146,11 +148,7 @@ def import_times(runs: int = 5) -> dict[str, dict[str, float]]:
 
 # -- routers -------------------------------------------------------------------------------------
 def mf_checkpoint(train_prompts: list[str], embedder: Any) -> tuple[str | None, str]:
-    """(checkpoint, description): the bundled default, else a quickly trained stand-in."""
-    from routellm_lc.routers.checkpoints import BUNDLED_DIR
-
-    if (BUNDLED_DIR / "mf_default" / "config.json").is_file():
-        return None, "bundled mf_default"
+    """A stand-in `mf` checkpoint trained in seconds on synthetic battles (length decides)."""
     from routellm_lc.routers.mf import MatrixFactorizationRouter
 
     folder = REPO / ".cache" / "bench" / "mf_synthetic"
@@ -170,19 +168,55 @@ def mf_checkpoint(train_prompts: list[str], embedder: Any) -> tuple[str | None, 
     return str(folder), "synthetic stand-in (mf_default not bundled yet): same shape, dim 128"
 
 
-def build_router(name: str, embedder: Any, mf_ckpt: str | None) -> Any:
+def bert_standin() -> tuple[str, str]:
+    """A `bert` checkpoint of the router's own shape: the bundled MiniLM with an untrained
+    3-label head (scoring cost depends on the encoder, not on what the head learned)."""
+    folder = REPO / ".cache" / "bench" / "bert_minilm_standin"
+    if not (folder / "config.json").is_file():
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from routellm_lc.embeddings import _bundled_model_path
+
+        source = str(_bundled_model_path())
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=3)
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return str(folder), "stand-in: bundled MiniLM + untrained 3-label head (torch)"
+
+
+def resolve_checkpoints(
+    names: Sequence[str], train_prompts: list[str], given: dict[str, str]
+) -> dict[str, tuple[str | None, str]]:
+    """(checkpoint, description) per router: given on the command line, else the router's
+    bundled default, else a stand-in of the same shape (see each function)."""
+    from routellm_lc.embeddings import LocalEmbedder
+    from routellm_lc.routers.checkpoints import BUNDLED_DIR
+
+    out: dict[str, tuple[str | None, str]] = {}
+    for name in names:
+        if name in given:
+            out[name] = (given[name], f"given: {given[name]}")
+        elif name == "random":
+            out[name] = (None, "no weights")
+        elif (BUNDLED_DIR / f"{name}_default" / "config.json").is_file():
+            out[name] = (None, f"bundled {name}_default")
+        elif name == "mf":
+            out[name] = mf_checkpoint(train_prompts, LocalEmbedder(backend="onnx"))
+        elif name == "bert":
+            out[name] = bert_standin()
+        else:
+            out[name] = (None, "router default")
+    return out
+
+
+def build_router(name: str, embedder: Any, checkpoint: str | None) -> Any:
     """The router with our (uncached or cached) embedder where it takes one."""
     from routellm_lc.routers.base import get_router_class
 
     cls = get_router_class(name)
     if name == "random":
         return cls(seed=0)
-    if name == "mf":
-        return cls.from_pretrained(mf_ckpt, embedder=embedder)
-    try:
-        return cls.from_pretrained(None, embedder=embedder)
-    except TypeError:  # routers that do not embed with the shared embedder
-        return cls.from_pretrained(None)
+    return cls.from_pretrained(checkpoint, embedder=embedder)
 
 
 def decide_call(router: Any) -> Callable[[str], Any]:
@@ -196,13 +230,13 @@ def bench_router(
     name: str,
     prompts: list[str],
     embedder_factory: Callable[[], Any],
-    mf_ckpt: str | None,
+    checkpoint: str | None,
     rounds: int,
 ) -> dict[str, Any]:
     from routellm_lc.embeddings import CachedEmbedder
 
     bare = embedder_factory()
-    router = build_router(name, bare, mf_ckpt)
+    router = build_router(name, bare, checkpoint)
     router.strong_win_rate(prompts[:2])  # load weights / sessions before timing
     result: dict[str, Any] = {}
     result["bare_embedder_one_prompt"] = summary(latencies_ms(lambda p: bare.embed([p]), prompts))
@@ -210,7 +244,7 @@ def bench_router(
         latencies_ms(lambda p: router.strong_win_rate([p]), prompts)
     )
     result["cold_decide"] = summary(latencies_ms(decide_call(router), prompts))
-    cached_router = build_router(name, CachedEmbedder(bare), mf_ckpt)
+    cached_router = build_router(name, CachedEmbedder(bare), checkpoint)
     cached_router.strong_win_rate(prompts)  # warm the cache
     result["cached_decide"] = summary(latencies_ms(decide_call(cached_router), prompts))
     result["batch"] = paired_throughput(router.strong_win_rate, bare.embed, prompts, rounds)
@@ -265,7 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=200, help="distinct prompts to time")
     parser.add_argument("--routers", default=",".join(ROUTERS))
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (best of)")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="ROUTER=PATH",
+        help="checkpoint for a router (repeatable), e.g. sw_ranking=.cache/bench/sw",
+    )
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-anchor", action="store_true")
     parser.add_argument("--json", default=None, help="write the results here too")
     args = parser.parse_args(argv)
 
@@ -280,27 +322,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_import:
         report["import"] = import_times()
 
-    mf_ckpt, mf_source = mf_checkpoint(train, LocalEmbedder(backend="onnx"))
-    report["mf_checkpoint"] = mf_source
+    names = args.routers.split(",")
+    given = dict(item.split("=", 1) for item in args.checkpoint)
+    registered = set(available_routers())
+    checkpoints = resolve_checkpoints([n for n in names if n in registered], train, given)
+    report["checkpoints"] = {name: source for name, (_, source) in checkpoints.items()}
     report["routers"] = {}
-    for name in args.routers.split(","):
-        if name not in available_routers():
+    for name in names:
+        if name not in checkpoints:
             report["routers"][name] = {"skipped": "not registered"}
             continue
         try:
             report["routers"][name] = bench_router(
-                name, prompts, lambda: LocalEmbedder(backend="onnx"), mf_ckpt, args.rounds
+                name,
+                prompts,
+                lambda: LocalEmbedder(backend="onnx"),
+                checkpoints[name][0],
+                args.rounds,
             )
-        except (ImportError, OSError, ValueError) as exc:  # module or checkpoint not there yet
-            report["routers"][name] = {"skipped": f"{type(exc).__name__}: {exc}"[:200]}
+        except (ImportError, OSError, ValueError) as exc:  # module or checkpoint not there
+            report["routers"][name] = {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
         print(name, json.dumps(report["routers"][name]), flush=True)
-    if "mf" in args.routers.split(","):
+    if "mf" in checkpoints:
         report["mf_torch_embedder"] = bench_router(
-            "mf", prompts, lambda: LocalEmbedder(backend="torch"), mf_ckpt, args.rounds
+            "mf", prompts, lambda: LocalEmbedder(backend="torch"), checkpoints["mf"][0], args.rounds
         )
         print("mf (torch)", json.dumps(report["mf_torch_embedder"]), flush=True)
-    report["anchor_litellm_embedding_call_localhost"] = anchor_embedding_call(prompts)
-    print("anchor", json.dumps(report["anchor_litellm_embedding_call_localhost"]), flush=True)
+    if not args.skip_anchor:
+        report["anchor_litellm_embedding_call_localhost"] = anchor_embedding_call(prompts)
+        print("anchor", json.dumps(report["anchor_litellm_embedding_call_localhost"]), flush=True)
     report["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     text = json.dumps(report, indent=2)
     print(text)
