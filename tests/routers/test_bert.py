@@ -1,0 +1,178 @@
+"""bert router: RouteLLM's published layout and label order, scoring maths against the model's
+own logits, fine-tuning on a separable toy task, checkpoint round trips, errors.
+
+The models are tiny BERTs (2 layers, hidden 32, a 40-word WordPiece vocabulary) built here and
+saved in exactly the layout of `routellm/bert_gpt4_augmented`, so they load offline through the
+same code path as the published checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from routellm_lc.errors import CheckpointError
+from routellm_lc.routers import load_router
+from routellm_lc.routers.bert import BertRouter
+
+WORDS = (
+    "prove theorem integral derivative matrix eigenvalue proof lemma hello hi thanks "
+    "cat dog weather name what is the a of and please write poem hard easy say"
+).split()
+
+
+def _tiny_bert(folder, *, num_labels=3, seed=0):
+    """A randomly initialised BertForSequenceClassification + WordPiece tokenizer, saved the
+    way RouteLLM's bert_gpt4_augmented is (config.json, model.safetensors, tokenizer files)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+    tokenizer.model_max_length = 64
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        initializer_range=0.2,  # livelier random features than BERT's 0.02
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)  # spread the label probabilities
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _routellm_score(folder, prompt):
+    """RouteLLM's BERTRouter.calculate_strong_win_rate, one prompt at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=3)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    inputs = tokenizer(prompt, return_tensors="pt", padding=True, truncation=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits.numpy()[0].astype(np.float64)
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    return 1 - (probs[1] + probs[2])  # 1 − (p_tie + p_weak)
+
+
+PROMPTS = ["prove the theorem", "hello", "write a poem of the cat and dog please", "what is hard"]
+
+
+def test_published_layout_scores_one_minus_tie_and_weak_probability(tmp_path):
+    folder = _tiny_bert(tmp_path / "routellm" / "bert_gpt4_augmented")
+    assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    router = BertRouter.from_pretrained(folder)
+    scores = router.strong_win_rate(PROMPTS)  # one padded batch
+    expected = [_routellm_score(folder, p) for p in PROMPTS]
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert scores.std() > 1e-3  # the check is not vacuous: scores differ across prompts
+    probs = router.label_probabilities(PROMPTS)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(scores, probs[:, 0])  # = p(strong wins) for 3 labels
+    # RouteLLM's folder has no router_config.json: its model pair is recorded as the default.
+    assert router.strong_model == "gpt-4-1106-preview" and router.cache_key.startswith("bert:")
+
+
+def test_loads_by_hub_id_from_the_local_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--routellm--bert_gpt4_augmented"
+    revision = "b" * 40
+    _tiny_bert(repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    router = load_router("bert")  # default checkpoint: routellm/bert_gpt4_augmented
+    expected = _routellm_score(repo / "snapshots" / revision, "prove the theorem")
+    assert router.strong_win_rate(["prove the theorem"])[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_battles_become_routellm_labels():
+    router = BertRouter(strong_model={"gpt4", "claude"}, weak_model="mixtral")
+    battles = [
+        {"prompt": "a", "model_a": "gpt4", "model_b": "mixtral", "winner": "model_a"},
+        {"prompt": "b", "model_a": "mixtral", "model_b": "claude", "winner": "model_a"},
+        {"prompt": "c", "model_a": "mixtral", "model_b": "gpt4", "winner": "tie (bothbad)"},
+        {"prompt": "d", "model_a": "gpt4", "model_b": "claude", "winner": "model_a"},  # skipped
+        {
+            "prompt": "e",
+            "model_a": "claude",
+            "model_b": "mixtral",
+            "winner": "model_b",
+            "weight": 0.3,
+        },
+    ]
+    prompts, labels, weights = router.battle_labels(battles)
+    assert prompts == ["a", "b", "c", "e"]
+    assert labels.tolist() == [0, 2, 1, 2]
+    assert weights.tolist() == [1.0, 1.0, 1.0, 0.3]
+
+
+def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
+    base = _tiny_bert(tmp_path / "base", seed=1)
+    hard = ["prove the theorem", "integral of the matrix", "eigenvalue lemma proof", "derivative"]
+    easy = ["hello", "hi thanks", "what is the name of the cat", "say hi please"]
+    battles = [
+        {"prompt": p, "model_a": "gpt4", "model_b": "mixtral", "winner": "model_a"} for p in hard
+    ] + [{"prompt": p, "model_a": "mixtral", "model_b": "gpt4", "winner": "model_a"} for p in easy]
+    router = BertRouter("gpt4", "mixtral", base_model=base, epochs=25, batch_size=8, lr=2e-3)
+    router.fit(battles)
+    scores = router.strong_win_rate(hard + easy)
+    assert scores[:4].min() > 0.8 and scores[4:].max() < 0.2
+
+    router.save_pretrained(tmp_path / "out")
+    settings = json.loads((tmp_path / "out" / "router_config.json").read_text())
+    assert settings["labels"] == ["strong_wins", "tie", "weak_wins"]
+    assert settings["strong_model"] == "gpt4" and (tmp_path / "out" / "README.md").exists()
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "strong_wins", "1": "tie", "2": "weak_wins"}
+    again = load_router("bert", checkpoint=str(tmp_path / "out"))
+    assert again.weak_model == "mixtral"
+    np.testing.assert_allclose(again.strong_win_rate(hard + easy), scores, atol=1e-6)
+
+
+def test_fit_on_prompts_and_labels(tmp_path):
+    base = _tiny_bert(tmp_path / "base", seed=2)
+    prompts = ["prove the theorem", "hello", "integral proof", "hi thanks"] * 2
+    labels = [0, 2, 0, 2] * 2
+    router = BertRouter(base_model=base, epochs=20, batch_size=8, lr=2e-3)
+    scores = router.fit((prompts, labels)).strong_win_rate(prompts[:4])
+    assert scores[[0, 2]].min() > 0.7 and scores[[1, 3]].max() < 0.3
+    with pytest.raises(ValueError, match="labels must be 0"):
+        BertRouter(base_model=base).fit((["hello"], [3]))
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        BertRouter.from_pretrained(str(tmp_path / "nowhere"))
+    folder = _tiny_bert(tmp_path / "no_tokenizer")
+    for name in ("vocab.txt", "tokenizer.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match=r"no_tokenizer is incomplete: missing tokenizer"):
+        BertRouter.from_pretrained(folder)
+    folder = _tiny_bert(tmp_path / "two_labels", num_labels=2)
+    with pytest.raises(CheckpointError, match="does not hold a 3-label classifier"):
+        BertRouter.from_pretrained(folder)  # transformers 5 writes no id2label for 2 labels
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="declares 2 labels"):
+        BertRouter.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model weights"):
+        BertRouter.from_pretrained(folder)
