@@ -67,6 +67,8 @@ class MatrixFactorizationRouter(Router):
         dim: int = 128,
         use_proj: bool = True,
         features: Sequence[str] = (),
+        logit_prior: Mapping[str, float] | None = None,
+        logit_bias: float = 0.0,
         epochs: int = 30,
         batch_size: int = 256,
         lr: float = 3e-3,
@@ -80,6 +82,8 @@ class MatrixFactorizationRouter(Router):
         self.dim = dim
         self.use_proj = use_proj
         self.features = tuple(features)
+        self.logit_prior = dict(logit_prior or {})
+        self.logit_bias = float(logit_bias)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -136,7 +140,19 @@ class MatrixFactorizationRouter(Router):
         weak = self._index(weak_model or self.weak_model, "weak")
         p = _normalise_rows(self.P_)
         gap = self.classifier_ * (p[strong] - p[weak])
-        return self.text_proj_.T @ gap if self.use_proj else gap
+        direction = self.text_proj_.T @ gap if self.use_proj else gap.copy()
+        return direction + self._prior_vector(len(direction))
+
+    def _prior_vector(self, size: int) -> np.ndarray:
+        """A fixed additive logit term on standardised features (e.g. a length prior):
+        part of the checkpoint, not learned by `fit`."""
+        prior = np.zeros(size)
+        offset = size - len(self.features)
+        for name, weight in self.logit_prior.items():
+            if name not in self.features:
+                raise CheckpointError(f"logit_prior names {name!r}, which is not in features.")
+            prior[offset + self.features.index(name)] = float(weight)
+        return prior
 
     def model_scores(self, prompts: Sequence[str]) -> np.ndarray:
         """(n_prompts, n_models) matrix of s(m, x): every model's quality on every prompt."""
@@ -148,7 +164,7 @@ class MatrixFactorizationRouter(Router):
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
         if self._direction is None:
             self._direction = self.direction()
-        return _sigmoid(self.prompt_inputs(prompts) @ self._direction)
+        return _sigmoid(self.prompt_inputs(prompts) @ self._direction + self.logit_bias)
 
     # -- training --------------------------------------------------------------------------
     def fit(self, battles: Sequence[Any], *, progress: bool = False) -> MatrixFactorizationRouter:
@@ -228,6 +244,42 @@ class MatrixFactorizationRouter(Router):
         self._direction = None
         return self
 
+    @classmethod
+    def from_linear(
+        cls,
+        weights: np.ndarray,
+        bias: float,
+        *,
+        features: Sequence[str],
+        feature_mean: np.ndarray,
+        feature_std: np.ndarray,
+        strong_model: str,
+        weak_model: str,
+        embedder: Any = "local",
+        logit_prior: Mapping[str, float] | None = None,
+    ) -> MatrixFactorizationRouter:
+        """A linear scorer sigmoid(x · weights + bias) in MF form (dim 1, exact).
+
+        With P̂[strong] = 1, P̂[weak] = −1 and c = 1/2, the MF direction is
+        Wᵀ (c ⊙ (P̂[strong] − P̂[weak])) = W[0]: the weights themselves.
+        """
+        router = cls(
+            strong_model,
+            weak_model,
+            embedder=embedder,
+            dim=1,
+            features=features,
+            logit_prior=logit_prior,
+            logit_bias=bias,
+        )
+        router._model_names = [strong_model, weak_model]
+        router.P_ = np.array([[1.0], [-1.0]])
+        router.classifier_ = np.array([0.5])
+        router.text_proj_ = np.asarray(weights, dtype=np.float64).reshape(1, -1)
+        router.feature_mean_ = np.asarray(feature_mean, dtype=np.float64)
+        router.feature_std_ = np.asarray(feature_std, dtype=np.float64)
+        return router
+
     # -- checkpoints -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         self._check_fitted()
@@ -244,6 +296,10 @@ class MatrixFactorizationRouter(Router):
             "embedder": self.embedder if isinstance(self.embedder, str) else self._embedder().name,
             "features": list(self.features),
         }
+        if self.logit_prior:
+            config["logit_prior"] = dict(self.logit_prior)
+        if self.logit_bias:
+            config["logit_bias"] = self.logit_bias
         if self.features:
             config["feature_mean"] = self.feature_mean_.tolist()
             config["feature_std"] = self.feature_std_.tolist()
@@ -304,6 +360,8 @@ class MatrixFactorizationRouter(Router):
             dim=int(config["dim"]),
             use_proj=bool(config["use_proj"]),
             features=config.get("features", ()),
+            logit_prior=config.get("logit_prior"),
+            logit_bias=float(config.get("logit_bias", 0.0)),
             **kwargs,
         )
         router._load_state(config, tensors, names, folder)

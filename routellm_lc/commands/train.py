@@ -1,0 +1,96 @@
+"""`routellm-lc train`: fit a router from the data directory, write a Hub-layout checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a router and write a checkpoint with a model card",
+        description="Train a router on the training sources (never the evaluation sets) and "
+        "write a Hub-layout checkpoint folder (config.json, model.safetensors, README.md).",
+    )
+    parser.add_argument("--router", default="mf", help="mf (default), sw_ranking or bert")
+    parser.add_argument(
+        "--sources", nargs="+", default=None, help="training sources (default: all outcome sources)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (default: $ROUTELLM_LC_DATA or ../shared/data)",
+    )
+    parser.add_argument(
+        "--user-battles",
+        default=None,
+        help="your own battles, JSONL (prompt, model_a, model_b, winner)",
+    )
+    parser.add_argument(
+        "--recipe",
+        default="arena-length",
+        choices=("arena-length", "tiers-all"),
+        help="training recipe (default: arena-length; see docs/router-research.md)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--holdout", type=float, default=0.2, help="share of question groups held out"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="train on a seeded subset of N questions"
+    )
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--output", required=True, help="checkpoint folder to write")
+    parser.set_defaults(func=run)
+
+
+def _reproduce_command(args: argparse.Namespace) -> str:
+    """The command line that rebuilds this checkpoint (data dir from $ROUTELLM_LC_DATA)."""
+    parts = ["routellm-lc", "train", "--router", args.router, "--recipe", args.recipe]
+    parts += ["--seed", str(args.seed), "--holdout", str(args.holdout)]
+    if args.sources:
+        parts += ["--sources", *args.sources]
+    if args.limit is not None:
+        parts += ["--limit", str(args.limit)]
+    if args.epochs:
+        parts += ["--epochs", str(args.epochs)]
+    if args.user_battles:
+        parts += ["--user-battles", args.user_battles]
+    parts += ["--output", args.output]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from routellm_lc.training.fit import model_card, train_router
+    from routellm_lc.training.sources import OUTCOME_SOURCES, load_user_battles
+
+    user = load_user_battles(args.user_battles) if args.user_battles else ()
+    extra = {"epochs": args.epochs} if args.epochs else {}
+    sources = tuple(args.sources) if args.sources else OUTCOME_SOURCES
+    router, report = train_router(
+        args.router,
+        recipe=args.recipe,
+        sources=sources,
+        data_dir=args.data_dir,
+        user_battles=user,
+        seed=args.seed,
+        holdout=args.holdout,
+        limit=args.limit,
+        **extra,
+    )
+    command = _reproduce_command(args)
+    router.save_pretrained(args.output, model_card=model_card(args.router, report, command))
+    print(
+        json.dumps(
+            {
+                "output": args.output,
+                "heldout_apgr": report.heldout_apgr,
+                "n_train_battles": report.n_train_battles,
+                "decontaminated": report.decontaminated,
+            },
+            indent=2,
+        )
+    )
+    return 0
