@@ -43,6 +43,7 @@ _TENSORS = (
 )
 #: Similarity rows × battles handled per chunk (bounds memory for large batches).
 _CHUNK_CELLS = 4_000_000
+_EINSUM_MAX_QUERIES = 4
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -330,7 +331,7 @@ class SWRankingRouter(Router):
         num_tiers = len(self.tier_labels_)
         if len(self._pair_a) == 0:
             return np.zeros((len(queries), num_tiers))
-        weights = similarity_weights(queries @ self.prompt_embeddings_.T)
+        weights = similarity_weights(_similarities(queries, self.prompt_embeddings_))
         per_battle = weights[:, self._battle_prompt] * self._battle_weight
         totals = np.add.reduceat(per_battle, self._pair_starts, axis=1)
         wins = np.add.reduceat(per_battle * self._battle_won, self._pair_starts, axis=1)
@@ -472,6 +473,15 @@ class SWRankingRouter(Router):
         self.battle_weight_ = np.asarray(tensors["battle_weight"], dtype=np.float64)
         self.tiers_ = {m: self.tiers[m] for m in models}
         self._prepare()
+
+
+def _similarities(queries: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    """Cosine similarities of unit rows. A few queries go through einsum's single-threaded
+    loop: threaded BLAS gemv stalls when the cores are busy (measured here under load:
+    12 ms vs 0.05 ms for 1 × 2,400 × 384); larger batches are faster through BLAS."""
+    if len(queries) <= _EINSUM_MAX_QUERIES:
+        return np.einsum("qd,nd->qn", queries, prompts)
+    return queries @ prompts.T
 
 
 def _canonical_pairs(
