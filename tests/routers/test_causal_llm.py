@@ -211,6 +211,17 @@ def _smollm2() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Busy 2-core CI machines stall torch's 2 intra-op threads (measured 3-10x slower)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
 def test_real_smollm2_zero_shot_gives_prompt_specific_probabilities():
     import torch
