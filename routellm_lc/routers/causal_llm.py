@@ -46,6 +46,9 @@ SYSTEM_FILE = "system_ft_v5.txt"
 CLASSIFIER_FILE = "classifier_ft_v5.txt"
 LLAMA3_TURN = "<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>"
 LLAMA3_ANSWER_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+#: For tokenizers with neither Llama-3 headers nor a chat template (base models).
+PLAIN_TURN = "{role}: {text}\n\n"
+PLAIN_ANSWER_HEADER = "Assistant: "
 
 #: Used when a checkpoint folder ships no system / classifier message files.
 DEFAULT_SYSTEM_MESSAGE = (
@@ -80,12 +83,14 @@ class CausalLLMRouter(Router):
     Args:
         label_tokens: the five rating tokens, lowest first.
         score_threshold: ratings ≥ this mean "the weak model is good enough" (RouteLLM: 4).
-        prompt_format: "llama3" (RouteLLM's format), "chat_template" (the tokenizer's own) or
-            "auto" (llama3 when the tokenizer has Llama-3's header tokens).
+        prompt_format: "llama3" (RouteLLM's format), "chat_template" (the tokenizer's own),
+            "plain" ("System: …", "User: …", "Assistant: " lines) or "auto" (llama3 when the
+            tokenizer has Llama-3's header tokens, else its chat template, else plain).
         answer_prefix: text appended after the assistant header, before the label token
             (e.g. "[[" with digit labels for zero-shot use).
-        system_message / classifier_message: override the folder's message files; the
-            classifier message is a template with a `{question}` field.
+        system_message / classifier_message: override the folder's message files (also
+            settable as fields of its router_config.json); the classifier message is a
+            template with a `{question}` field.
         max_length: keep at most this many tokens (the start is cut: the answer position
             stays); None: the model's context size.
         device, dtype: torch device and dtype ("auto": the checkpoint's, e.g. bfloat16).
@@ -117,9 +122,10 @@ class CausalLLMRouter(Router):
                 f"score_threshold must be a rating between 1 and {len(label_tokens)}, "
                 f"got {score_threshold!r}."
             )
-        if prompt_format not in ("auto", "llama3", "chat_template"):
+        if prompt_format not in _FORMATS:
             raise ValueError(
-                f"prompt_format must be 'auto', 'llama3' or 'chat_template', got {prompt_format!r}."
+                f"prompt_format must be one of {', '.join(map(repr, _FORMATS))}, "
+                f"got {prompt_format!r}."
             )
         self.label_tokens = tuple(label_tokens)
         self.score_threshold = int(score_threshold)
@@ -159,10 +165,7 @@ class CausalLLMRouter(Router):
             return "llama3"
         if getattr(self.tokenizer_, "chat_template", None):
             return "chat_template"
-        raise ValueError(
-            "The tokenizer has neither Llama-3 header tokens nor a chat template: pass "
-            "prompt_format='llama3' or 'chat_template'."
-        )
+        return "plain"
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids up to the answer position (the next token is the rating)."""
@@ -171,10 +174,16 @@ class CausalLLMRouter(Router):
         ]
         messages = [m for m in messages if m["role"] != "system" or m["content"]]
         tokenizer = self.tokenizer_
-        if self._format() == "llama3":
+        prompt_format = self._format()
+        if prompt_format == "llama3":
             text = "".join(LLAMA3_TURN.format(role=m["role"], text=m["content"]) for m in messages)
             ids = tokenizer.encode(text)  # adds <|begin_of_text|>, as RouteLLM's encode()
             ids += tokenizer.encode(LLAMA3_ANSWER_HEADER, add_special_tokens=False)
+        elif prompt_format == "plain":
+            text = "".join(
+                PLAIN_TURN.format(role=m["role"].capitalize(), text=m["content"]) for m in messages
+            )
+            ids = tokenizer.encode(text + PLAIN_ANSWER_HEADER)  # the tokenizer's BOS, if any
         else:
             text = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
@@ -348,7 +357,10 @@ class CausalLLMRouter(Router):
         return folder
 
 
+_FORMATS = ("auto", "llama3", "chat_template", "plain")
 _SETTINGS = (
+    "system_message",
+    "classifier_message",
     "label_tokens",
     "score_threshold",
     "prompt_format",

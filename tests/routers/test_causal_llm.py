@@ -251,3 +251,89 @@ def test_real_smollm2_zero_shot_gives_prompt_specific_probabilities():
         np.exp(label_logits - label_logits.max()) / np.exp(label_logits - label_logits.max()).sum()
     )
     np.testing.assert_allclose(probs[2], direct, atol=1e-4)
+
+
+def test_router_config_messages_override_the_message_files(published, tmp_path):
+    import shutil
+
+    folder, tokenizer_folder, base_vocab = published
+    custom = tmp_path / "custom"
+    shutil.copytree(folder, custom)
+    settings = {"system_message": "Judge only.", "classifier_message": "Q: {question}\nA:"}
+    (custom / "router_config.json").write_text(json.dumps(settings))
+    router = CausalLLMRouter.from_pretrained(custom, tokenizer=tokenizer_folder)
+    assert router.messages("hi") == [
+        {"role": "system", "content": "Judge only."},
+        {"role": "user", "content": "Q: hi\nA:"},
+    ]
+    text = (
+        "<|start_header_id|>system<|end_header_id|>\n\nJudge only.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nQ: hi\nA:<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert router.tokenizer_.decode(router.prompt_ids("hi")) == "<|begin_of_text|>" + text
+    # Keyword arguments win over router_config.json.
+    again = CausalLLMRouter.from_pretrained(
+        custom, tokenizer=tokenizer_folder, system_message="Other."
+    )
+    assert again.messages("hi")[0]["content"] == "Other."
+
+
+def _plain_checkpoint(folder: Path, chat_template: str | None) -> Path:
+    """A tiny Llama whose tokenizer has no Llama-3 header tokens (a non-Llama-3 model), with
+    [[1]]..[[5]] added as special tokens and the model's vocabulary sized to match."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    fast.add_tokens(["[[1]]", "[[2]]", "[[3]]", "[[4]]", "[[5]]"], special_tokens=True)
+    if chat_template:
+        fast.chat_template = chat_template
+    _tiny_llama(folder, len(fast), seed=1)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def _label_probs_by_hand(folder: Path, ids: list[int]) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1, -5:].double().numpy()
+    probs = np.exp(logits - logits.max())
+    return probs / probs.sum()
+
+
+TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("chat_template", [TEMPLATE, None], ids=["chat_template", "plain"])
+def test_other_tokenizers_use_their_chat_template_or_a_plain_prompt(tmp_path, chat_template):
+    folder = _plain_checkpoint(tmp_path / "model", chat_template)
+    router = CausalLLMRouter.from_pretrained(folder)
+    assert router._format() == ("chat_template" if chat_template else "plain")
+    system = router.system_message.strip()
+    question = CLASSIFIER.format(question="What is 2 + 2?").strip()
+    if chat_template:
+        text = f"<s>system\n{system}</s>\n<s>user\n{question}</s>\n<s>assistant\n"
+    else:
+        text = f"System: {system}\n\nUser: {question}\n\nAssistant: "
+    ids = router.prompt_ids("What is 2 + 2?")
+    assert router.tokenizer_.decode(ids) == text
+    probs = _label_probs_by_hand(folder, ids)
+    score = router.strong_win_rate(["What is 2 + 2?", "hello"])[0]
+    assert score == pytest.approx(1 - (probs[3] + probs[4]), abs=1e-6)
