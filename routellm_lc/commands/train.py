@@ -30,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--recipe",
-        default="arena-length",
-        choices=("arena-length", "tiers-all"),
-        help="training recipe (default: arena-length; see docs/router-research.md)",
+        default=None,
+        choices=("difficulty-length", "arena-length", "tiers-all"),
+        help="training recipe (default: difficulty-length for mf, tiers-all for the others; "
+        "see docs/router-research.md)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -43,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--output", required=True, help="checkpoint folder to write")
+    parser.add_argument(
+        "--card-eval",
+        default=None,
+        metavar="DIR",
+        help="an earlier `routellm-lc eval --output DIR` of this checkpoint (router `mf`): its "
+        "APGR/CPT figures are copied into the model card (they never affect training)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,10 +70,26 @@ def _reproduce_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _card_eval(folder: str, router: str) -> dict[str, dict[str, float]]:
+    """{benchmark: {apgr, cpt50 (fraction)}} from `routellm-lc eval` JSON files in `folder`."""
+    from pathlib import Path
+
+    results = {}
+    for name in ("mt-bench", "gsm8k", "mmlu"):
+        path = Path(folder) / f"{name}.json"
+        if path.is_file():
+            row = json.loads(path.read_text())["routers"].get(router)
+            if row:
+                results[name] = {"apgr": row["apgr"], "cpt50": row["cpt50"] / 100}
+    return results
+
+
 def run(args: argparse.Namespace) -> int:
     from routellm_lc.training.fit import model_card, train_router
     from routellm_lc.training.sources import OUTCOME_SOURCES, load_user_battles
 
+    if args.recipe is None:
+        args.recipe = "difficulty-length" if args.router == "mf" else "tiers-all"
     user = load_user_battles(args.user_battles) if args.user_battles else ()
     extra = {"epochs": args.epochs} if args.epochs else {}
     sources = tuple(args.sources) if args.sources else OUTCOME_SOURCES
@@ -81,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         **extra,
     )
     command = _reproduce_command(args)
-    router.save_pretrained(args.output, model_card=model_card(args.router, report, command))
+    evals = _card_eval(args.card_eval, args.router) if args.card_eval else None
+    router.save_pretrained(args.output, model_card=model_card(args.router, report, command, evals))
     print(
         json.dumps(
             {

@@ -63,6 +63,36 @@ def question_marks(prompts: Sequence[str]) -> np.ndarray:
     return np.log1p(np.array([p.count("?") for p in prompts], dtype=np.float64))
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+_CHOICE_LINE = re.compile(r"^\s*\(?[A-Ja-j][.)]\s", re.MULTILINE)
+
+
+@feature("log_numbers")
+def log_numbers(prompts: Sequence[str]) -> np.ndarray:
+    """How many numbers the prompt states: a proxy for the steps a word problem needs."""
+    return np.log1p(np.array([len(_NUMBER.findall(p)) for p in prompts], dtype=np.float64))
+
+
+@feature("log_sentences")
+def log_sentences(prompts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.array([len(_SENTENCE_END.findall(p)) for p in prompts], dtype=np.float64))
+
+
+@feature("log_choice_lines")
+def log_choice_lines(prompts: Sequence[str]) -> np.ndarray:
+    """Lines that look like multiple-choice options (`A. …`, `(b) …`)."""
+    return np.log1p(np.array([len(_CHOICE_LINE.findall(p)) for p in prompts], dtype=np.float64))
+
+
+@feature("max_number_digits")
+def max_number_digits(prompts: Sequence[str]) -> np.ndarray:
+    """Digits of the longest number in the prompt (0 without numbers)."""
+    return np.array(
+        [max((len(n) for n in _NUMBER.findall(p)), default=0) for p in prompts], dtype=np.float64
+    )
+
+
 def compute_features(names: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
     """(n, len(names)) raw feature matrix, in the order `names` lists them."""
     unknown = [n for n in names if n not in FEATURES]

@@ -101,9 +101,14 @@ def test_train_cli_writes_a_checkpoint_with_a_model_card(tmp_path, data_dir, cap
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
 
 
-def test_default_recipe_is_a_linear_mf_with_a_length_prior(data_dir, tmp_path):
+def test_arena_length_recipe_is_a_linear_mf_with_a_length_prior(data_dir, tmp_path):
     router, report = train_router(
-        "mf", sources=("arena_bench_v1",), data_dir=data_dir, seed=0, progress=False
+        "mf",
+        recipe="arena-length",
+        sources=("arena_bench_v1",),
+        data_dir=data_dir,
+        seed=0,
+        progress=False,
     )
     assert report.recipe == "arena-length" and report.n_train_battles > 300
     assert router.logit_prior["log_chars"] > 0

@@ -1,0 +1,113 @@
+"""Recipe `difficulty-length` (the shipped default): a small run learns real signal on held-out
+training questions, the exported mf checkpoint is exactly the fitted linear score, and the
+shipped checkpoint is the one the documented command produces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from routellm_lc.routers import load_router
+from routellm_lc.routers.mf import MatrixFactorizationRouter
+from routellm_lc.training import difficulty as recipe
+from routellm_lc.training.sources import load_questions
+
+SOURCES = ("mmlu_pro_nonmmlu", "faithful_cot")
+LIMIT = 4000
+SHIPPED = Path(recipe.__file__).parents[1] / "checkpoints" / "mf_default"
+
+
+@pytest.fixture(scope="module")
+def small_run(data_dir):
+    router, report = recipe.train_difficulty_length(
+        sources=SOURCES, data_dir=data_dir, limit=LIMIT, seed=0, progress=False
+    )
+    questions = load_questions(SOURCES, data_dir)
+    rng = np.random.default_rng(0)
+    questions = [questions[i] for i in sorted(rng.choice(len(questions), LIMIT, replace=False))]
+    questions = [q for q in questions if recipe.difficulty(q) is not None]
+    held = recipe.split_groups(questions, 0.2, 0)
+    test = [q for q, h in zip(questions, held, strict=True) if h]
+    return router, report, test
+
+
+def test_scores_rank_heldout_difficulty_within_each_domain(small_run):
+    """What the recipe learns: harder-than-its-siblings questions score higher."""
+    router, _, test = small_run
+    scores = router.strong_win_rate([q.prompt for q in test])
+    target = np.array([recipe.difficulty(q) for q in test])
+    domains = np.array([recipe.domain(q) for q in test])
+    for name in np.unique(domains):  # compare within a domain only
+        mask = domains == name
+        scores[mask] -= scores[mask].mean()
+        target[mask] -= target[mask].mean()
+    rho = spearmanr(scores, target).correlation
+    assert rho > 0.1, rho
+
+
+def test_small_run_beats_random_on_heldout_validation_pairs(small_run):
+    router, report, test = small_run
+    assert set(report.heldout_apgr) == {"V-math", "V-mcq"}
+    learned = np.mean(list(report.heldout_apgr.values()))
+    rng = np.random.default_rng(0)
+    random_apgr = np.mean(
+        [
+            np.mean(list(recipe.validation_apgr(rng.random(len(test)), test).values()))
+            for _ in range(10)
+        ]
+    )
+    assert abs(random_apgr - 0.5) < 0.04, random_apgr
+    assert learned > random_apgr + 0.03, (report.heldout_apgr, random_apgr)
+
+
+def test_mf_export_is_exactly_the_fitted_linear_score(tmp_path):
+    """dim-1 mf (P = ±1, classifier 0.5) reproduces sigmoid(inputs · coef), bias included,
+    and survives a save/load round trip."""
+    rng = np.random.default_rng(0)
+    prompts = [("word " * int(n)).strip() + f" {i}?" for i, n in enumerate(rng.integers(1, 60, 80))]
+    embeddings = rng.normal(size=(len(prompts), 8))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    target = rng.random(len(prompts))
+    domains = np.array(["a", "b"] * 40)
+    fit = recipe.fit_difficulty_length(prompts, embeddings, target, domains, domains)
+
+    class Table:  # an embedder that returns the fixed embeddings above
+        name, dim = "table", 8
+
+        def embed(self, texts):
+            return np.stack([embeddings[prompts.index(t)] for t in texts]).astype(np.float32)
+
+    router = recipe.to_mf_router(fit, Table())
+    inputs = recipe._inputs(prompts, embeddings, fit.feature_mean, fit.feature_std)
+    logit = inputs @ fit.coef
+    np.testing.assert_allclose(router.strong_win_rate(prompts), 1 / (1 + np.exp(-logit)), 1e-6)
+    assert abs(logit.mean()) < 1e-6  # centred over the training prompts (folded bias)
+    router.embedder = "local"  # the config records the embedder spec
+    router.save_pretrained(tmp_path / "ck")
+    loaded = MatrixFactorizationRouter.from_pretrained(tmp_path / "ck", embedder=Table())
+    np.testing.assert_allclose(loaded.strong_win_rate(prompts), router.strong_win_rate(prompts))
+
+
+def test_shipped_default_is_the_documented_recipe():
+    card = (SHIPPED / "README.md").read_text()
+    config = json.loads((SHIPPED / "config.json").read_text())
+    assert "routellm-lc train --router mf --recipe difficulty-length --seed 0" in card
+    assert config["features"] == list(recipe.FEATURES) and config["dim"] == 1
+    router = load_router("mf")
+    assert router.strong_model == recipe.STRONG and router.weak_model == recipe.WEAK
+
+
+def test_documented_command_reproduces_the_shipped_checkpoint(data_dir, tmp_path):
+    """Deterministic recipe: re-running it gives the shipped weights (to float precision)."""
+    from safetensors.numpy import load_file
+
+    router, _ = recipe.train_difficulty_length(data_dir=data_dir, seed=0, progress=False)
+    router.save_pretrained(tmp_path / "ck")
+    ours = load_file(str(tmp_path / "ck" / "model.safetensors"))
+    shipped = load_file(str(SHIPPED / "model.safetensors"))
+    for key in shipped:
+        np.testing.assert_allclose(ours[key], shipped[key], rtol=1e-3, atol=1e-6)
