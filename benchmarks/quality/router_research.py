@@ -1,0 +1,233 @@
+"""Reproduce the tables of docs/router-research.md: every candidate router's validation APGR
+(5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
+training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
+
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4]
+
+About two minutes once embeddings are cached (the first run embeds ~27k prompts with MiniLM:
+several minutes on a small CPU). Validation never touches the evaluation files; evaluation
+figures are printed next to them only to log what each candidate measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+
+from routellm_lc.evals import metrics
+from routellm_lc.evals.benchmarks import load_benchmark
+from routellm_lc.routers.features import compute_features
+from routellm_lc.training import difficulty as recipe
+from routellm_lc.training.decontaminate import cached_embeddings, decontaminate_questions
+from routellm_lc.training.names import tier
+from routellm_lc.training.sources import OUTCOME_SOURCES, load_questions
+
+BASE_FEATURES = recipe.FEATURES[:7]
+ALPHAS = (1.0, 10.0, 100.0)
+FOLDS = 5
+
+
+def apgr(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> float:
+    curve = metrics.threshold_curve(scores, strong, weak)
+    return metrics.apgr(curve, strong.mean(), weak.mean())
+
+
+def ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    mu = np.average(x, axis=0, weights=w)
+    ym = np.average(y, weights=w)
+    xc = (x - mu) * np.sqrt(w)[:, None]
+    coef = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ ((y - ym) * np.sqrt(w)))
+    return coef, float(ym - mu @ coef)
+
+
+class Study:
+    """Training questions, their inputs and targets, CV folds and the evaluation sets."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        questions = load_questions(list(OUTCOME_SOURCES), data_dir)
+        questions, self.dropped = decontaminate_questions(questions, data_dir=data_dir)
+        self.qs = [q for q in questions if q.outcomes]
+        prompts = [q.prompt for q in self.qs]
+        emb = cached_embeddings(prompts).astype(np.float64)
+        raw = compute_features(recipe.FEATURES, prompts)
+        self.mean, self.std = raw.mean(0), np.where(raw.std(0) > 1e-9, raw.std(0), 1.0)
+        self.x_all = np.hstack([emb, (raw - self.mean) / self.std])  # 384 + 11
+        self.base = np.r_[np.arange(384), 384 + np.arange(len(BASE_FEATURES))]
+        self.feat = 384 + np.arange(len(recipe.FEATURES))
+        self.length = self.x_all[:, 384]
+        self.src = np.array([q.source for q in self.qs])
+        self.dom = np.array([recipe.domain(q) for q in self.qs])
+        strong = np.array([self._tier_mean(q, "strong") for q in self.qs])
+        weak = np.array([self._tier_mean(q, "weak") for q in self.qs])
+        self.targets = {
+            "gap": strong - weak,
+            "diff": np.array([recipe.difficulty(q) for q in self.qs]),
+            "weakfail": 1 - weak,
+        }
+        groups = np.array([f"{q.source}:{q.group or q.qid}" for q in self.qs])
+        unique = np.unique(groups)
+        order = np.random.default_rng(0).permutation(len(unique))
+        fold = {g: i % FOLDS for i, g in zip(range(len(unique)), unique[order], strict=True)}
+        self.fold = np.array([fold[g] for g in groups])
+        self.vsets = recipe.validation_sets(self.qs)
+        self.evals = {}
+        for name in ("mt-bench", "gsm8k", "mmlu"):
+            bench = load_benchmark(name, data_dir)
+            raw_e = compute_features(recipe.FEATURES, bench.prompts)
+            x = np.hstack(
+                [
+                    cached_embeddings(bench.prompts).astype(np.float64),
+                    (raw_e - self.mean) / self.std,
+                ]
+            )
+            self.evals[name] = (x, bench.strong, bench.weak)
+
+    @staticmethod
+    def _tier_mean(question, which: str) -> float:
+        values = [v for m, v in question.outcomes.items() if tier(m) == which]
+        return float(np.mean(values)) if values else np.nan
+
+    def weights(self, mask: np.ndarray) -> np.ndarray:
+        w = np.zeros(len(self.qs))
+        for s in np.unique(self.src[mask]):
+            m = mask & (self.src == s)
+            w[m] = 1.0 / m.sum()
+        return w * mask.sum() / w.sum()
+
+    def validate(self, oof: np.ndarray) -> dict[str, float]:
+        return {k: apgr(oof[i], s, w) for k, (i, s, w) in self.vsets.items()}
+
+    def evaluate(self, score: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        return {k: apgr(score(x), s, w) for k, (x, s, w) in self.evals.items()}
+
+
+def plain(study: Study, target: str, alpha: float, only: tuple[str, ...] | None = None):
+    """Between-source ridge on [embedding, 7 features] (rounds 1): OOF scores + full model."""
+    y = study.targets[target]
+    mask = np.isfinite(y) & (np.isin(study.src, only) if only else True)
+    cols = study.base
+    oof = np.zeros(len(study.qs))
+    for f in range(FOLDS):
+        tr = mask & (study.fold != f)
+        c, b = ridge(study.x_all[tr][:, cols], y[tr], study.weights(tr)[tr], alpha)
+        oof[study.fold == f] = study.x_all[study.fold == f][:, cols] @ c + b
+    c, b = ridge(study.x_all[mask][:, cols], y[mask], study.weights(mask)[mask], alpha)
+    return oof, (lambda x: x[:, cols] @ c + b), study.x_all[:, cols] @ c + b
+
+
+def fixed_effects(study: Study, cols: np.ndarray, alpha: float):
+    """Within-source ridge on the difficulty target (round 2): OOF scores + full model."""
+    y = study.targets["diff"]
+    oof = np.zeros(len(study.qs))
+
+    def fit(tr):
+        return recipe.fixed_effects_ridge(
+            study.x_all[tr][:, cols], y[tr], study.dom[tr], study.src[tr], alpha
+        )
+
+    for f in range(FOLDS):
+        tr = study.fold != f
+        oof[~tr] = study.x_all[~tr][:, cols] @ fit(tr)
+    c = fit(np.ones(len(study.qs), bool))
+    return oof, (lambda x: x[:, cols] @ c), study.x_all[:, cols] @ c
+
+
+def z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return (values - ref.mean()) / ref.std()
+
+
+def ensemble(parts):
+    """z-score sum of (oof, score_fn, train_scores, weight) parts."""
+    oof = sum(w * z(o, o) for o, _, _, w in parts)
+
+    def score(x):
+        return sum(w * z(fn(x), tr) for _, fn, tr, w in parts)
+
+    return oof, score
+
+
+def knn(study: Study, k: int):
+    """Round 4: mean within-domain residual difficulty of the k nearest training questions."""
+    y = study.targets["diff"]
+    resid = y.copy()
+    for d in np.unique(study.dom):
+        resid[study.dom == d] -= y[study.dom == d].mean()
+    emb = study.x_all[:, :384] / np.linalg.norm(study.x_all[:, :384], axis=1, keepdims=True)
+
+    def predict(queries, train_mask):
+        t, r = emb[train_mask], resid[train_mask]
+        out = np.empty(len(queries))
+        for s in range(0, len(queries), 2048):
+            sims = queries[s : s + 2048] @ t.T
+            out[s : s + 2048] = r[np.argpartition(-sims, k, axis=1)[:, :k]].mean(1)
+        return out
+
+    oof = np.zeros(len(study.qs))
+    for f in range(FOLDS):
+        oof[study.fold == f] = predict(emb[study.fold == f], study.fold != f)
+    everything = np.ones(len(study.qs), bool)
+
+    def score(x):
+        return predict(x[:, :384] / np.linalg.norm(x[:, :384], axis=1, keepdims=True), everything)
+
+    return oof, score
+
+
+def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
+    cells = [f"{val[k]:.3f}" for k in ("V-chat", "V-math", "V-mcq")]
+    cells.append(f"{np.mean(list(val.values())):.3f}")
+    cells += [f"{ev[k]:.3f}" for k in ("mt-bench", "gsm8k", "mmlu")]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4])
+    args = parser.parse_args()
+    study = Study(args.data_dir)
+    print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
+    print("| variant | V-chat | V-math | V-mcq | mean | MT-Bench | GSM8K | MMLU |")
+    print("|---|---|---|---|---|---|---|---|")
+    length_fn = (lambda x: x[:, 384], study.length)
+    if 1 in args.rounds:
+        print(row("len", study.validate(study.length), study.evaluate(length_fn[0])))
+        for target, only in [
+            ("gap", None),
+            ("diff", None),
+            ("weakfail", None),
+            ("gap", ("arena_bench_v1", "faithful_cot")),
+            ("gap", ("arena_bench_v1",)),
+        ]:
+            label = target + ("-easy" if only and len(only) == 2 else "-arena" if only else "")
+            for alpha in ALPHAS:
+                oof, fn, _ = plain(study, target, alpha, only)
+                print(row(f"{label} α={alpha:g}", study.validate(oof), study.evaluate(fn)))
+    gap_arena = plain(study, "gap", 100.0, ("arena_bench_v1",))
+    diff100 = plain(study, "diff", 100.0)
+    if 2 in args.rounds:
+        for alpha in ALPHAS:
+            ff = fixed_effects(study, study.feat, alpha)
+            fa = fixed_effects(study, np.arange(study.x_all.shape[1]), alpha)
+            print(row(f"fe-feat α={alpha:g}", study.validate(ff[0]), study.evaluate(ff[1])))
+            print(row(f"fe-full α={alpha:g}", study.validate(fa[0]), study.evaluate(fa[1])))
+            for name, other in (("ens-arena", gap_arena), ("ens-diff", diff100)):
+                oof, fn = ensemble([(*other, 1.0), (*ff, 1.0)])
+                print(row(f"{name} α={alpha:g}", study.validate(oof), study.evaluate(fn)))
+    if 3 in args.rounds:
+        fa10 = fixed_effects(study, np.arange(study.x_all.shape[1]), 10.0)
+        length = (study.length, *length_fn)
+        for base_name, base in (("fe-full α=10", fa10), ("diff α=100", diff100)):
+            for beta in (0.5, 1.0, 2.0):
+                oof, fn = ensemble([(*base, 1.0), (*length, beta)])
+                print(row(f"{base_name} + {beta:g}·len", study.validate(oof), study.evaluate(fn)))
+    if 4 in args.rounds:
+        for k in (20, 100):
+            oof, fn = knn(study, k)
+            print(row(f"knn-fe k={k}", study.validate(oof), study.evaluate(fn)))
+
+
+if __name__ == "__main__":
+    main()
