@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from routellm_lc.errors import RouteLLMError
 from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
+
+
+class RecipeError(RouteLLMError, ValueError):
+    """A training recipe cannot run with the given router, data or options."""
+
 
 RECIPE = "difficulty-length"
 STRONG = "strong-tier"
@@ -277,7 +283,9 @@ def train_difficulty_length(
     train = [q for q, h in zip(questions, held, strict=True) if not h]
     test = [q for q, h in zip(questions, held, strict=True) if h]
     if not train:
-        raise ValueError("No training questions: check the sources and the data directory.")
+        raise RecipeError(
+            "No training questions with per-model outcomes: check --sources and the data directory."
+        )
     prompts = [q.prompt for q in train]
     embeddings = cached_embeddings(prompts, None, progress=progress)
     fit = fit_difficulty_length(

@@ -275,15 +275,15 @@ def _train_difficulty_length(
     progress: bool,
 ) -> tuple[Any, TrainingReport]:
     """The `difficulty-length` recipe (see `training/difficulty.py`): mf only, outcome data."""
-    from routellm_lc.training.difficulty import train_difficulty_length
+    from routellm_lc.training.difficulty import RecipeError, train_difficulty_length
 
     if router != "mf":
-        raise ValueError(
+        raise RecipeError(
             f"Recipe difficulty-length trains the mf router only; use --recipe tiers-all "
             f"for {router!r}."
         )
     if user_battles:
-        raise ValueError(
+        raise RecipeError(
             "Recipe difficulty-length learns from per-model outcomes, not battles; use "
             "--recipe tiers-all to train on your own battles."
         )

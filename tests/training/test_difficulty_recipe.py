@@ -111,3 +111,31 @@ def test_documented_command_reproduces_the_shipped_checkpoint(data_dir, tmp_path
     shipped = load_file(str(SHIPPED / "model.safetensors"))
     for key in shipped:
         np.testing.assert_allclose(ours[key], shipped[key], rtol=1e-3, atol=1e-6)
+
+
+def test_train_cli_defaults_mf_to_difficulty_length(data_dir, tmp_path, capsys):
+    from routellm_lc.cli import main
+
+    out = tmp_path / "ck"
+    argv = ["train", "--router", "mf", "--sources", *SOURCES, "--limit", "2000"]
+    assert main([*argv, "--data-dir", str(data_dir), "--output", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["heldout_apgr"]) == {"V-math", "V-mcq"}
+    card = (out / "README.md").read_text()
+    assert "recipe `difficulty-length`" in card and "Apache-2.0" in card
+    assert "routellm-lc train --router mf --recipe difficulty-length --seed 0" in card
+    scores = load_router("mf", checkpoint=str(out)).strong_win_rate(["2+2?", "Prove P != NP."])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_difficulty_length_refuses_other_routers_and_battles(data_dir, tmp_path, capsys):
+    from routellm_lc.cli import main
+
+    out = str(tmp_path / "ck")
+    common = ["--data-dir", str(data_dir), "--output", out, "--recipe", "difficulty-length"]
+    assert main(["train", "--router", "sw_ranking", *common]) == 2
+    assert "trains the mf router only" in capsys.readouterr().err
+    battles = tmp_path / "b.jsonl"
+    battles.write_text('{"prompt": "hi", "model_a": "a", "model_b": "b", "winner": "tie"}\n')
+    assert main(["train", "--router", "mf", *common, "--user-battles", str(battles)]) == 2
+    assert "not battles" in capsys.readouterr().err
