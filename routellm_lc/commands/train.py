@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training recipe (default: difficulty-length for mf, tiers-all for the others; "
         "see docs/router-research.md)",
     )
+    parser.add_argument(
+        "--strong-model",
+        default=None,
+        help="model identity scored as strong (default: the strong tier; with --user-battles, "
+        "one of your models)",
+    )
+    parser.add_argument("--weak-model", default=None, help="model identity scored as weak")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--holdout", type=float, default=0.2, help="share of question groups held out"
@@ -66,6 +73,10 @@ def _reproduce_command(args: argparse.Namespace) -> str:
         parts += ["--epochs", str(args.epochs)]
     if args.user_battles:
         parts += ["--user-battles", args.user_battles]
+    if args.strong_model:
+        parts += ["--strong-model", args.strong_model]
+    if args.weak_model:
+        parts += ["--weak-model", args.weak_model]
     parts += ["--output", args.output]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -92,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         args.recipe = "difficulty-length" if args.router == "mf" else "tiers-all"
     user = load_user_battles(args.user_battles) if args.user_battles else ()
     extra = {"epochs": args.epochs} if args.epochs else {}
+    if args.strong_model:
+        extra["strong_model"] = args.strong_model
+    if args.weak_model:
+        extra["weak_model"] = args.weak_model
     sources = tuple(args.sources) if args.sources else OUTCOME_SOURCES
     router, report = train_router(
         args.router,

@@ -80,6 +80,31 @@ def tier_battles(questions: Sequence[Question]) -> list[Battle]:
     return battles
 
 
+def _extra_battles(
+    sources: Sequence[str], user_battles: Sequence[Battle], data_dir: Any
+) -> tuple[list[Battle], dict[str, int]]:
+    """Battles that do not come from outcome tables: AlpacaEval's judge preferences (when
+    `alpaca_eval` is among the sources; non-commercial licence) reduced to strong-tier vs
+    weak-tier battles, and the user's own battles as given. Both decontaminated."""
+    from routellm_lc.training.decontaminate import decontaminate_battles
+    from routellm_lc.training.names import tier
+    from routellm_lc.training.sources import load_alpaca_battles
+
+    battles: list[Battle] = []
+    if "alpaca_eval" in sources:
+        names = {"strong": STRONG_TIER, "weak": WEAK_TIER}
+        for b in load_alpaca_battles(data_dir, annotations="all"):
+            tiers = (tier(b.model_a), tier(b.model_b))
+            if set(tiers) == {"strong", "weak"}:
+                battles.append(
+                    Battle(b.prompt, names[tiers[0]], names[tiers[1]], b.winner, b.source, b.weight)
+                )
+    battles += list(user_battles)
+    if not battles:
+        return [], {}
+    return decontaminate_battles(battles, data_dir=data_dir)
+
+
 def split_groups(questions: Sequence[Question], holdout: float, seed: int) -> np.ndarray:
     """Boolean mask of held-out questions: whole groups (shared questions stay together)."""
     groups = np.array([f"{q.source}:{q.group or q.qid}" for q in questions])
@@ -194,9 +219,15 @@ def train_router(
     limit: int | None = None,
     embedder: Any = "local",
     progress: bool = True,
+    strong_model: str = STRONG_TIER,
+    weak_model: str = WEAK_TIER,
     **router_kwargs: Any,
 ) -> tuple[Any, TrainingReport]:
-    """Fit a router with the recipe above; returns (router, report)."""
+    """Fit a router with the recipe above; returns (router, report).
+
+    `strong_model` / `weak_model` pick the identities the router scores (default: the two
+    tiers); with your own battles, name your own models.
+    """
     from routellm_lc.training.decontaminate import decontaminate_questions
 
     if recipe == "difficulty-length":
@@ -220,7 +251,10 @@ def train_router(
     battle_questions = train
     if recipe == "arena-length":
         battle_questions = [q for q in train if q.source == "arena_bench_v1"]
-    battles = tier_battles(battle_questions) + list(user_battles)
+    extra, extra_dropped = _extra_battles(sources, user_battles, data_dir)
+    for source, count in extra_dropped.items():
+        dropped[source] = dropped.get(source, 0) + count
+    battles = tier_battles(battle_questions) + extra
     if not battles:
         raise ValueError("No training battles: check the sources and the data directory.")
 
@@ -233,7 +267,7 @@ def train_router(
 
         settings = {**MF_SETTINGS[recipe], "features": DEFAULT_FEATURES, **router_kwargs}
         model = MatrixFactorizationRouter(
-            STRONG_TIER, WEAK_TIER, embedder=embedder, seed=seed, **settings
+            strong_model, weak_model, embedder=embedder, seed=seed, **settings
         )
         model.fit(battles, progress=progress)
     else:
@@ -243,7 +277,7 @@ def train_router(
         if not hasattr(cls, "fit"):
             raise ValueError(f"Router {router!r} cannot be trained.")
         settings = dict(router_kwargs)
-        model = cls(strong_model=STRONG_TIER, weak_model=WEAK_TIER, embedder=embedder, **settings)
+        model = cls(strong_model=strong_model, weak_model=weak_model, embedder=embedder, **settings)
         model.fit(battles)
     report = TrainingReport(
         recipe=recipe,

@@ -129,3 +129,53 @@ def test_the_shipped_default_checkpoint_loads_offline_with_its_model_card():
 
     card = (BUNDLED_DIR / "mf_default" / "README.md").read_text()
     assert "routellm-lc train" in card and "arena_bench_v1" in card
+
+
+def test_train_on_a_users_own_battle_log(tmp_path, data_dir, capsys):
+    log = tmp_path / "battles.jsonl"
+    rows = []
+    for i in range(30):
+        rows.append(
+            {
+                "prompt": f"Prove theorem {i} about prime gaps rigorously.",
+                "model_a": "big",
+                "model_b": "small",
+                "winner": "model_a",
+            }
+        )
+        rows.append(
+            {
+                "prompt": f"Say hello to friend number {i}.",
+                "model_a": "big",
+                "model_b": "small",
+                "winner": "tie",
+            }
+        )
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "mine"
+    args = ["train", "--recipe", "tiers-all", "--sources", "faithful_cot", "--limit", "100"]
+    args += ["--user-battles", str(log), "--strong-model", "big", "--weak-model", "small"]
+    args += ["--epochs", "60", "--data-dir", str(data_dir), "--output", str(out)]
+    assert main(args) == 0
+    router = load_router("mf", checkpoint=str(out))
+    assert router.strong_model == "big"
+    hard, easy = router.strong_win_rate(
+        ["Prove theorem 99 about prime gaps rigorously.", "Say hello to friend number 99."]
+    )
+    assert hard > 0.75 and abs(easy - 0.5) < 0.15
+    assert "--user-battles" in (out / "README.md").read_text()
+
+
+def test_alpaca_eval_battles_are_used_only_when_asked_and_marked_non_commercial(data_dir):
+    from routellm_lc.training.fit import TrainingReport, _extra_battles, model_card
+
+    battles, _ = _extra_battles(("faithful_cot",), (), data_dir)
+    assert battles == []
+    battles, _ = _extra_battles(("alpaca_eval",), (), data_dir)
+    assert battles and {(b.model_a, b.model_b) for b in battles} <= {
+        ("strong-tier", "weak-tier"),
+        ("weak-tier", "strong-tier"),
+    }
+    report = TrainingReport("tiers-all", ["faithful_cot", "alpaca_eval"], 0, 0.2, 1, 1, {})
+    card = model_card("mf", report, "routellm-lc train ...")
+    assert "license: cc-by-nc-4.0" in card and "non-commercial" in card
