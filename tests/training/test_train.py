@@ -24,8 +24,7 @@ class _Random:
         return self.rng.random(len(prompts))
 
 
-@pytest.fixture(scope="module")
-def small_run(data_dir):
+def _train_small(data_dir):
     return train_router(
         "mf",
         recipe="tiers-all",
@@ -36,6 +35,11 @@ def small_run(data_dir):
         epochs=30,
         progress=False,
     )
+
+
+@pytest.fixture(scope="module")
+def small_run(data_dir):
+    return _train_small(data_dir)
 
 
 def test_small_training_run_beats_random_on_heldout_questions(small_run, data_dir):
@@ -58,16 +62,7 @@ def test_small_training_run_beats_random_on_heldout_questions(small_run, data_di
 
 def test_training_is_reproducible(small_run, data_dir):
     router, _ = small_run
-    again, _ = train_router(
-        "mf",
-        recipe="tiers-all",
-        sources=SOURCES,
-        data_dir=data_dir,
-        seed=0,
-        limit=3000,
-        epochs=30,
-        progress=False,
-    )
+    again, _ = _train_small(data_dir)
     prompts = ["What is 2 + 2?", "Derive the Navier-Stokes equations from first principles."]
     np.testing.assert_allclose(router.strong_win_rate(prompts), again.strong_win_rate(prompts))
 
