@@ -666,13 +666,28 @@ def _call_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
 
 
+def _routing_metadata(decision: RoutingDecision, answered: dict[str, Any]) -> dict[str, Any]:
+    """The decision for `response_metadata["routing"]`.
+
+    When the chosen model is itself a `RouteLLMChat` (a pool built by `routellm_lc.pool`), its
+    answer already carries the inner decision: report the model that finally answered, with
+    every level's decision, outermost first, under `cascade`.
+    """
+    own = decision.to_dict()
+    inner = answered.get("routing")
+    if not isinstance(inner, dict):
+        return own
+    levels = inner.get("cascade") or [inner]
+    return {**{k: v for k, v in inner.items() if k != "cascade"}, "cascade": [own, *levels]}
+
+
 def _result(message: BaseMessage, decision: RoutingDecision) -> ChatResult:
+    routing = _routing_metadata(decision, message.response_metadata)
     message = message.model_copy(
-        update={"response_metadata": {**message.response_metadata, "routing": decision.to_dict()}}
+        update={"response_metadata": {**message.response_metadata, "routing": routing}}
     )
     return ChatResult(
-        generations=[ChatGeneration(message=message)],
-        llm_output={"routing": decision.to_dict()},
+        generations=[ChatGeneration(message=message)], llm_output={"routing": routing}
     )
 
 
@@ -680,7 +695,8 @@ def _chunk(chunk: BaseMessage, decision: RoutingDecision, *, first: bool) -> Cha
     if not isinstance(chunk, AIMessageChunk):
         chunk = AIMessageChunk(content=chunk.content)
     if first:  # once per stream: merged chunks keep it, and it is not duplicated
+        routing = _routing_metadata(decision, chunk.response_metadata)
         chunk = chunk.model_copy(
-            update={"response_metadata": {**chunk.response_metadata, "routing": decision.to_dict()}}
+            update={"response_metadata": {**chunk.response_metadata, "routing": routing}}
         )
     return ChatGenerationChunk(message=chunk)

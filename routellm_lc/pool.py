@@ -1,0 +1,60 @@
+"""Routing over a pool of more than two models: the cheapest model predicted good enough.
+
+RouteLLM routes between two models. A pool orders models from cheapest to most capable and
+cuts the router's score into bands with increasing thresholds t1 < t2 < …: a prompt scoring
+below t1 goes to the cheapest model, one in [t1, t2) to the next, and so on; at or above the
+last threshold, the most capable model answers. With two models it is exactly RouteLLM's rule.
+
+It is built from `RouteLLMChat` itself — each level is a strong/weak router whose strong side
+is the rest of the pool — so everything a `RouteLLMChat` does (tools, structured output,
+streaming, batch, fallback, tracing, graph events) works unchanged. All levels share one
+router instance and its embedding cache, so a prompt is embedded once. Each answer's
+`response_metadata["routing"]` names the model that answered, and `cascade` lists every
+level's decision, outermost first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from routellm_lc.chat_model import RouteLLMChat, shared_router
+from routellm_lc.decision import validate_threshold
+from routellm_lc.routers.base import Router
+
+
+def routed_pool(
+    models: Sequence[BaseChatModel | str],
+    thresholds: Sequence[float],
+    *,
+    router: str | Router = "mf",
+    router_checkpoint: str | None = None,
+    **options: Any,
+) -> RouteLLMChat:
+    """A chat model that routes each call to one model of `models`.
+
+    Args:
+        models: LangChain chat models or LiteLLM strings, cheapest (weakest) first.
+        thresholds: len(models) − 1 increasing cut points in [0, 1]; model i answers scores in
+            [thresholds[i − 1], thresholds[i]).
+        router, router_checkpoint: the router every level shares.
+        options: any other `RouteLLMChat` field (api_base, api_key, timeout, route_on, …).
+    """
+    if len(models) < 2:
+        raise ValueError("A pool needs at least two models.")
+    if len(thresholds) != len(models) - 1:
+        raise ValueError(
+            f"A pool of {len(models)} models needs {len(models) - 1} thresholds, "
+            f"got {len(thresholds)}."
+        )
+    cuts = [validate_threshold(t) for t in thresholds]
+    if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+        raise ValueError(f"Pool thresholds must increase strictly, got {cuts}.")
+    shared = router if isinstance(router, Router) else shared_router(router, router_checkpoint)
+    pool: BaseChatModel | str = models[-1]
+    for model, cut in zip(reversed(models[:-1]), reversed(cuts), strict=True):
+        pool = RouteLLMChat(weak=model, strong=pool, threshold=cut, router=shared, **options)
+    assert isinstance(pool, RouteLLMChat)
+    return pool
