@@ -19,6 +19,8 @@ _EXPORTS = {
     "register_router": "routellm_lc.routers.base",
     "get_embedder": "routellm_lc.embeddings",
     "LiteLLMChatModel": "routellm_lc.models",
+    "routed_pool": "routellm_lc.pool",
+    "StrongShareController": "routellm_lc.budget",
 }
 
 __all__ = [
@@ -26,16 +28,20 @@ __all__ = [
     "RouteLLMChat",
     "Router",
     "RoutingDecision",
+    "StrongShareController",
     "get_embedder",
     "load_router",
     "register_router",
+    "routed_pool",
 ]
 
 if TYPE_CHECKING:
+    from routellm_lc.budget import StrongShareController
     from routellm_lc.chat_model import RouteLLMChat
     from routellm_lc.decision import RoutingDecision
     from routellm_lc.embeddings import get_embedder
     from routellm_lc.models import LiteLLMChatModel
+    from routellm_lc.pool import routed_pool
     from routellm_lc.routers.base import Router, load_router, register_router
 
 
