@@ -16,9 +16,9 @@ gaps there point the wrong way; instead we learn difficulty itself:
    questions.
 
 The linear score is written as an exact RouteLLM-layout `mf` checkpoint (dim 1: P = [[1],
-[−1]], classifier = [0.5], so the strong-minus-weak direction is the projection row). The
-centring constant is folded into the stored mean of the `log_chars` feature (exact, since
-that feature's weight is non-zero), so no bias term is needed in the format.
+[−1]], classifier = [0.5], so the strong-minus-weak direction is the projection row), plus
+the centring constant as the checkpoint's `logit_bias`, so the logit averages 0 over the
+training prompts.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class DifficultyFit:
     feature_mean: np.ndarray
     feature_std: np.ndarray
     n_train: int
+    bias: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
 
 
@@ -163,13 +164,8 @@ def fit_difficulty_length(
     logit = (coef / score.std()) * 1.0
     length_col = embeddings.shape[1] + FEATURES.index(LENGTH_FEATURE)
     logit[length_col] += length_weight  # the standardised length feature is already a z-score
-    bias = -score.mean() / score.std()
-    # Fold the centring constant into the length feature's stored mean (exact).
-    mean = mean.copy()
-    mean[FEATURES.index(LENGTH_FEATURE)] -= (
-        bias * std[FEATURES.index(LENGTH_FEATURE)] / logit[length_col]
-    )
-    return DifficultyFit(logit, mean, std, len(prompts))
+    bias = -score.mean() / score.std()  # the standardised length already averages 0
+    return DifficultyFit(logit, mean, std, len(prompts), float(bias))
 
 
 def to_mf_router(fit: DifficultyFit, embedder: Any = "local") -> Any:
@@ -184,6 +180,7 @@ def to_mf_router(fit: DifficultyFit, embedder: Any = "local") -> Any:
     router.text_proj_ = fit.coef[None, :].astype(np.float64)
     router.feature_mean_ = fit.feature_mean
     router.feature_std_ = fit.feature_std
+    router.logit_bias = fit.bias
     router._model_names = [STRONG, WEAK]
     router._direction = None
     return router

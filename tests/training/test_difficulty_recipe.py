@@ -83,9 +83,9 @@ def test_mf_export_is_exactly_the_fitted_linear_score(tmp_path):
 
     router = recipe.to_mf_router(fit, Table())
     inputs = recipe._inputs(prompts, embeddings, fit.feature_mean, fit.feature_std)
-    logit = inputs @ fit.coef
+    logit = inputs @ fit.coef + fit.bias
     np.testing.assert_allclose(router.strong_win_rate(prompts), 1 / (1 + np.exp(-logit)), 1e-6)
-    assert abs(logit.mean()) < 1e-6  # centred over the training prompts (folded bias)
+    assert abs(logit.mean()) < 1e-6  # centred over the training prompts (logit_bias)
     router.embedder = "local"  # the config records the embedder spec
     router.save_pretrained(tmp_path / "ck")
     loaded = MatrixFactorizationRouter.from_pretrained(tmp_path / "ck", embedder=Table())
