@@ -368,6 +368,19 @@ def model_card(
         "Predicts the probability that a strong (GPT-4-class) model beats a weak "
         "(Mixtral / GPT-3.5-class) model on a prompt. Route to strong iff score ≥ threshold.",
         "",
+        *(
+            [
+                "How: a question's difficulty (1 − mean outcome over every model in the data) is "
+                "regressed within each source on MiniLM embeddings and cheap prompt features; "
+                "the score's logit is that difficulty's z-score plus the z-score of the log "
+                "prompt length, centred on the training prompts (median score ≈ 0.5 there: "
+                "calibrate thresholds with `routellm-lc calibrate`). An exact dimension-1 `mf`. "
+                "Why, and every alternative measured: docs/router-research.md.",
+                "",
+            ]
+            if report.recipe == "difficulty-length"
+            else []
+        ),
         "## Reproduce",
         "",
         f"```bash\n{command}\n```",
