@@ -77,7 +77,12 @@ class LocalEmbedder:
         self.backend = backend
         self.threads = threads
         self.max_tokens = max_tokens
-        self.name = f"local:{self.model_path.name}:{backend}"
+        # The name is a spec `get_embedder` accepts, so a checkpoint that records it reloads.
+        bundled = model_path is None or self.model_path.resolve() == _bundled_model_path().resolve()
+        if bundled:
+            self.name = "local" if backend == "onnx" else "local-torch"
+        else:
+            self.name = f"local:{self.model_path}"
         config = self.model_path / "config.json"
         if not config.is_file():
             from routellm_lc.errors import CheckpointError

@@ -142,3 +142,12 @@ def test_get_embedder_unknown_spec(spec):
 def test_get_embedder_rejects_non_embedders():
     with pytest.raises(TypeError, match="Not an embedder"):
         get_embedder(42)  # type: ignore[arg-type]
+
+
+def test_local_embedder_names_are_specs_that_reload(tmp_path):
+    from routellm_lc.embeddings import LocalEmbedder, _build_embedder
+
+    for embedder in (LocalEmbedder(), LocalEmbedder(backend="torch")):
+        again = _build_embedder(embedder.name)
+        assert isinstance(again, LocalEmbedder) and again.backend == embedder.backend
+        assert again.model_path.resolve() == embedder.model_path.resolve()
