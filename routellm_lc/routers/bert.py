@@ -175,19 +175,22 @@ class BertRouter(Router):
         self._check_fitted()
         if len(prompts) == 0:
             return np.empty((0, len(LABELS)))
-        rows = []
+        # Batches of similar length: padding to a batch's longest prompt is wasted compute.
+        order = np.argsort([len(p) for p in prompts], kind="stable")
+        out = np.empty((len(prompts), len(LABELS)))
         with torch.inference_mode():
             for start in range(0, len(prompts), self.score_batch_size):
+                index = order[start : start + self.score_batch_size]
                 inputs = self.tokenizer_(
-                    list(prompts[start : start + self.score_batch_size]),
+                    [prompts[i] for i in index],
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
                     max_length=self._token_limit(),
                 ).to(self.device)
                 logits = self.model_(**inputs).logits.float().cpu().numpy()
-                rows.append(softmax(logits.astype(np.float64)))
-        return np.vstack(rows)
+                out[index] = softmax(logits.astype(np.float64))
+        return out
 
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
         probs = self.label_probabilities(prompts)
