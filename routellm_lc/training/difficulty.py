@@ -26,11 +26,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from routellm_lc.errors import RouteLLMError
+
+if TYPE_CHECKING:
+    from routellm_lc.training.fit import TrainingReport
+
 from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
 
 
@@ -240,19 +244,6 @@ def validation_apgr(scores: np.ndarray, questions: Sequence[Question]) -> dict[s
     return out
 
 
-@dataclass
-class RecipeReport:
-    recipe: str
-    sources: list[str]
-    seed: int
-    holdout: float
-    n_questions: int
-    n_train: int
-    decontaminated: dict[str, int]
-    heldout_apgr: dict[str, float]
-    hyperparameters: dict[str, Any]
-
-
 def train_difficulty_length(
     *,
     sources: Sequence[str] = OUTCOME_SOURCES,
@@ -264,7 +255,7 @@ def train_difficulty_length(
     length_weight: float = LENGTH_WEIGHT,
     embedder: Any = "local",
     progress: bool = True,
-) -> tuple[Any, RecipeReport]:
+) -> tuple[Any, TrainingReport]:
     """Load, decontaminate, split (grouped, seeded), fit on the training part, measure on the
     held-out part; returns (mf router, report). Deterministic: no random step but the split."""
     from routellm_lc.training.decontaminate import cached_embeddings, decontaminate_questions
@@ -304,13 +295,15 @@ def train_difficulty_length(
             fit.feature_std,
         )
         heldout = validation_apgr(test_x @ fit.coef, test)
-    report = RecipeReport(
+    from routellm_lc.training.fit import TrainingReport
+
+    report = TrainingReport(
         recipe=RECIPE,
         sources=list(sources),
         seed=seed,
         holdout=holdout,
         n_questions=len(questions),
-        n_train=len(train),
+        n_train_battles=len(train),  # here: training questions (no battles)
         decontaminated=dropped,
         heldout_apgr=heldout,
         hyperparameters={

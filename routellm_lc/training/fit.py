@@ -321,7 +321,7 @@ def _train_difficulty_length(
             "Recipe difficulty-length learns from per-model outcomes, not battles; use "
             "--recipe tiers-all to train on your own battles."
         )
-    model, rep = train_difficulty_length(
+    return train_difficulty_length(
         sources=sources,
         data_dir=data_dir,
         seed=seed,
@@ -330,18 +330,6 @@ def _train_difficulty_length(
         embedder=embedder,
         progress=progress,
     )
-    report = TrainingReport(
-        recipe=rep.recipe,
-        sources=rep.sources,
-        seed=rep.seed,
-        holdout=rep.holdout,
-        n_questions=rep.n_questions,
-        n_train_battles=rep.n_train,
-        decontaminated=rep.decontaminated,
-        heldout_apgr=rep.heldout_apgr,
-        hyperparameters=rep.hyperparameters,
-    )
-    return model, report
 
 
 def model_card(
