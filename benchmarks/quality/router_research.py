@@ -59,6 +59,10 @@ class Study:
         self.length = self.x_all[:, 384]
         self.src = np.array([q.source for q in self.qs])
         self.dom = np.array([recipe.domain(q) for q in self.qs])
+        # round 8: subjects inside mmlu_pro_nonmmlu (its `src`) and theoremqa (its `field`)
+        self.fine = np.array(
+            [f"{d}:{q.subset}" if q.subset else d for d, q in zip(self.dom, self.qs, strict=True)]
+        )
         strong = np.array([self._tier_mean(q, "strong") for q in self.qs])
         weak = np.array([self._tier_mean(q, "weak") for q in self.qs])
         self.targets = {
@@ -117,14 +121,16 @@ def plain(study: Study, target: str, alpha: float, only: tuple[str, ...] | None 
     return oof, (lambda x: x[:, cols] @ c + b), study.x_all[:, cols] @ c + b
 
 
-def fixed_effects(study: Study, cols: np.ndarray, alpha: float):
-    """Within-source ridge on the difficulty target (round 2): OOF scores + full model."""
+def fixed_effects(study: Study, cols: np.ndarray, alpha: float, fine: bool = False):
+    """Within-source ridge on the difficulty target (round 2; round 8 with `fine` groups):
+    OOF scores + full model."""
     y = study.targets["diff"]
+    groups = study.fine if fine else study.dom
     oof = np.zeros(len(study.qs))
 
     def fit(tr):
         return recipe.fixed_effects_ridge(
-            study.x_all[tr][:, cols], y[tr], study.dom[tr], study.src[tr], alpha
+            study.x_all[tr][:, cols], y[tr], groups[tr], study.src[tr], alpha
         )
 
     for f in range(FOLDS):
@@ -185,7 +191,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
@@ -223,6 +229,15 @@ def main() -> None:
             for beta in (0.5, 1.0, 2.0):
                 oof, fn = ensemble([(*base, 1.0), (*length, beta)])
                 print(row(f"{base_name} + {beta:g}·len", study.validate(oof), study.evaluate(fn)))
+    if 8 in args.rounds:
+        everything = np.arange(study.x_all.shape[1])
+        length = (study.length, *length_fn)
+        for alpha in ALPHAS:
+            ff = fixed_effects(study, everything, alpha, fine=True)
+            print(row(f"fe-fine α={alpha:g}", study.validate(ff[0]), study.evaluate(ff[1])))
+            if alpha == 10.0:
+                oof, fn = ensemble([(*ff, 1.0), (*length, 1.0)])
+                print(row("R8 = fe-fine α=10 + 1·len", study.validate(oof), study.evaluate(fn)))
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)

@@ -195,18 +195,19 @@ def load_math_l5(root: Path) -> list[Question]:
 
 def load_theoremqa(root: Path) -> list[Question]:
     folder = root / "theoremqa"
-    prompts = {
-        q["id"]: q["question"]
-        for q in _jsonl(folder / "questions.jsonl")
-        if not q.get("needs_picture")
-    }
+    prompts, fields = {}, {}
+    for q in _jsonl(folder / "questions.jsonl"):
+        if not q.get("needs_picture"):
+            prompts[q["id"]] = q["question"]
+            fields[q["id"]] = q.get("field", "")
     outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in _rows(folder / "outcomes.csv"):
         if row["id"] in prompts:
             outcomes[(row["id"], canonical(row["model"]))].append(float(row["correct"]))
     table = _average(outcomes)
     return [
-        Question("theoremqa", qid, prompts[qid], table[qid], _group(prompts[qid])) for qid in table
+        Question("theoremqa", qid, prompts[qid], table[qid], _group(prompts[qid]), fields[qid])
+        for qid in table
     ]
 
 
