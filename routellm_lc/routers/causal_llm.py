@@ -206,12 +206,16 @@ class CausalLLMRouter(Router):
         self._check_loaded()
         if len(prompts) == 0:
             return np.empty((0, len(self.label_tokens)))
-        rows = []
+        ids = [self.prompt_ids(p) for p in prompts]
+        # Batches of similar token counts: right padding costs compute on every pad position,
+        # so a mixed batch runs at the speed of its longest prompt.
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        out = np.empty((len(prompts), len(self.label_tokens)))
         with torch.inference_mode():
             for start in range(0, len(prompts), self.batch_size):
-                batch = [self.prompt_ids(p) for p in prompts[start : start + self.batch_size]]
-                rows.append(self._forward(batch))
-        return np.vstack(rows)
+                chunk = order[start : start + self.batch_size]
+                out[chunk] = self._forward([ids[i] for i in chunk])
+        return out
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         """Right-padded batch → last real position's hidden state → label rows of the output
