@@ -420,6 +420,13 @@ class RouteLLMChat(BaseChatModel):
 
     # -- generation: delegate to the chosen model as a child run -------------------------------
     def _decision_for(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> RoutingDecision:
+        if "model" in kwargs or "model_name" in kwargs:
+            # Forwarded, it would silently override the routed model on every call.
+            raise ValueError(
+                "RouteLLMChat chooses the model per call, so a per-call `model` is not accepted. "
+                "Set `strong=`/`weak=` on the router, or move the routing with the "
+                "`routellm_threshold` configurable."
+            )
         given = kwargs.pop(_DECISION_KWARG, None)
         if given is not None:
             return RoutingDecision(**given)

@@ -82,6 +82,15 @@ async def test_ainvoke_routes_easy_prompt_to_weak(make_chat, fresh_backend):
     assert reply.response_metadata["routing"]["route"] == "weak"
 
 
+def test_per_call_model_is_refused_not_silently_forwarded(make_chat, fresh_backend):
+    chat = make_chat()
+    with pytest.raises(ValueError, match="chooses the model per call"):
+        chat.invoke("a hard question", model="openai/other")
+    with pytest.raises(ValueError, match="chooses the model per call"):
+        list(chat.stream("an easy one", model="openai/other"))
+    assert _answered(fresh_backend) == []  # nothing reached a model
+
+
 def test_stream_carries_decision_and_usage(make_chat, fresh_backend):
     chunks = list(make_chat().stream("a hard question"))
     assert len(chunks) > 1

@@ -140,6 +140,76 @@ def fixed_effects(study: Study, cols: np.ndarray, alpha: float, fine: bool = Fal
     return oof, (lambda x: x[:, cols] @ c), study.x_all[:, cols] @ c
 
 
+def fe_inputs(study: Study, x: np.ndarray, alpha: float, fine: bool = True):
+    """Within-group ridge on the difficulty target over any training input matrix `x` (rows
+    = study.qs): OOF scores, coefficients (apply to an evaluation matrix), training scores."""
+    y = study.targets["diff"]
+    groups = study.fine if fine else study.dom
+
+    def fit(tr):
+        return recipe.fixed_effects_ridge(x[tr], y[tr], groups[tr], study.src[tr], alpha)
+
+    oof = np.zeros(len(study.qs))
+    for f in range(FOLDS):
+        tr = study.fold != f
+        oof[~tr] = x[~tr] @ fit(tr)
+    c = fit(np.ones(len(study.qs), bool))
+    return oof, c, x @ c
+
+
+def round9(study: Study, data_dir: str | None) -> None:
+    """SmolLM2 hidden states as the embedding (smol_embedder.py); MMLU on a 3,000 sample."""
+    from smol_embedder import SmolEmbedder
+
+    smol = SmolEmbedder()
+    train = cached_embeddings([q.prompt for q in study.qs], smol).astype(np.float64)
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    evals = {}
+    for name in ("mt-bench", "gsm8k", "mmlu"):
+        bench = load_benchmark(name, data_dir)
+        x_mini, strong, weak = study.evals[name]
+        idx = np.arange(len(bench.prompts))
+        if name == "mmlu":
+            idx = np.random.default_rng(0).choice(len(bench.prompts), 3000, replace=False)
+        vec = cached_embeddings([bench.prompts[i] for i in idx], smol).astype(np.float64)
+        evals[name] = ((vec - mu) / sd, x_mini[idx], strong[idx], weak[idx])
+    train = (train - mu) / sd
+    half = 576
+
+    def inputs(kind: str, s: np.ndarray, mini: np.ndarray) -> np.ndarray:
+        f = mini[:, 384:]
+        return {
+            "S16": lambda: np.hstack([s[:, half:], f]),
+            "S8": lambda: np.hstack([s[:, :half], f]),
+            "S+M": lambda: np.hstack([s[:, half:], mini[:, :384], f]),
+        }[kind]()
+
+    def evaluate(score) -> dict[str, float]:
+        return {k: apgr(score(s, m), st, wk) for k, (s, m, st, wk) in evals.items()}
+
+    r3 = ensemble(
+        [
+            (*fixed_effects(study, np.arange(study.x_all.shape[1]), 10.0), 1.0),
+            (study.length, lambda x: x[:, 384], study.length, 1.0),
+        ]
+    )
+    print(row("R3 (MMLU: the 3k sample)", study.validate(r3[0]), evaluate(lambda s, m: r3[1](m))))
+    length_ev = lambda s, m: m[:, 384]  # noqa: E731
+    for kind in ("S16", "S8", "S+M"):
+        x = inputs(kind, train, study.x_all)
+        for alpha in (10.0, 100.0, 1000.0):
+            oof, c, tr_scores = fe_inputs(study, x, alpha)
+            fn = lambda s, m, c=c, kind=kind: inputs(kind, s, m) @ c  # noqa: E731
+            print(row(f"{kind} α={alpha:g}", study.validate(oof), evaluate(fn)))
+            if kind == "S16" and alpha == 100.0:
+                oof_e = z(oof, oof) + z(study.length, study.length)
+
+                def both(s, m, fn=fn, tr_scores=tr_scores):
+                    return z(fn(s, m), tr_scores) + z(length_ev(s, m), study.length)
+
+                print(row("S16 α=100 + 1·len", study.validate(oof_e), evaluate(both)))
+
+
 def z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return (values - ref.mean()) / ref.std()
 
@@ -238,6 +308,8 @@ def main() -> None:
             if alpha == 10.0:
                 oof, fn = ensemble([(*ff, 1.0), (*length, 1.0)])
                 print(row("R8 = fe-fine α=10 + 1·len", study.validate(oof), study.evaluate(fn)))
+    if 9 in args.rounds:
+        round9(study, args.data_dir)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)

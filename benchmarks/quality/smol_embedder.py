@@ -27,6 +27,9 @@ class SmolEmbedder:
     dim = 576 * len(LAYERS)
 
     def __init__(self) -> None:
+        self.model = None  # loaded on the first `embed` (cached vectors need no model)
+
+    def _load(self) -> None:
         import importlib.util
 
         import torch
@@ -48,6 +51,8 @@ class SmolEmbedder:
         self.torch = torch
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.model is None:
+            self._load()
         torch = self.torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([len(t) for t in texts])
