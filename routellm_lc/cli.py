@@ -1,4 +1,4 @@
-"""`routellm-lc`: route | serve | train | eval | calibrate.
+"""`routellm-lc`: route | serve | train | eval | calibrate | data.
 
 Each subcommand lives in `routellm_lc/commands/<name>.py` with `register(subparsers)`; the
 modules import nothing heavy at top level, so `routellm-lc --help` is instant.
@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("route", "serve", "train", "eval", "calibrate")
+COMMANDS = ("route", "serve", "train", "eval", "calibrate", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
