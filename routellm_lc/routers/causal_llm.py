@@ -94,7 +94,9 @@ class CausalLLMRouter(Router):
         max_length: keep at most this many tokens (the start is cut: the answer position
             stays); None: the model's context size.
         device, dtype: torch device and dtype ("auto": the checkpoint's, e.g. bfloat16).
-        batch_size: prompts per forward pass.
+        batch_size: prompts per forward pass; None: 4 on CPU, 16 on an accelerator. On CPU a
+            causal LM is already compute-bound on one ~200-token prompt, so larger batches
+            only add padding and slow down (BENCHMARKS.md, `causal_llm` batch).
         strong_model / weak_model: the pair the classifier was trained for (informational).
         embedder: unused; accepted so every router takes the same arguments.
     """
@@ -111,7 +113,7 @@ class CausalLLMRouter(Router):
         max_length: int | None = None,
         device: str = "cpu",
         dtype: str | None = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         add_label_tokens: bool = True,
         strong_model: str | None = None,
         weak_model: str | None = None,
@@ -136,7 +138,7 @@ class CausalLLMRouter(Router):
         self.max_length = max_length
         self.device = device
         self.dtype = dtype
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (4 if str(device).startswith("cpu") else 16)
         self.add_label_tokens = add_label_tokens
         self.strong_model = strong_model
         self.weak_model = weak_model
