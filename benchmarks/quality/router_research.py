@@ -210,6 +210,85 @@ def round9(study: Study, data_dir: str | None) -> None:
                 print(row("S16 α=100 + 1·len", study.validate(oof_e), evaluate(both)))
 
 
+#: Round 10: each validation pair is scored by a model fitted without its own source(s).
+LOSO = {
+    "V-chat": ("arena_bench_v1",),
+    "V-math": ("faithful_cot",),
+    "V-mcq": ("mmlu_pro_nonmmlu", "theoremqa"),  # 598 TheoremQA items reappear in MMLU-Pro
+}
+
+
+def cdf(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Empirical CDF of `ref` at `values` (in [0, 1])."""
+    return np.searchsorted(np.sort(ref), values, side="right") / len(ref)
+
+
+def round10(study: Study) -> None:
+    """Leave-source-out criterion over old and new candidates; R10 = CDF-sum."""
+    from scipy.stats import spearmanr
+
+    y = study.targets["diff"]
+
+    def fe(groups, alpha):
+        def fit(m):
+            c = recipe.fixed_effects_ridge(study.x_all[m], y[m], groups[m], study.src[m], alpha)
+            return (lambda x: x @ c), study.x_all @ c
+
+        return fit
+
+    def plain_fit(target, alpha):
+        t = study.targets[target]
+
+        def fit(m):
+            m = m & np.isfinite(t)
+            cols = study.base
+            c, b = ridge(study.x_all[m][:, cols], t[m], study.weights(m)[m], alpha)
+            return (lambda x: x[:, cols] @ c + b), study.x_all[:, cols] @ c + b
+
+        return fit
+
+    def with_length(base, transform):
+        def fit(m):
+            fn, tr = base(m)
+            ref, lref = tr[m], study.length[m]
+            return (
+                lambda x: transform(fn(x), ref) + transform(x[:, 384], lref),
+                transform(tr, ref) + transform(study.length, lref),
+            )
+
+        return fit
+
+    def length_only(m):
+        return (lambda x: x[:, 384]), study.length
+
+    candidates = {
+        "len": length_only,
+        "fe-full α=10": fe(study.dom, 10.0),
+        "fe-fine α=10": fe(study.fine, 10.0),
+        "R3 = fe-full α=10 + len (z)": with_length(fe(study.dom, 10.0), z),
+        "R8 = fe-fine α=10 + len (z)": with_length(fe(study.fine, 10.0), z),
+        "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
+        "gap α=100": plain_fit("gap", 100.0),
+        "diff α=100": plain_fit("diff", 100.0),
+    }
+    print("| variant | LOSO V-chat | V-math | V-mcq | LOSO mean | MT-Bench | GSM8K | MMLU |")
+    print("|---|---|---|---|---|---|---|---|")
+    means, evals = [], []
+    for name, fit in candidates.items():
+        val = {}
+        for vname, (idx, strong, weak) in study.vsets.items():
+            _, scores = fit(~np.isin(study.src, LOSO[vname]))
+            val[vname] = apgr(scores[idx], strong, weak)
+        fn, _ = fit(np.ones(len(study.qs), bool))
+        ev = study.evaluate(fn)
+        print(row(name, val, ev))
+        means.append(np.mean(list(val.values())))
+        print(f"  LOSO mean {means[-1]:.5f}")
+        evals.append(np.mean(list(ev.values())))
+    rho = spearmanr(means, evals).statistic
+    print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
+
+
 def z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return (values - ref.mean()) / ref.std()
 
@@ -261,7 +340,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
@@ -310,6 +389,8 @@ def main() -> None:
                 print(row("R8 = fe-fine α=10 + 1·len", study.validate(oof), study.evaluate(fn)))
     if 9 in args.rounds:
         round9(study, args.data_dir)
+    if 10 in args.rounds:
+        round10(study)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)

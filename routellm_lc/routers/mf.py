@@ -7,8 +7,13 @@ rate is sigmoid(s(strong, x) − s(weak, x)) — RouteLLM's `MFModel.pred_win_ra
 For a fixed (strong, weak) pair that collapses to sigmoid(x · v) with
 v = Wᵀ (c ⊙ (P̂[strong] − P̂[weak])), so scoring is one embedding plus one dot product.
 
-Extension (ours): a checkpoint may append cheap prompt features (length, digits…, see
-`features.py`) to the embedding, standardised with stored means/stds.
+Extensions (ours): a checkpoint may append cheap prompt features (length, digits…, see
+`features.py`) to the embedding, standardised with stored means/stds; and it may combine
+*parts* through their empirical CDFs instead of adding logits (`score_cdfs`): each part (the
+learned score x · v under the name "projection", or a standardised feature by its name) is
+mapped to its quantile among the training prompts, and the strong win rate is
+sigmoid(cdf_scale · (Σ quantiles − parts / 2) + logit_bias). Every part's pull is bounded, so
+one extreme value (a pasted 5,000-word document's length) cannot override the others.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class MatrixFactorizationRouter(Router):
         features: Sequence[str] = (),
         logit_prior: Mapping[str, float] | None = None,
         logit_bias: float = 0.0,
+        score_cdfs: Mapping[str, Sequence[float]] | None = None,
+        cdf_scale: float = 4.0,
         epochs: int = 30,
         batch_size: int = 256,
         lr: float = 3e-3,
@@ -84,6 +91,10 @@ class MatrixFactorizationRouter(Router):
         self.features = tuple(features)
         self.logit_prior = dict(logit_prior or {})
         self.logit_bias = float(logit_bias)
+        self.score_cdfs = {
+            k: np.asarray(v, dtype=np.float64) for k, v in (score_cdfs or {}).items()
+        }
+        self.cdf_scale = float(cdf_scale)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -164,7 +175,23 @@ class MatrixFactorizationRouter(Router):
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
         if self._direction is None:
             self._direction = self.direction()
-        return _sigmoid(self.prompt_inputs(prompts) @ self._direction + self.logit_bias)
+        x = self.prompt_inputs(prompts)
+        if not self.score_cdfs:
+            return _sigmoid(x @ self._direction + self.logit_bias)
+        total = np.zeros(len(x))
+        for part, grid in self.score_cdfs.items():
+            total += _quantile_of(self._part_values(part, x), grid)
+        centred = total - len(self.score_cdfs) / 2
+        return _sigmoid(self.cdf_scale * centred + self.logit_bias)
+
+    def _part_values(self, part: str, x: np.ndarray) -> np.ndarray:
+        if part == "projection":
+            return x @ self._direction
+        if part in self.features:
+            return x[:, x.shape[1] - len(self.features) + self.features.index(part)]
+        raise CheckpointError(
+            f"score_cdfs names {part!r}: neither 'projection' nor one of the features."
+        )
 
     # -- training --------------------------------------------------------------------------
     def fit(self, battles: Sequence[Any], *, progress: bool = False) -> MatrixFactorizationRouter:
@@ -300,6 +327,9 @@ class MatrixFactorizationRouter(Router):
             config["logit_prior"] = dict(self.logit_prior)
         if self.logit_bias:
             config["logit_bias"] = self.logit_bias
+        if self.score_cdfs:
+            config["score_cdfs"] = {k: v.tolist() for k, v in self.score_cdfs.items()}
+            config["cdf_scale"] = self.cdf_scale
         if self.features:
             config["feature_mean"] = self.feature_mean_.tolist()
             config["feature_std"] = self.feature_std_.tolist()
@@ -362,6 +392,8 @@ class MatrixFactorizationRouter(Router):
             features=config.get("features", ()),
             logit_prior=config.get("logit_prior"),
             logit_bias=float(config.get("logit_bias", 0.0)),
+            score_cdfs=config.get("score_cdfs"),
+            cdf_scale=float(config.get("cdf_scale", 4.0)),
             **kwargs,
         )
         router._load_state(config, tensors, names, folder)
@@ -418,6 +450,15 @@ class MatrixFactorizationRouter(Router):
         self.classifier_ = classifier.reshape(-1)
         self._model_names = names
         self._direction = None
+
+
+def _quantile_of(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Where `values` fall among the training values summarised by `grid` (their quantiles at
+    evenly spaced levels 0..1): linear between grid points, clamped outside. A value repeated
+    in the grid (a discrete feature) maps to its highest level, as an empirical CDF does."""
+    levels = np.linspace(0.0, 1.0, len(grid))
+    unique, first_from_end = np.unique(grid[::-1], return_index=True)
+    return np.interp(values, unique, levels[len(grid) - 1 - first_from_end])
 
 
 def _default_card(config: Mapping[str, Any]) -> str:

@@ -11,14 +11,16 @@ gaps there point the wrong way; instead we learn difficulty itself:
    features]: target and inputs are demeaned inside each source (faithful_cot: each
    sub-dataset), so the model learns what makes a question harder than its siblings, never
    which whole domain is hard (that does not transfer); every source weighs the same;
-3. score logit = z(that difficulty score) + z(log prompt length), both standardised over the
-   training prompts: length is the one signal known to transfer to word problems and exam
-   questions.
+3. combine that difficulty score with log prompt length, the one signal known to transfer
+   to word problems and exam questions: by default (`combine="cdf"`, round 10 of the
+   research log) as the sum of their empirical CDFs over the training prompts, so neither
+   part's pull is unbounded; `combine="z"` is round 3's sum of z-scores (the default until
+   round 10).
 
-The linear score is written as an exact RouteLLM-layout `mf` checkpoint (dim 1: P = [[1],
-[−1]], classifier = [0.5], so the strong-minus-weak direction is the projection row), plus
-the centring constant as the checkpoint's `logit_bias`, so the logit averages 0 over the
-training prompts.
+The difficulty score is written as an exact RouteLLM-layout `mf` checkpoint (dim 1: P = [[1],
+[−1]], classifier = [0.5], so the strong-minus-weak direction is the projection row). With
+"cdf" the checkpoint stores both parts' training quantiles (`score_cdfs`); with "z" the length
+weight is folded into the projection and the centring constant is the `logit_bias`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ FEATURES = (
 LENGTH_FEATURE = "log_chars"
 ALPHA = 10.0
 LENGTH_WEIGHT = 1.0
+COMBINE = "cdf"
+CDF_POINTS = 1001  # quantile levels stored per part (error in a quantile ≤ 0.001)
 #: Validation pairs (see the research log): the exact evaluation pair on arena prompts, a
 #: GSM8K-like pair on faithful_cot's easier maths, an MMLU-like pair on MMLU-Pro's easier half.
 VALIDATION = {
@@ -81,6 +85,20 @@ class DifficultyFit:
     n_train: int
     bias: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
+    cdfs: dict[str, np.ndarray] = field(default_factory=dict)
+    """combine="cdf": training quantiles of each part ("projection" = x · coef, and the
+    standardised length feature); empty for combine="z"."""
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """The router's ranking score for input rows x (monotone in its strong win rate)."""
+        if not self.cdfs:
+            return x @ self.coef + self.bias
+        from routellm_lc.routers.mf import _quantile_of
+
+        length = x[:, x.shape[1] - len(FEATURES) + FEATURES.index(LENGTH_FEATURE)]
+        return _quantile_of(x @ self.coef, self.cdfs["projection"]) + _quantile_of(
+            length, self.cdfs[LENGTH_FEATURE]
+        )
 
 
 def difficulty(question: Question) -> float | None:
@@ -155,16 +173,30 @@ def fit_difficulty_length(
     *,
     alpha: float = ALPHA,
     length_weight: float = LENGTH_WEIGHT,
+    combine: str = COMBINE,
 ) -> DifficultyFit:
-    """The recipe's linear logit: z(fixed-effects difficulty) + length_weight · z(length)."""
+    """The recipe's score: F(fixed-effects difficulty) + F(length) with F each part's training
+    CDF (combine="cdf"), or z(difficulty) + length_weight · z(length) (combine="z")."""
     from routellm_lc.routers.features import compute_features
 
+    if combine not in ("cdf", "z"):
+        raise RecipeError(f"combine must be 'cdf' or 'z', got {combine!r}.")
+    if combine == "cdf" and length_weight != LENGTH_WEIGHT:
+        raise RecipeError("length_weight applies to combine='z' (the CDF parts weigh the same).")
     raw = compute_features(FEATURES, prompts)
     mean = raw.mean(axis=0)
     std = np.where(raw.std(axis=0) > 1e-9, raw.std(axis=0), 1.0)
     x = _inputs(prompts, embeddings, mean, std)
     coef = fixed_effects_ridge(x, targets, groups, sources, alpha)
     score = x @ coef
+    if combine == "cdf":
+        levels = np.linspace(0.0, 1.0, CDF_POINTS)
+        length = x[:, embeddings.shape[1] + FEATURES.index(LENGTH_FEATURE)]
+        cdfs = {
+            "projection": np.quantile(score, levels),
+            LENGTH_FEATURE: np.quantile(length, levels),
+        }
+        return DifficultyFit(coef, mean, std, len(prompts), 0.0, cdfs=cdfs)
     logit = (coef / score.std()) * 1.0
     length_col = embeddings.shape[1] + FEATURES.index(LENGTH_FEATURE)
     logit[length_col] += length_weight  # the standardised length feature is already a z-score
@@ -185,6 +217,7 @@ def to_mf_router(fit: DifficultyFit, embedder: Any = "local") -> Any:
     router.feature_mean_ = fit.feature_mean
     router.feature_std_ = fit.feature_std
     router.logit_bias = fit.bias
+    router.score_cdfs = dict(fit.cdfs)
     router._model_names = [STRONG, WEAK]
     router._direction = None
     return router
@@ -253,6 +286,7 @@ def train_difficulty_length(
     limit: int | None = None,
     alpha: float = ALPHA,
     length_weight: float = LENGTH_WEIGHT,
+    combine: str = COMBINE,
     embedder: Any = "local",
     progress: bool = True,
 ) -> tuple[Any, TrainingReport]:
@@ -284,6 +318,7 @@ def train_difficulty_length(
         np.array([q.source for q in train]),
         alpha=alpha,
         length_weight=length_weight,
+        combine=combine,
     )
     router = to_mf_router(fit, embedder)
     heldout: dict[str, float] = {}
@@ -294,7 +329,7 @@ def train_difficulty_length(
             fit.feature_mean,
             fit.feature_std,
         )
-        heldout = validation_apgr(test_x @ fit.coef, test)
+        heldout = validation_apgr(fit.score(test_x), test)
     from routellm_lc.training.fit import TrainingReport
 
     report = TrainingReport(
@@ -310,7 +345,11 @@ def train_difficulty_length(
             "target": "1 - mean outcome over all models (difficulty)",
             "regression": "within-source ridge, sources equally weighted",
             "alpha": alpha,
-            "length_weight": length_weight,
+            "combine": (
+                "F(difficulty) + F(log length), F = training CDF"
+                if combine == "cdf"
+                else f"z(difficulty) + {length_weight} * z(log length)"
+            ),
             "features": list(FEATURES),
             "embedder": "local (all-MiniLM-L6-v2)",
         },

@@ -64,16 +64,16 @@ def test_small_run_beats_random_on_heldout_validation_pairs(small_run):
     assert learned > random_apgr + 0.03, (report.heldout_apgr, random_apgr)
 
 
-def test_mf_export_is_exactly_the_fitted_linear_score(tmp_path):
-    """dim-1 mf (P = ±1, classifier 0.5) reproduces sigmoid(inputs · coef), bias included,
-    and survives a save/load round trip."""
+def _toy_fit(combine: str):
     rng = np.random.default_rng(0)
     prompts = [("word " * int(n)).strip() + f" {i}?" for i, n in enumerate(rng.integers(1, 60, 80))]
     embeddings = rng.normal(size=(len(prompts), 8))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     target = rng.random(len(prompts))
     domains = np.array(["a", "b"] * 40)
-    fit = recipe.fit_difficulty_length(prompts, embeddings, target, domains, domains)
+    fit = recipe.fit_difficulty_length(
+        prompts, embeddings, target, domains, domains, combine=combine
+    )
 
     class Table:  # an embedder that returns the fixed embeddings above
         name, dim = "table", 8
@@ -81,7 +81,46 @@ def test_mf_export_is_exactly_the_fitted_linear_score(tmp_path):
         def embed(self, texts):
             return np.stack([embeddings[prompts.index(t)] for t in texts]).astype(np.float32)
 
+    return prompts, embeddings, fit, Table
+
+
+def test_mf_export_of_the_cdf_combination(tmp_path):
+    """combine="cdf" (the default): the router's score is sigmoid(4 · (F(x · coef) + F(length)
+    − 1)) with F the empirical CDF over the training prompts, up to the stored grid's
+    resolution, and it survives a save/load round trip."""
+    prompts, embeddings, fit, Table = _toy_fit("cdf")
     router = recipe.to_mf_router(fit, Table())
+    inputs = recipe._inputs(prompts, embeddings, fit.feature_mean, fit.feature_std)
+    semantic = inputs @ fit.coef
+    length = inputs[:, 8 + recipe.FEATURES.index(recipe.LENGTH_FEATURE)]
+
+    def ecdf(v):  # exact: share of training prompts at or below v
+        return np.searchsorted(np.sort(v), v, side="right") / len(v)
+
+    exact = ecdf(semantic) + ecdf(length)
+    scores = router.strong_win_rate(prompts)
+    from_router = np.log(scores / (1 - scores)) / router.cdf_scale + 1.0  # Σ quantiles
+    n = len(prompts)
+    assert np.abs(from_router - exact).max() <= 2.0 / n + 1e-3
+    np.testing.assert_allclose(from_router, fit.score(inputs), atol=1e-5)  # float32 embeddings
+    assert spearmanr(from_router, exact).correlation > 0.99
+    assert set(router.score_cdfs) == {"projection", recipe.LENGTH_FEATURE}
+    # A very long prompt cannot push the score past its share: the length part is at most 1.
+    assert scores.max() < 1 / (1 + np.exp(-router.cdf_scale)) + 1e-12
+    router.embedder = "local"
+    router.save_pretrained(tmp_path / "ck")
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert len(config["score_cdfs"]["projection"]) == recipe.CDF_POINTS
+    loaded = MatrixFactorizationRouter.from_pretrained(tmp_path / "ck", embedder=Table())
+    np.testing.assert_allclose(loaded.strong_win_rate(prompts), scores, rtol=1e-5)  # float32
+
+
+def test_mf_export_is_exactly_the_fitted_linear_score(tmp_path):
+    """combine="z": dim-1 mf (P = ±1, classifier 0.5) reproduces sigmoid(inputs · coef), bias
+    included, and survives a save/load round trip."""
+    prompts, embeddings, fit, Table = _toy_fit("z")
+    router = recipe.to_mf_router(fit, Table())
+    assert router.score_cdfs == {}
     inputs = recipe._inputs(prompts, embeddings, fit.feature_mean, fit.feature_std)
     logit = inputs @ fit.coef + fit.bias
     np.testing.assert_allclose(router.strong_win_rate(prompts), 1 / (1 + np.exp(-logit)), 1e-6)
@@ -111,6 +150,11 @@ def test_documented_command_reproduces_the_shipped_checkpoint(data_dir, tmp_path
     shipped = load_file(str(SHIPPED / "model.safetensors"))
     for key in shipped:
         np.testing.assert_allclose(ours[key], shipped[key], rtol=1e-3, atol=1e-6)
+    ours_cdfs = json.loads((tmp_path / "ck" / "config.json").read_text())["score_cdfs"]
+    shipped_cdfs = json.loads((SHIPPED / "config.json").read_text())["score_cdfs"]
+    assert set(ours_cdfs) == set(shipped_cdfs)
+    for part, grid in shipped_cdfs.items():
+        np.testing.assert_allclose(ours_cdfs[part], grid, rtol=1e-3, atol=1e-6)
 
 
 def test_train_cli_defaults_mf_to_difficulty_length(data_dir, tmp_path, capsys):
