@@ -359,10 +359,12 @@ def model_card(
         *(
             [
                 "How: a question's difficulty (1 − mean outcome over every model in the data) is "
-                "regressed within each source on MiniLM embeddings and cheap prompt features; "
-                "the score's logit is that difficulty's z-score plus the z-score of the log "
-                "prompt length, centred on the training prompts (median score ≈ 0.5 there: "
-                "calibrate thresholds with `routellm-lc calibrate`). An exact dimension-1 `mf`. "
+                "regressed within each source on MiniLM embeddings and cheap prompt features "
+                "(an exact dimension-1 `mf` projection); the score adds that difficulty's "
+                "quantile among the training prompts to the log prompt length's quantile "
+                "(`score_cdfs` in config.json), so neither part's pull is unbounded: "
+                "score = sigmoid(4 · (sum of quantiles − 1)), 0.5 for a prompt at both "
+                "medians (calibrate thresholds with `routellm-lc calibrate`). "
                 "Why, and every alternative measured: docs/router-research.md.",
                 "",
             ]
