@@ -95,6 +95,7 @@ class MatrixFactorizationRouter(Router):
             k: np.asarray(v, dtype=np.float64) for k, v in (score_cdfs or {}).items()
         }
         self.cdf_scale = float(cdf_scale)
+        self._cdf_tables: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -178,9 +179,11 @@ class MatrixFactorizationRouter(Router):
         x = self.prompt_inputs(prompts)
         if not self.score_cdfs:
             return _sigmoid(x @ self._direction + self.logit_bias)
+        if self._cdf_tables is None:
+            self._cdf_tables = {k: _cdf_table(g) for k, g in self.score_cdfs.items()}
         total = np.zeros(len(x))
-        for part, grid in self.score_cdfs.items():
-            total += _quantile_of(self._part_values(part, x), grid)
+        for part, (values, levels) in self._cdf_tables.items():
+            total += np.interp(self._part_values(part, x), values, levels)
         centred = total - len(self.score_cdfs) / 2
         return _sigmoid(self.cdf_scale * centred + self.logit_bias)
 
@@ -269,6 +272,7 @@ class MatrixFactorizationRouter(Router):
         self.text_proj_ = W.detach().numpy().astype(np.float64)
         self.classifier_ = c.detach().numpy().astype(np.float64)
         self._direction = None
+        self._cdf_tables = None
         return self
 
     @classmethod
@@ -450,15 +454,22 @@ class MatrixFactorizationRouter(Router):
         self.classifier_ = classifier.reshape(-1)
         self._model_names = names
         self._direction = None
+        self._cdf_tables = None
+
+
+def _cdf_table(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, levels) for `np.interp` from a part's training quantiles at evenly spaced
+    levels 0..1. A value repeated in the grid (a discrete feature) keeps its highest level, as
+    an empirical CDF does."""
+    levels = np.linspace(0.0, 1.0, len(grid))
+    unique, first_from_end = np.unique(grid[::-1], return_index=True)
+    return unique, levels[len(grid) - 1 - first_from_end]
 
 
 def _quantile_of(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Where `values` fall among the training values summarised by `grid` (their quantiles at
-    evenly spaced levels 0..1): linear between grid points, clamped outside. A value repeated
-    in the grid (a discrete feature) maps to its highest level, as an empirical CDF does."""
-    levels = np.linspace(0.0, 1.0, len(grid))
-    unique, first_from_end = np.unique(grid[::-1], return_index=True)
-    return np.interp(values, unique, levels[len(grid) - 1 - first_from_end])
+    """Where `values` fall among the training values summarised by `grid`: linear between
+    grid points, clamped outside."""
+    return np.interp(values, *_cdf_table(grid))
 
 
 def _default_card(config: Mapping[str, Any]) -> str:

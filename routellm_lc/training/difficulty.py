@@ -220,6 +220,7 @@ def to_mf_router(fit: DifficultyFit, embedder: Any = "local") -> Any:
     router.score_cdfs = dict(fit.cdfs)
     router._model_names = [STRONG, WEAK]
     router._direction = None
+    router._cdf_tables = None
     return router
 
 
