@@ -9,10 +9,10 @@ import os
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="list the data folders; fetch routellm_evals from its public origin",
+        help="list the data folders; fetch routellm_evals and arena_bench_v1 from their origins",
         description="`list`: every data folder, where it comes from, and whether the data "
-        "directory has it. `fetch`: download a verbatim folder (routellm_evals) at its pinned "
-        "commit, checking every file's SHA-256.",
+        "directory has it. `fetch`: download routellm_evals or arena_bench_v1 from its origin at "
+        "pinned commits, checking every file's hash.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the data folders and their origins")
@@ -39,8 +39,7 @@ def run_list(args: argparse.Namespace) -> int:
     except DataDirError:
         root = None
     rows = [
-        (name, "fetch", f"{o.repository} @ {o.commit[:7]} ({o.licence}, {o.role})")
-        for name, o in origins().items()
+        (name, "fetch", f"{o.repository} ({o.licence}, {o.role})") for name, o in origins().items()
     ]
     rows += [(name, "derived", where) for name, where in DERIVED.items()]
     print(f"data directory: {root or 'not found'}")
@@ -61,4 +60,14 @@ def run_fetch(args: argparse.Namespace) -> int:
             f"{name}: {len(report.downloaded)} downloaded, {len(report.kept)} already present "
             f"and verified -> {report.folder}"
         )
+        for file, same in report.derived.items():
+            print(
+                f"  {file}: derived, "
+                + (
+                    "identical to the table the bundled checkpoints were trained on"
+                    if same
+                    else "WARNING: differs from the table the bundled checkpoints were "
+                    "trained on (training on it will not reproduce their figures)"
+                )
+            )
     return 0
