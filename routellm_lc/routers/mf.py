@@ -59,6 +59,9 @@ class MatrixFactorizationRouter(Router):
             (names from the checkpoint's `model_names`).
         embedder: embedder spec or instance (see `routellm_lc.embeddings.get_embedder`).
         dim: latent dimension. features: prompt-feature names appended to the embedding.
+        logit_prior, logit_bias: a fixed additive logit on standardised features, a constant.
+        score_cdfs, cdf_scale: combine parts through their training quantiles (see the
+            module docstring); empty: the plain logit.
         epochs, batch_size, lr, weight_decay, noise, seed: training settings (RouteLLM adds
             Gaussian noise of scale `noise` to the prompt embeddings while training).
     """
@@ -403,6 +406,12 @@ class MatrixFactorizationRouter(Router):
         router._load_state(config, tensors, names, folder)
         router.cache_key = f"mf:{ckpt.checkpoint_identity(folder)}"
         router.direction()  # validates strong/weak names now, not on the first request
+        unknown = [p for p in router.score_cdfs if p != "projection" and p not in router.features]
+        if unknown:
+            raise CheckpointError(
+                f"{folder / 'config.json'}: score_cdfs names {unknown}, which are neither "
+                "'projection' nor features of this checkpoint."
+            )
         return router
 
     def _load_state(

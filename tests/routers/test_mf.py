@@ -140,3 +140,39 @@ def test_missing_and_malformed_checkpoints_say_what_is_wrong(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="P.weight has shape"):
         load_router("mf", checkpoint=str(folder))
+
+
+def test_cdf_parts_are_summed_as_training_quantiles(tmp_path):
+    """score_cdfs: each part's value is placed among its stored training quantiles (linear in
+    between, clamped outside, a repeated value at its highest level) and the quantiles summed:
+    score = sigmoid(cdf_scale · (Σ − parts/2) + logit_bias). Hand-computed on the tiny model,
+    whose projection part x · v is a → 1, b → −2, c → 0 (the logits of the first test)."""
+    folder = _tiny_checkpoint(tmp_path / "ck")
+    config = json.loads((folder / "config.json").read_text())
+    config |= {
+        "features": ["log_chars"],
+        "feature_mean": [0.0],
+        "feature_std": [1.0],
+        "text_dim": 4,
+        "score_cdfs": {"projection": [-2.0, 0.0, 0.0, 2.0, 4.0], "log_chars": [0.0, 1.0, 3.0]},
+        "cdf_scale": 2.0,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["text_proj.0.weight"] = np.hstack([tensors["text_proj.0.weight"], np.zeros((2, 1))])
+    save_file(tensors, str(folder / "model.safetensors"))
+    embedder = TableEmbedder({"a": [1.0, 0.0, 0.0], "b": [0.0, 0.5, 0.5], "c": [2.0, 1.0, 0.0]})
+    router = MatrixFactorizationRouter.from_pretrained(folder, embedder=embedder)
+    # projection quantiles (levels 0, .25, .5, .75, 1): a = 1 → halfway .5→.75 = 0.625;
+    # b = −2 → 0; c = 0 (repeated in the grid) → its highest level 0.5.
+    # log_chars of "a"/"b"/"c" is log(1 + 1) = 0.693 → levels (0, .5, 1) at (0, 1, 3): 0.347.
+    length_q = np.log(2.0) / 1.0 * 0.5
+    sums = np.array([0.625, 0.0, 0.5]) + length_q
+    expected = 1 / (1 + np.exp(-2.0 * (sums - 1.0)))
+    np.testing.assert_allclose(router.strong_win_rate(["a", "b", "c"]), expected, rtol=1e-6)
+    config["score_cdfs"]["nonsense"] = [0.0, 1.0]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="score_cdfs names"):
+        MatrixFactorizationRouter.from_pretrained(folder, embedder=embedder)
