@@ -17,7 +17,7 @@ COMMANDS = ("route", "serve", "train", "eval", "calibrate", "data")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="routellm-lc",
-        description="Cost-aware LLM routing: score prompts, serve, train, evaluate, calibrate.",
+        description="Cost-aware LLM routing: score prompts, serve, train, evaluate, calibrate, fetch data.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
