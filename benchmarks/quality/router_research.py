@@ -372,6 +372,66 @@ def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool 
     print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
 
 
+class _CachedEmbedder:
+    """MiniLM vectors from the on-disk cache (same model as the routers' default embedder)."""
+
+    name, dim = "local", 384
+
+    def embed(self, texts):
+        return cached_embeddings(list(texts), progress=False)
+
+
+def round14(study: Study) -> None:
+    """Ties in battle training: RouteLLM-style pairwise MF on arena_bench_v1 all-pairs battles."""
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+    from routellm_lc.training.sources import battles_from_questions
+
+    arena = [q for q in study.qs if q.source == "arena_bench_v1"]
+    held = recipe.split_groups(arena, 0.2, 0)
+    train = [q for q, h in zip(arena, held, strict=True) if not h]
+    test = [q for q, h in zip(arena, held, strict=True) if h]
+    battles = battles_from_questions(train)
+    strong, weak = recipe.VALIDATION["V-chat"][2:]
+    outcome = {(b.prompt, b.model_a, b.model_b): b for b in battles}
+    margins = {}
+    for q in train:
+        for (p, a, b_), _ in outcome.items():
+            if p == q.prompt:
+                margins[(p, a, b_)] = abs(q.outcomes[a] - q.outcomes[b_])
+    variants = {
+        "half": battles,
+        "drop": [b for b in battles if b.winner != "tie"],
+        "margin": [b for b in battles if margins[(b.prompt, b.model_a, b.model_b)] > 0.1 + 1e-9],
+    }
+    print(
+        f"{len(battles)} battles over {len(train)} prompts; "
+        f"{sum(b.winner == 'tie' for b in battles)} ties"
+    )
+    print("| variant | battles | held-out V-chat | MT-Bench | GSM8K | MMLU |")
+    print("|---|---|---|---|---|---|")
+    idx = np.array([i for i, q in enumerate(test) if strong in q.outcomes and weak in q.outcomes])
+    s_out = np.array([test[i].outcomes[strong] for i in idx])
+    w_out = np.array([test[i].outcomes[weak] for i in idx])
+    for name, chosen in variants.items():
+        router = MatrixFactorizationRouter(
+            strong,
+            weak,
+            embedder=_CachedEmbedder(),
+            features=recipe.FEATURES,
+            **{"dim": 16, "epochs": 60, "batch_size": 1024, "lr": 5e-3, "weight_decay": 1e-4},
+        ).fit(chosen)
+        held_scores = router.strong_win_rate([test[i].prompt for i in idx])
+        ev = {}
+        for bench in ("mt-bench", "gsm8k", "mmlu"):
+            b = load_benchmark(bench)
+            ev[bench] = apgr(router.strong_win_rate(b.prompts), b.strong, b.weak)
+        print(
+            f"| {name} | {len(chosen)} | {apgr(held_scores, s_out, w_out):.3f} | "
+            + " | ".join(f"{ev[k]:.3f}" for k in ("mt-bench", "gsm8k", "mmlu"))
+            + " |"
+        )
+
+
 def z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return (values - ref.mean()) / ref.std()
 
@@ -480,6 +540,8 @@ def main() -> None:
         round10(study, parts=True)
     if 13 in args.rounds:
         round10(study, labels=True)
+    if 14 in args.rounds:
+        round14(study)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
