@@ -483,7 +483,9 @@ def row(name: str, val: dict[str, float], ev: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14])
+    parser.add_argument(
+        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14]
+    )
     args = parser.parse_args()
     study = Study(args.data_dir)
     print(f"{len(study.qs)} training questions; decontamination dropped {study.dropped}")
