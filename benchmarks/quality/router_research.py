@@ -343,17 +343,16 @@ def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool 
             for b in (0.5, 1.0, 2.0)
         }
     else:
-        candidates = {}
-    candidates = candidates or {
-        "len": length_only,
-        "fe-full α=10": fe(study.dom, 10.0),
-        "fe-fine α=10": fe(study.fine, 10.0),
-        "R3 = fe-full α=10 + len (z)": with_length(fe(study.dom, 10.0), z),
-        "R8 = fe-fine α=10 + len (z)": with_length(fe(study.fine, 10.0), z),
-        "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
-        "gap α=100": plain_fit("gap", 100.0),
-        "diff α=100": plain_fit("diff", 100.0),
-    }
+        candidates = {
+            "len": length_only,
+            "fe-full α=10": fe(study.dom, 10.0),
+            "fe-fine α=10": fe(study.fine, 10.0),
+            "R3 = fe-full α=10 + len (z)": with_length(fe(study.dom, 10.0), z),
+            "R8 = fe-fine α=10 + len (z)": with_length(fe(study.fine, 10.0), z),
+            "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
+            "gap α=100": plain_fit("gap", 100.0),
+            "diff α=100": plain_fit("diff", 100.0),
+        }
     print("| variant | LOSO V-chat | V-math | V-mcq | LOSO mean | MT-Bench | GSM8K | MMLU |")
     print("|---|---|---|---|---|---|---|---|")
     means, evals = [], []
@@ -392,16 +391,15 @@ def round14(study: Study) -> None:
     test = [q for q, h in zip(arena, held, strict=True) if h]
     battles = battles_from_questions(train)
     strong, weak = recipe.VALIDATION["V-chat"][2:]
-    outcome = {(b.prompt, b.model_a, b.model_b): b for b in battles}
-    margins = {}
-    for q in train:
-        for (p, a, b_), _ in outcome.items():
-            if p == q.prompt:
-                margins[(p, a, b_)] = abs(q.outcomes[a] - q.outcomes[b_])
+    outcomes = {q.prompt: q.outcomes for q in train}
+
+    def margin(b) -> float:
+        return abs(outcomes[b.prompt][b.model_a] - outcomes[b.prompt][b.model_b])
+
     variants = {
         "half": battles,
         "drop": [b for b in battles if b.winner != "tie"],
-        "margin": [b for b in battles if margins[(b.prompt, b.model_a, b.model_b)] > 0.1 + 1e-9],
+        "margin": [b for b in battles if margin(b) > 0.1 + 1e-9],
     }
     print(
         f"{len(battles)} battles over {len(train)} prompts; "

@@ -127,13 +127,20 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         with self._lock:
             self._started[run_id] = (time.perf_counter(), call)
 
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+    def _finish(self, run_id: UUID) -> RoutedCall | None:
+        """The call started under `run_id` (None if it was not a router run), timed."""
         with self._lock:
             started = self._started.pop(run_id, None)
         if started is None:
-            return
+            return None
         start, call = started
         call.call_latency_ms = (time.perf_counter() - start) * 1000.0
+        return call
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._finish(run_id)
+        if call is None:
+            return
         message = _first_message(response)
         routing = (message.response_metadata.get("routing") if message is not None else None) or (
             (response.llm_output or {}).get("routing")
@@ -147,12 +154,9 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         self._append(call)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            started = self._started.pop(run_id, None)
-        if started is None:
+        call = self._finish(run_id)
+        if call is None:
             return
-        start, call = started
-        call.call_latency_ms = (time.perf_counter() - start) * 1000.0
         call.error = f"{type(error).__name__}: {error}"
         self._append(call)
 

@@ -37,6 +37,9 @@ from routellm_lc.errors import RouteLLMError
 if TYPE_CHECKING:
     from routellm_lc.training.fit import TrainingReport
 
+from routellm_lc.training.fit import DEFAULT_FEATURES
+from routellm_lc.training.names import STRONG_TIER as STRONG
+from routellm_lc.training.names import WEAK_TIER as WEAK
 from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
 
 
@@ -45,16 +48,9 @@ class RecipeError(RouteLLMError, ValueError):
 
 
 RECIPE = "difficulty-length"
-STRONG = "strong-tier"
-WEAK = "weak-tier"
+#: The other recipes' features plus four that count structure (numbers, sentences, choices).
 FEATURES = (
-    "log_chars",
-    "log_words",
-    "log_lines",
-    "digit_frac",
-    "math_symbol_frac",
-    "has_code",
-    "question_marks",
+    *DEFAULT_FEATURES,
     "log_numbers",
     "log_sentences",
     "log_choice_lines",

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from routellm_lc.training.names import STRONG_TIER, WEAK_TIER
 from routellm_lc.training.sources import (
     OUTCOME_SOURCES,
     SOURCES,
@@ -42,8 +43,7 @@ from routellm_lc.training.sources import (
     tier_gap,
 )
 
-STRONG_TIER = "strong-tier"
-WEAK_TIER = "weak-tier"
+#: The cheap prompt features of the `arena-length` and `tiers-all` recipes.
 DEFAULT_FEATURES = (
     "log_chars",
     "log_words",

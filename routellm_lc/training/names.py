@@ -17,6 +17,9 @@ Tier = Literal["strong", "weak"]
 #: The evaluation pair, canonical spelling (RouteLLM: gpt-4-1106-preview vs Mixtral-8x7B).
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mixtral-8x7b-instruct-v0.1"
+#: The two model identities the bundled recipes' routers score (one per tier).
+STRONG_TIER = "strong-tier"
+WEAK_TIER = "weak-tier"
 
 # Run/provider decorations that say how a model was run, not which model it is:
 # MMLU-Pro run suffixes, provider tags (`@sambanova`), annotations in brackets, `-hf`.
