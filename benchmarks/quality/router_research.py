@@ -259,7 +259,13 @@ def rasch_difficulty(study: Study, l2: float = 0.01, steps: int = 500) -> np.nda
     return out
 
 
-def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool = False) -> None:
+def round10(
+    study: Study,
+    grid: bool = False,
+    parts: bool = False,
+    labels: bool = False,
+    irt: bool = False,
+) -> None:
     """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
     11's grid of R10 settings instead."""
     from scipy.stats import spearmanr
@@ -315,7 +321,40 @@ def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool 
 
         return fit
 
-    if labels:
+    irt_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def irt_part(which: str):
+        """Round 15: b(x) (which = "b") or a(x) (which = "a") of the IRT fit on `m`."""
+
+        def fit(m):
+            key = np.packbits(m).tobytes()
+            if key not in irt_cache:
+                irt_cache[key] = irt_fit(study, m)
+            c = irt_cache[key][0 if which == "b" else 1]
+            return (lambda x: x @ c), study.x_all @ c
+
+        return fit
+
+    def cdf_sum(*fits):
+        def fit(m):
+            done = [f(m) for f in fits]
+            return (
+                lambda x: sum(cdf(fn(x), tr[m]) for fn, tr in done),
+                sum(cdf(tr, tr[m]) for _, tr in done),
+            )
+
+        return fit
+
+    if irt:
+        fe10 = fe(study.dom, 10.0)
+        candidates = {
+            "R10 = F(fe-full α=10) + F(len)": cdf_sum(fe10, length_only),
+            "R15-b = F(b) + F(len)": cdf_sum(irt_part("b"), length_only),
+            "R15-ab = F(b) + F(a) + F(len)": cdf_sum(irt_part("b"), irt_part("a"), length_only),
+            "R10+a = F(fe-full α=10) + F(a) + F(len)": cdf_sum(fe10, irt_part("a"), length_only),
+            "a alone (logged only)": irt_part("a"),
+        }
+    elif labels:
         candidates = {
             f"F(fe-full α=10 on {name}) + F(len)": with_length(fe(study.dom, 10.0, label), cdf)
             for name, label in (
@@ -369,6 +408,56 @@ def round10(study: Study, grid: bool = False, parts: bool = False, labels: bool 
         evals.append(np.mean(list(ev.values())))
     rho = spearmanr(means, evals).statistic
     print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
+
+
+def irt_fit(
+    study: Study, mask: np.ndarray, dim: int = 8, l2: float = 1e-3, steps: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
+    """Round 15: multidimensional IRT on the per-model outcomes of the questions in `mask`,
+    logit P(m right on q) = θ_m − β_g(q) − w·x_q + u_m·(V x_q). Returns w (item difficulty
+    direction) and a_dir = Vᵀ(ū_strong − ū_weak) (the strong tier's skill advantage)."""
+    import torch
+
+    torch.manual_seed(0)
+    models: dict[str, int] = {}
+    rows_q, rows_m, ys = [], [], []
+    for i in np.flatnonzero(mask):
+        for m, v in study.qs[i].outcomes.items():
+            rows_q.append(i)
+            rows_m.append(models.setdefault(m, len(models)))
+            ys.append(v)
+    rows_q, rows_m = np.array(rows_q), np.array(rows_m)
+    src = study.src[rows_q]
+    weight = np.zeros(len(rows_q))
+    for s in np.unique(src):
+        weight[src == s] = 1.0 / (src == s).sum()
+    groups, g_idx = np.unique(study.dom, return_inverse=True)
+    x = torch.tensor(study.x_all)
+    q_t, m_t = torch.tensor(rows_q), torch.tensor(rows_m)
+    g_t = torch.tensor(g_idx)[q_t]
+    y_t = torch.tensor(ys, dtype=torch.float64)
+    w_t = torch.tensor(weight / weight.sum())
+    n_in = x.shape[1]
+    theta = torch.zeros(len(models), dtype=torch.float64, requires_grad=True)
+    beta = torch.zeros(len(groups), dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(n_in, dtype=torch.float64, requires_grad=True)
+    v = (0.01 * torch.randn(dim, n_in, dtype=torch.float64)).requires_grad_()
+    u = (0.01 * torch.randn(len(models), dim, dtype=torch.float64)).requires_grad_()
+    opt = torch.optim.Adam([theta, beta, w, v, u], lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        difficulty, skills = x @ w, x @ v.T
+        logits = theta[m_t] - beta[g_t] - difficulty[q_t] + (u[m_t] * skills[q_t]).sum(1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_t, reduction="none")
+        loss = (w_t * bce).sum() + l2 * ((w**2).sum() + (v**2).sum() + (u**2).sum())
+        loss.backward()
+        opt.step()
+    names = list(models)
+    strong = [models[n] for n in names if tier(n) == "strong"]
+    weak = [models[n] for n in names if tier(n) == "weak"]
+    with torch.no_grad():
+        delta = u[strong].mean(0) - u[weak].mean(0)
+        return w.numpy().copy(), (v.T @ delta).numpy().copy()
 
 
 class _CachedEmbedder:
@@ -482,7 +571,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14]
+        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15]
     )
     args = parser.parse_args()
     study = Study(args.data_dir)
@@ -542,6 +631,8 @@ def main() -> None:
         round10(study, labels=True)
     if 14 in args.rounds:
         round14(study)
+    if 15 in args.rounds:
+        round10(study, irt=True)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
