@@ -259,12 +259,33 @@ def rasch_difficulty(study: Study, l2: float = 0.01, steps: int = 500) -> np.nda
     return out
 
 
+def regime_gap(study: Study, strong: float = 0.85, weak: float = 0.65) -> np.ndarray:
+    """Round 16: per source, the gain σ(θ_s − b) − σ(θ_w − b) of a synthetic pair whose
+    abilities give `strong` and `weak` mean accuracy on that source (Rasch b, round 13)."""
+    b = rasch_difficulty(study)
+    out = np.full(len(study.qs), np.nan)
+
+    def ability(bs: np.ndarray, level: float) -> float:
+        lo, hi = -50.0, 50.0
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if np.mean(1 / (1 + np.exp(-(mid - bs)))) < level else (lo, mid)
+        return (lo + hi) / 2
+
+    for source in np.unique(study.src):
+        idx = study.src == source
+        t_s, t_w = ability(b[idx], strong), ability(b[idx], weak)
+        out[idx] = 1 / (1 + np.exp(-(t_s - b[idx]))) - 1 / (1 + np.exp(-(t_w - b[idx])))
+    return out
+
+
 def round10(
     study: Study,
     grid: bool = False,
     parts: bool = False,
     labels: bool = False,
     irt: bool = False,
+    regime: bool = False,
 ) -> None:
     """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
     11's grid of R10 settings instead."""
@@ -345,7 +366,16 @@ def round10(
 
         return fit
 
-    if irt:
+    if regime:
+        label = regime_gap(study)
+        candidates = {
+            "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
+            "R16 = F(fe-full α=10 on pair gap) + F(len)": with_length(
+                fe(study.dom, 10.0, label), cdf
+            ),
+            "fe-full α=10 on pair gap (logged only)": fe(study.dom, 10.0, label),
+        }
+    elif irt:
         fe10 = fe(study.dom, 10.0)
         candidates = {
             "R10 = F(fe-full α=10) + F(len)": cdf_sum(fe10, length_only),
@@ -571,7 +601,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15]
+        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16]
     )
     args = parser.parse_args()
     study = Study(args.data_dir)
@@ -633,6 +663,8 @@ def main() -> None:
         round14(study)
     if 15 in args.rounds:
         round10(study, irt=True)
+    if 16 in args.rounds:
+        round10(study, regime=True)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
