@@ -16,17 +16,19 @@ figures are printed next to them only to log what each candidate measured.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 
 import numpy as np
 
+from routellm_lc.data import data_dir as resolve_data_dir
 from routellm_lc.evals import metrics
 from routellm_lc.evals.benchmarks import load_benchmark
 from routellm_lc.routers.features import compute_features
 from routellm_lc.training import difficulty as recipe
 from routellm_lc.training.decontaminate import cached_embeddings, decontaminate_questions
-from routellm_lc.training.names import tier
-from routellm_lc.training.sources import OUTCOME_SOURCES, load_questions
+from routellm_lc.training.names import STRONG_MODEL, canonical, tier
+from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
 
 BASE_FEATURES = recipe.FEATURES[:7]
 ALPHAS = (1.0, 10.0, 100.0)
@@ -46,11 +48,33 @@ def ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np
     return coef, float(ym - mu @ coef)
 
 
+def alpaca_questions(data_dir: str | None) -> list[Question]:
+    """Round 17: AlpacaEval as an outcome source: a model's outcome on an instruction is
+    P(its answer beats the gpt4_1106_preview reference) = weighted preference − 1."""
+    folder = resolve_data_dir(data_dir) / "alpaca_eval"
+    with open(folder / "instructions.jsonl", encoding="utf-8") as handle:
+        prompts = {r["instruction_id"]: r["instruction"] for r in map(json.loads, handle)}
+    outcomes: dict[int, dict[str, float]] = {}
+    path = folder / "annotations_weighted_alpaca_eval_gpt4_turbo.jsonl"
+    with open(path, encoding="utf-8") as handle:
+        for r in map(json.loads, handle):
+            if r["preference"] is None or canonical(r["generator_1"]) != STRONG_MODEL:
+                continue
+            if r["generator_2"] == "example":
+                continue
+            outcomes.setdefault(r["instruction_id"], {})[canonical(r["generator_2"])] = (
+                float(r["preference"]) - 1.0
+            )
+    return [Question("alpaca_eval", str(i), prompts[i], outcomes[i]) for i in sorted(outcomes)]
+
+
 class Study:
     """Training questions, their inputs and targets, CV folds and the evaluation sets."""
 
-    def __init__(self, data_dir: str | None) -> None:
+    def __init__(self, data_dir: str | None, alpaca: bool = False) -> None:
         questions = load_questions(list(OUTCOME_SOURCES), data_dir)
+        if alpaca:
+            questions += alpaca_questions(data_dir)
         questions, self.dropped = decontaminate_questions(questions, data_dir=data_dir)
         self.qs = [q for q in questions if q.outcomes]
         prompts = [q.prompt for q in self.qs]
@@ -286,6 +310,7 @@ def round10(
     labels: bool = False,
     irt: bool = False,
     regime: bool = False,
+    only: str | None = None,
 ) -> None:
     """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
     11's grid of R10 settings instead."""
@@ -366,7 +391,9 @@ def round10(
 
         return fit
 
-    if regime:
+    if only:
+        candidates = {only: with_length(fe(study.dom, 10.0), cdf)}
+    elif regime:
         label = regime_gap(study)
         candidates = {
             "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
@@ -436,8 +463,9 @@ def round10(
         means.append(np.mean(list(val.values())))
         print(f"  LOSO mean {means[-1]:.5f}")
         evals.append(np.mean(list(ev.values())))
-    rho = spearmanr(means, evals).statistic
-    print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
+    if len(means) >= 3:
+        rho = spearmanr(means, evals).statistic
+        print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
 
 
 def irt_fit(
@@ -601,7 +629,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16]
+        "--rounds", nargs="+", type=int, default=[1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16, 17]
     )
     args = parser.parse_args()
     study = Study(args.data_dir)
@@ -665,6 +693,12 @@ def main() -> None:
         round10(study, irt=True)
     if 16 in args.rounds:
         round10(study, regime=True)
+    if 17 in args.rounds:
+        with_alpaca = Study(args.data_dir, alpaca=True)
+        n = int((with_alpaca.src == "alpaca_eval").sum())
+        print(f"round 17: {n} AlpacaEval instructions; dropped {with_alpaca.dropped}")
+        round10(study, only="R10 = F(fe-full α=10) + F(len)")
+        round10(with_alpaca, only="R17 = R10's recipe + AlpacaEval as a sixth source")
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
