@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="prompts per router call")
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="paired bootstrap resamples of the prompts for APGR's SD and 95%% interval and "
+        "each router pair's difference (default: 1000; 0 turns it off)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,7 +72,11 @@ def parse_checkpoints(values: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from routellm_lc.evals.harness import format_table, run_eval
+    from routellm_lc.errors import RouteLLMError
+    from routellm_lc.evals.harness import format_paired, format_table, run_eval
+
+    if args.bootstrap < 0:
+        raise RouteLLMError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
 
     results = run_eval(
         benchmarks=args.benchmark,
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         batch_size=args.batch_size,
         progress=True,
+        bootstrap=args.bootstrap,
     )
     for name, result in results.items():
         print(
@@ -86,5 +99,7 @@ def run(args: argparse.Namespace) -> int:
             f"weak {result['weak']['quality']:.4f}"
         )
     print(format_table(results))
+    for line in format_paired(results):
+        print(line)
     print(f"wrote {', '.join(f'{n}.json/.png' for n in results)} to {args.output}")
     return 0

@@ -25,6 +25,7 @@ from routellm_lc.evals.benchmarks import Benchmark
 from routellm_lc.routers.base import Router
 
 BATCH_SIZE = 256
+BOOTSTRAP_RESAMPLES = 1000
 RANDOM_RUNS = 10
 RANDOM_ROUTER = "random"
 
@@ -199,10 +200,17 @@ def evaluate_benchmark(
     cache: ScoreCache | None = None,
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
 ) -> dict[str, Any]:
-    """Metrics for every router on one benchmark, as written to `<benchmark>.json`."""
+    """Metrics for every router on one benchmark, as written to `<benchmark>.json`.
+
+    With `bootstrap` > 0, every scored router (not `random`, whose spread is its 10 runs)
+    also gets `apgr_sd` and `apgr_ci95` from that many paired resamples of the prompts (seed
+    0), and `paired` holds each pair's APGR difference with its bootstrap SD and interval.
+    """
     strong_q, weak_q = benchmark.strong_quality, benchmark.weak_quality
     results: dict[str, Any] = {}
+    scored: dict[str, np.ndarray] = {}
     for loaded in routers:
         if loaded.router is None:  # random
             curve, per_run = random_curve(benchmark)
@@ -215,7 +223,20 @@ def evaluate_benchmark(
             curve = metrics.threshold_curve(scores, benchmark.strong, benchmark.weak)
             entry = metrics.summarize(curve, strong_q, weak_q)
             entry.update(checkpoint=loaded.checkpoint, cache_key=loaded.identity, cached=hit)
+            scored[loaded.name] = scores
         results[loaded.name] = entry
+    paired = []
+    if bootstrap > 0 and scored:
+        draws = metrics.bootstrap_apgr(scored, benchmark.strong, benchmark.weak, bootstrap)
+        for name, values in draws.items():
+            interval = metrics.spread(values)
+            results[name].update(apgr_sd=interval["sd"], apgr_ci95=interval["ci95"])
+        names = list(draws)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                interval = metrics.spread(draws[a] - draws[b])
+                diff = results[a]["apgr"] - results[b]["apgr"]
+                paired.append({"a": a, "b": b, "apgr_diff": diff, **interval})
     optimal = metrics.summarize(
         metrics.optimal_curve(benchmark.strong, benchmark.weak), strong_q, weak_q
     )
@@ -226,6 +247,8 @@ def evaluate_benchmark(
         "weak": {"model": benchmark.weak_model, "quality": weak_q},
         "routers": results,
         "optimal": optimal,
+        "bootstrap": bootstrap if scored else 0,
+        "paired": paired,
     }
 
 
@@ -242,6 +265,7 @@ def run_eval(
     use_cache: bool = True,
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate routers on benchmarks; write `<output>/<benchmark>.json` and `.png` for each."""
     from routellm_lc.evals.benchmarks import STRONG_MODEL, WEAK_MODEL, load_benchmark
@@ -261,7 +285,7 @@ def run_eval(
     for benchmark in loaded_benchmarks:
         if limit is not None:
             benchmark = benchmark.stratified_sample(limit, seed=seed)
-        result = evaluate_benchmark(benchmark, routers, cache, batch_size, progress)
+        result = evaluate_benchmark(benchmark, routers, cache, batch_size, progress, bootstrap)
         result["limit"] = limit
         result["seed"] = seed if limit is not None else None
         (output / f"{benchmark.name}.json").write_text(
@@ -273,7 +297,8 @@ def run_eval(
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """Router × benchmark table of APGR and CPT(50%), the optimal router last."""
+    """Router × benchmark table of APGR (± its bootstrap SD when measured) and CPT(50%), the
+    optimal router last."""
     names = list(dict.fromkeys(r for res in results.values() for r in res["routers"]))
     header = ["router"] + [f"{b} APGR  CPT50" for b in results]
     rows = []
@@ -281,7 +306,12 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
         row = [name]
         for res in results.values():
             entry = res["optimal"] if name == "optimal" else res["routers"].get(name)
-            row.append("" if entry is None else f"{entry['apgr']:.3f}  {entry['cpt50']:5.1f}%")
+            if entry is None:
+                row.append("")
+                continue
+            sd = entry.get("apgr_sd")
+            apgr = f"{entry['apgr']:.3f}" + (f"±{sd:.3f}" if sd is not None else "")
+            row.append(f"{apgr}  {entry['cpt50']:5.1f}%")
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
@@ -300,3 +330,16 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def format_paired(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per router pair and benchmark: the APGR difference and its bootstrap interval."""
+    lines = []
+    for bench, res in results.items():
+        for pair in res.get("paired", []):
+            low, high = pair["ci95"]
+            lines.append(
+                f"{bench}: {pair['a']} - {pair['b']} APGR {pair['apgr_diff']:+.3f} "
+                f"(bootstrap SD {pair['sd']:.3f}, 95% interval {low:+.3f} to {high:+.3f})"
+            )
+    return lines

@@ -56,8 +56,51 @@ def test_eval_on_a_csv_writes_json_png_and_table(tmp_path, capsys):
     assert [p["strong_pct"] for p in length["curve"]] == [0, *range(10, 101, 10)]
     assert result["routers"]["random"]["runs"] == 10
     assert (out / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    low, high = length["apgr_ci95"]
+    assert result["bootstrap"] == 1000 and length["apgr_sd"] > 0 and low <= 0.75 <= high
+    assert "apgr_sd" not in result["routers"]["random"]  # its spread is its 10 runs
+    assert result["paired"] == []  # one scored router: nothing to pair
     table = capsys.readouterr().out
-    assert "test_prompt_length  0.750   25.0%" in table and "optimal" in table
+    assert f"test_prompt_length  0.750±{length['apgr_sd']:.3f}   25.0%" in table
+    assert "optimal" in table
+
+
+@register_router("test_short_first")
+class ShortFirstRouter(Router):
+    """The reverse of PromptLengthRouter: shorter prompt → higher score."""
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        return np.array([1 - min(len(p), 1000) / 1000 for p in prompts])
+
+
+def test_eval_compares_routers_on_paired_resamples(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "test_prompt_length"]
+    argv += ["test_short_first", "--output", str(tmp_path / "out"), "--bootstrap", "200"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "out" / "toy.json").read_text())
+    routers = result["routers"]
+    # Short-first sends the 10 losing prompts strong first: quality 0 until half the calls,
+    # then rises to 0.5 — AUC 0.125, APGR 0.25; the oracle is 0.75.
+    assert routers["test_short_first"]["apgr"] == pytest.approx(0.25)
+    (pair,) = result["paired"]
+    assert (pair["a"], pair["b"]) == ("test_prompt_length", "test_short_first")
+    assert pair["apgr_diff"] == pytest.approx(0.5)
+    assert pair["ci95"][0] > 0 and pair["sd"] > 0  # the oracle wins on every resample
+    assert result["bootstrap"] == 200
+    out = capsys.readouterr().out
+    assert "toy: test_prompt_length - test_short_first APGR +0.500 (bootstrap SD" in out
+
+
+def test_bootstrap_zero_turns_the_intervals_off(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "test_prompt_length"]
+    assert main([*argv, "--output", str(tmp_path / "out"), "--bootstrap", "0"]) == 0
+    result = json.loads((tmp_path / "out" / "toy.json").read_text())
+    assert result["bootstrap"] == 0 and result["paired"] == []
+    assert "apgr_sd" not in result["routers"]["test_prompt_length"]
+    assert "test_prompt_length  0.750   25.0%" in capsys.readouterr().out
+    assert main([*argv, "--output", str(tmp_path / "out"), "--bootstrap", "-1"]) == 2
 
 
 def test_eval_on_a_real_benchmark_subset_and_the_cache(data_dir, tmp_path):

@@ -113,3 +113,56 @@ def test_random_router_averages_ten_runs_near_half():
     average = metrics.apgr(curve, bench.strong_quality, bench.weak_quality)
     assert average == pytest.approx(np.mean(per_run))  # APGR is linear in the curve
     assert abs(average - 0.5) < 0.05
+
+
+def test_bootstrap_recomputes_apgr_on_the_same_resamples_for_every_router():
+    rng = np.random.default_rng(7)
+    strong = (rng.random(50) < 0.8).astype(float)
+    weak = (rng.random(50) < 0.6).astype(float)
+    scores = {"a": rng.random(50), "b": rng.random(50)}
+    draws = metrics.bootstrap_apgr(scores, strong, weak, resamples=5, seed=3)
+    by_hand = np.random.default_rng(3)
+    for b in range(5):
+        idx = by_hand.integers(0, 50, 50)
+        for name in ("a", "b"):
+            curve = metrics.threshold_curve(scores[name][idx], strong[idx], weak[idx])
+            expected = metrics.apgr(curve, strong[idx].mean(), weak[idx].mean())
+            assert draws[name][b] == pytest.approx(expected)
+
+
+def test_bootstrap_spread_is_zero_when_every_prompt_gains_the_same():
+    # The strong model always right, the weak always wrong: quality = share of strong calls,
+    # AUC 0.5 and APGR exactly 0.5 for any router on any resample.
+    strong, weak = np.ones(30), np.zeros(30)
+    draws = metrics.bootstrap_apgr({"r": np.linspace(0, 1, 30)}, strong, weak, resamples=50)
+    np.testing.assert_allclose(draws["r"], 0.5)
+    result = metrics.spread(draws["r"])
+    assert result["sd"] == pytest.approx(0.0, abs=1e-12)
+    assert result["ci95"] == pytest.approx([0.5, 0.5])
+
+
+def test_spread_leaves_out_resamples_without_a_gap():
+    result = metrics.spread(np.array([np.nan, 1.0, 2.0, 3.0]))
+    assert result["sd"] == pytest.approx(1.0)
+    assert result["ci95"] == pytest.approx([1.05, 2.95])
+    assert np.isnan(metrics.spread(np.array([np.nan, 1.0]))["sd"])
+
+
+def test_bootstrap_sd_matches_the_spread_over_fresh_samples():
+    # A population of 20,000 prompts whose strong-model gain rises with a noisy score; draw
+    # 60 independent samples of 150 prompts: the SD of APGR across them is what the bootstrap
+    # estimates from one sample at a time.
+    rng = np.random.default_rng(11)
+    n_pop, n = 20_000, 150
+    score = rng.random(n_pop)
+    weak = (rng.random(n_pop) < 0.7 - 0.3 * score).astype(float)
+    strong = np.maximum(weak, (rng.random(n_pop) < 0.85).astype(float))
+    observed, estimated = [], []
+    for _ in range(60):
+        idx = rng.choice(n_pop, n, replace=False)
+        s, w, x = strong[idx], weak[idx], score[idx]
+        observed.append(metrics.apgr(metrics.threshold_curve(x, s, w), s.mean(), w.mean()))
+        draws = metrics.bootstrap_apgr({"r": x}, s, w, resamples=100, seed=len(observed))
+        estimated.append(metrics.spread(draws["r"])["sd"])
+    ratio = np.mean(estimated) / np.std(observed, ddof=1)
+    assert 0.7 < ratio < 1.4
