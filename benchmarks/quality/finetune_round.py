@@ -18,7 +18,6 @@ import torch
 from router_research import LOSO, Study, apgr, cdf, row
 
 from routellm_lc.routers.bert import bundled_base_model
-from routellm_lc.training import difficulty as recipe
 
 MAX_TOKENS = 128
 BATCH = 32
@@ -111,12 +110,6 @@ def main() -> None:
         b = load_benchmark(name, args.data_dir)
         bench[name] = (b.prompts, np.log([max(len(p), 1) for p in b.prompts]), b.strong, b.weak)
     length = np.log([max(len(p), 1) for p in prompts])
-    assert recipe.FEATURES[0] == "log_chars"
-
-    def parts(model: Regressor, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Training scores of the fine-tuned part, and its CDF reference (the fit's prompts)."""
-        tr = model.score(prompts)
-        return tr, tr[mask]
 
     results = {"R18 = F(fine-tuned) + F(len)": {}, "fine-tuned alone (logged)": {}}
     for vname, (idx, strong, weak) in study.vsets.items():

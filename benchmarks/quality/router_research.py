@@ -18,7 +18,6 @@ figures are printed next to them only to log what each candidate measured.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 
 import numpy as np
@@ -30,7 +29,13 @@ from routellm_lc.routers.features import compute_features
 from routellm_lc.training import difficulty as recipe
 from routellm_lc.training.decontaminate import cached_embeddings, decontaminate_questions
 from routellm_lc.training.names import STRONG_MODEL, canonical, tier
-from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
+from routellm_lc.training.sources import (
+    _ALPACA_NOT_MODELS,
+    OUTCOME_SOURCES,
+    Question,
+    _jsonl,
+    load_questions,
+)
 
 BASE_FEATURES = recipe.FEATURES[:7]
 ALPHAS = (1.0, 10.0, 100.0)
@@ -54,19 +59,16 @@ def alpaca_questions(data_dir: str | None) -> list[Question]:
     """Round 17: AlpacaEval as an outcome source: a model's outcome on an instruction is
     P(its answer beats the gpt4_1106_preview reference) = weighted preference − 1."""
     folder = resolve_data_dir(data_dir) / "alpaca_eval"
-    with open(folder / "instructions.jsonl", encoding="utf-8") as handle:
-        prompts = {r["instruction_id"]: r["instruction"] for r in map(json.loads, handle)}
+    prompts = {r["instruction_id"]: r["instruction"] for r in _jsonl(folder / "instructions.jsonl")}
     outcomes: dict[int, dict[str, float]] = {}
-    path = folder / "annotations_weighted_alpaca_eval_gpt4_turbo.jsonl"
-    with open(path, encoding="utf-8") as handle:
-        for r in map(json.loads, handle):
-            if r["preference"] is None or canonical(r["generator_1"]) != STRONG_MODEL:
-                continue
-            if r["generator_2"] == "example":
-                continue
-            outcomes.setdefault(r["instruction_id"], {})[canonical(r["generator_2"])] = (
-                float(r["preference"]) - 1.0
-            )
+    for r in _jsonl(folder / "annotations_weighted_alpaca_eval_gpt4_turbo.jsonl"):
+        if r["preference"] is None or canonical(r["generator_1"]) != STRONG_MODEL:
+            continue
+        if r["generator_2"] in _ALPACA_NOT_MODELS:
+            continue
+        outcomes.setdefault(r["instruction_id"], {})[canonical(r["generator_2"])] = (
+            float(r["preference"]) - 1.0
+        )
     return [Question("alpaca_eval", str(i), prompts[i], outcomes[i]) for i in sorted(outcomes)]
 
 

@@ -319,19 +319,6 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join([top, "-" * len(top), *lines])
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN → null (JSON has no NaN); numpy scalars → Python numbers."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def format_paired(results: dict[str, dict[str, Any]]) -> list[str]:
     """One line per router pair and benchmark: the APGR difference and its bootstrap interval."""
     lines = []
@@ -343,3 +330,16 @@ def format_paired(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"(bootstrap SD {pair['sd']:.3f}, 95% interval {low:+.3f} to {high:+.3f})"
             )
     return lines
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN → null (JSON has no NaN); numpy scalars → Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

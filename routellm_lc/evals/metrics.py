@@ -155,16 +155,16 @@ def bootstrap_apgr(
     quality gap."""
     strong = np.asarray(strong, dtype=np.float64)
     weak = np.asarray(weak, dtype=np.float64)
+    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
     n = len(strong)
     rng = np.random.default_rng(seed)
-    out = {name: np.empty(resamples) for name in scores}
+    out = {name: np.empty(resamples) for name in arrays}
     for b in range(resamples):
         idx = rng.integers(0, n, n)
         s, w = strong[idx], weak[idx]
         strong_q, weak_q = s.mean(), w.mean()
-        for name, values in scores.items():
-            curve = threshold_curve(np.asarray(values, dtype=np.float64)[idx], s, w)
-            out[name][b] = apgr(curve, strong_q, weak_q)
+        for name, values in arrays.items():
+            out[name][b] = apgr(threshold_curve(values[idx], s, w), strong_q, weak_q)
     return out
 
 
