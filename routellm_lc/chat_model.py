@@ -476,12 +476,13 @@ class RouteLLMChat(BaseChatModel):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             emit_decision(attempt, run_manager)
             try:
-                message = target.invoke(
-                    messages,
-                    self._child_config(attempt, run_manager),
-                    stop=stop,
-                    **call_kwargs,
-                )
+                with _context_handlers_off():
+                    message = target.invoke(
+                        messages,
+                        self._child_config(attempt, run_manager),
+                        stop=stop,
+                        **call_kwargs,
+                    )
             except Exception:
                 if position == len(attempts) - 1:
                     raise
@@ -502,12 +503,13 @@ class RouteLLMChat(BaseChatModel):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             await aemit_decision(attempt, run_manager)
             try:
-                message = await target.ainvoke(
-                    messages,
-                    self._child_config(attempt, run_manager),
-                    stop=stop,
-                    **call_kwargs,
-                )
+                with _context_handlers_off():
+                    message = await target.ainvoke(
+                        messages,
+                        self._child_config(attempt, run_manager),
+                        stop=stop,
+                        **call_kwargs,
+                    )
             except Exception:
                 if position == len(attempts) - 1:
                     raise
@@ -536,7 +538,7 @@ class RouteLLMChat(BaseChatModel):
                     stop=stop,
                     **call_kwargs,
                 )
-                for chunk in stream:
+                while (chunk := _next_without_context_handlers(stream)) is not _END:
                     generation = _chunk(chunk, attempt, first=not started)
                     started = True
                     if run_manager:
@@ -572,7 +574,7 @@ class RouteLLMChat(BaseChatModel):
                     stop=stop,
                     **call_kwargs,
                 )
-                async for chunk in stream:
+                while (chunk := await _anext_without_context_handlers(stream)) is not _END:
                     generation = _chunk(chunk, attempt, first=not started)
                     started = True
                     if run_manager:
@@ -635,6 +637,48 @@ def _child_callbacks(run_manager: Any) -> Any:
     manager.add_tags(source.inheritable_tags)
     manager.add_metadata(source.inheritable_metadata)
     return manager
+
+
+@contextmanager
+def _context_handlers_off() -> Iterator[None]:
+    """Unset, for the chosen model's call, the handlers LangChain registers through context
+    variables (`get_usage_metadata_callback()`, `get_openai_callback()`, ...); tracers stay.
+
+    Every callback manager configured while such a variable is set adds its handler, so the
+    child run would reach it too and each routed call's usage would be counted twice: the
+    router's own run already reports the chosen model's usage to it (see `_child_callbacks`).
+    """
+    try:
+        from langchain_core.tracers.context import _configure_hooks
+    except ImportError:  # a langchain-core without context hooks: nothing to unset
+        _configure_hooks = []
+    tokens = []
+    for var, *_ in _configure_hooks:
+        handler = var.get()
+        if handler is not None and not isinstance(handler, BaseTracer):
+            tokens.append((var, var.set(None)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+_END = object()
+
+
+def _next_without_context_handlers(stream: Iterator[Any]) -> Any:
+    """The stream's next chunk (`_END` at its end), produced with context handlers unset.
+
+    Unset per step, not around the loop: between chunks the caller's own code runs, and its
+    calls must still reach the caller's handlers."""
+    with _context_handlers_off():
+        return next(stream, _END)
+
+
+async def _anext_without_context_handlers(stream: AsyncIterator[Any]) -> Any:
+    with _context_handlers_off():
+        return await anext(stream, _END)
 
 
 def _threshold_override(config: RunnableConfig) -> float | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.callbacks import UsageMetadataCallbackHandler, get_usage_metadata_callback
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
@@ -173,6 +173,46 @@ def test_child_run_nests_under_router_run_and_usage_counts_once(make_chat):
         sum(u["total_tokens"] for u in usage.usage_metadata.values())
         == (reply.usage_metadata["total_tokens"])
     )
+
+
+def _counted(callback) -> int:
+    return sum(u["total_tokens"] for u in callback.usage_metadata.values())
+
+
+def test_usage_counts_once_under_get_usage_metadata_callback(make_chat):
+    """LangChain's documented usage counter registers itself through a context variable, so
+    every callback manager configured during the call picks it up, the chosen model's included:
+    it must still count each routed call once."""
+    chat = make_chat()
+    with get_usage_metadata_callback() as callback:
+        reply = chat.invoke("a hard question")
+    assert _counted(callback) == reply.usage_metadata["total_tokens"] > 0
+    with get_usage_metadata_callback() as callback:
+        replies = chat.batch(["a hard question", "an easy one"])
+    assert _counted(callback) == sum(r.usage_metadata["total_tokens"] for r in replies)
+    with get_usage_metadata_callback() as callback:
+        merged, between = None, None
+        for chunk in chat.stream("a hard question"):
+            merged = chunk if merged is None else merged + chunk
+            # the caller's own call between chunks still reaches the caller's counter
+            between = between or chat.invoke("an easy question")
+    assert (
+        _counted(callback)
+        == merged.usage_metadata["total_tokens"] + between.usage_metadata["total_tokens"]
+    )
+    assert merged.usage_metadata["total_tokens"] > 0
+
+
+async def test_usage_counts_once_under_get_usage_metadata_callback_async(make_chat):
+    chat = make_chat()
+    with get_usage_metadata_callback() as callback:
+        reply = await chat.ainvoke("an easy question")
+    assert _counted(callback) == reply.usage_metadata["total_tokens"] > 0
+    with get_usage_metadata_callback() as callback:
+        merged = None
+        async for chunk in chat.astream("a hard question"):
+            merged = chunk if merged is None else merged + chunk
+    assert _counted(callback) == merged.usage_metadata["total_tokens"] > 0
 
 
 # -- tools and structured output through the router ------------------------------------------
