@@ -191,6 +191,21 @@ def fe_inputs(study: Study, x: np.ndarray, alpha: float, fine: bool = True):
     return oof, c, x @ c
 
 
+def sampled_evals(study: Study, data_dir: str | None, embedder) -> dict[str, tuple]:
+    """Per evaluation set: `embedder`'s vectors of its prompts, the study's inputs, strong and
+    weak outcomes, on the same rows (MMLU: a seeded 3,000-prompt sample, rounds 9 and 19)."""
+    out = {}
+    for name in ("mt-bench", "gsm8k", "mmlu"):
+        bench = load_benchmark(name, data_dir)
+        x, strong, weak = study.evals[name]
+        idx = np.arange(len(bench.prompts))
+        if name == "mmlu":
+            idx = np.random.default_rng(0).choice(len(bench.prompts), 3000, replace=False)
+        vec = cached_embeddings([bench.prompts[i] for i in idx], embedder).astype(np.float64)
+        out[name] = (vec, x[idx], strong[idx], weak[idx])
+    return out
+
+
 def round9(study: Study, data_dir: str | None) -> None:
     """SmolLM2 hidden states as the embedding (smol_embedder.py); MMLU on a 3,000 sample."""
     from smol_embedder import SmolEmbedder
@@ -198,15 +213,10 @@ def round9(study: Study, data_dir: str | None) -> None:
     smol = SmolEmbedder()
     train = cached_embeddings([q.prompt for q in study.qs], smol).astype(np.float64)
     mu, sd = train.mean(0), train.std(0) + 1e-6
-    evals = {}
-    for name in ("mt-bench", "gsm8k", "mmlu"):
-        bench = load_benchmark(name, data_dir)
-        x_mini, strong, weak = study.evals[name]
-        idx = np.arange(len(bench.prompts))
-        if name == "mmlu":
-            idx = np.random.default_rng(0).choice(len(bench.prompts), 3000, replace=False)
-        vec = cached_embeddings([bench.prompts[i] for i in idx], smol).astype(np.float64)
-        evals[name] = ((vec - mu) / sd, x_mini[idx], strong[idx], weak[idx])
+    evals = {
+        name: ((vec - mu) / sd, x_mini, strong, weak)
+        for name, (vec, x_mini, strong, weak) in sampled_evals(study, data_dir, smol).items()
+    }
     train = (train - mu) / sd
     half = 576
 
@@ -491,15 +501,10 @@ def round19(study: Study, data_dir: str | None) -> None:
     raw = cached_embeddings([q.prompt for q in study.qs], smol).astype(np.float64)
     mu, sd = raw.mean(0), raw.std(0)
     x_train = np.hstack([study.x_all, (raw - mu) / sd])
-    evals = {}
-    for name in ("mt-bench", "gsm8k", "mmlu"):
-        bench = load_benchmark(name, data_dir)
-        x, strong, weak = study.evals[name]
-        idx = np.arange(len(bench.prompts))
-        if name == "mmlu":
-            idx = np.random.default_rng(0).choice(len(bench.prompts), 3000, replace=False)
-        conf = cached_embeddings([bench.prompts[i] for i in idx], smol).astype(np.float64)
-        evals[name] = (np.hstack([x[idx], (conf - mu) / sd]), strong[idx], weak[idx])
+    evals = {
+        name: (np.hstack([x, (conf - mu) / sd]), strong, weak)
+        for name, (conf, x, strong, weak) in sampled_evals(study, data_dir, smol).items()
+    }
     y = study.targets["diff"]
     r10_cols, conf_cols = np.arange(study.x_all.shape[1]), study.x_all.shape[1] + np.arange(3)
     for j, c in zip(conf_cols, COLUMNS, strict=True):
