@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, Literal
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -132,6 +133,12 @@ class RouteLLMChat(BaseChatModel):
     controller: StrongShareController | None = None
     """Optional online controller that adapts the threshold to hold a target strong share
     (see `routellm_lc.budget`); when set, it decides the threshold instead of `threshold`."""
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """LLM cache of the router's own layer. Off by default: every call is routed afresh, and
+    the answering model's own cache (a global `set_llm_cache(...)`, or its `cache=`) reuses
+    its answers. Set it (`True` for the global cache, or a cache) to reuse whole routed
+    answers: the key holds the model the router chose, so an answer is reused only for the
+    same prompt routed to the same model (with the decision it was first made with)."""
 
     _strong_model: BaseChatModel = PrivateAttr()
     _weak_model: BaseChatModel = PrivateAttr()
@@ -204,6 +211,14 @@ class RouteLLMChat(BaseChatModel):
         if stop:
             params["ls_stop"] = stop
         return params
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        """The cache key's model part: the chosen model, not the whole per-call decision
+        (its score and latency would make every key unique)."""
+        decision = kwargs.pop(_DECISION_KWARG, None)
+        if decision is not None:
+            kwargs["routed_model"] = decision["model"]
+        return super()._get_llm_string(stop=stop, **kwargs)
 
     def get_router(self) -> Router:
         """The router instance (named routers are loaded on first use and shared)."""

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import UsageMetadataCallbackHandler, get_usage_metadata_callback
+from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
@@ -213,6 +215,40 @@ async def test_usage_counts_once_under_get_usage_metadata_callback_async(make_ch
         async for chunk in chat.astream("a hard question"):
             merged = chunk if merged is None else merged + chunk
     assert _counted(callback) == merged.usage_metadata["total_tokens"] > 0
+
+
+# -- LLM caches ---------------------------------------------------------------------------
+@pytest.fixture
+def global_cache():
+    before = get_llm_cache()
+    cache = InMemoryCache()
+    set_llm_cache(cache)
+    yield cache
+    set_llm_cache(before)
+
+
+def test_global_cache_reuses_the_answering_models_answers(make_chat, fresh_backend, global_cache):
+    chat = make_chat()
+    first = chat.invoke("a hard question")
+    second = chat.invoke("a hard question")
+    # the strong model's second answer comes from its cache; the call is still routed
+    assert _answered(fresh_backend) == ["strong"]
+    assert second.content == first.content
+    assert second.response_metadata["routing"]["model"] == STRONG
+    # the router's own layer adds no entries (its per-call decision would make each unique)
+    assert len(global_cache._cache) == 1
+
+
+def test_explicit_cache_reuses_routed_answers_for_the_same_chosen_model(make_chat, fresh_backend):
+    chat = make_chat(cache=InMemoryCache())
+    first = chat.invoke("a hard question")
+    second = chat.invoke("a hard question")
+    assert _answered(fresh_backend) == ["strong"]
+    assert second.content == first.content
+    # the same prompt routed to the other model is not answered from the strong one's entry
+    weak = chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
+    assert _answered(fresh_backend) == ["strong", "weak"]
+    assert weak.response_metadata["routing"]["model"] == WEAK
 
 
 # -- tools and structured output through the router ------------------------------------------
