@@ -220,6 +220,27 @@ class RouteLLMChat(BaseChatModel):
             kwargs["routed_model"] = decision["model"]
         return super()._get_llm_string(stop=stop, **kwargs)
 
+    # -- token counting ----------------------------------------------------------------------
+    def get_num_tokens(self, text: str) -> int:
+        """The larger of the two models' counts: the text fits whichever model answers."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return max(m.get_num_tokens(text) for m in (self._strong_model, self._weak_model))
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """The larger of the two models' counts (what `trim_messages(..., token_counter=llm)`
+        uses): the trimmed history fits whichever model answers."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        return max(
+            m.get_num_tokens_from_messages(messages, tools=tools)
+            if tools
+            else m.get_num_tokens_from_messages(messages)
+            for m in (self._strong_model, self._weak_model)
+        )
+
     def get_router(self) -> Router:
         """The router instance (named routers are loaded on first use and shared)."""
         if self._router is None:

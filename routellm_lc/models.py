@@ -108,6 +108,29 @@ class LiteLLMChatModel(BaseChatModel):
             kwargs["tool_choice"] = _openai_tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, **kwargs)
 
+    # -- token counting --------------------------------------------------------------------
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in `text`, counted by LiteLLM's `token_counter` for this model (its own
+        tokenizer where LiteLLM bundles one, else OpenAI's), not LangChain's GPT-2 fallback."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return int(_litellm().token_counter(model=self.model, text=text))
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Tokens of a request with these messages (and tool definitions), LiteLLM's count
+        with its per-message overhead: what `trim_messages(token_counter=model)` uses."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        return int(
+            _litellm().token_counter(
+                model=self.model,
+                messages=convert_to_openai_messages(messages),
+                tools=[convert_to_openai_tool(t) for t in tools] if tools else None,
+            )
+        )
+
     # -- requests --------------------------------------------------------------------------
     def _params(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any

@@ -10,13 +10,14 @@ import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import UsageMetadataCallbackHandler, get_usage_metadata_callback
 from langchain_core.globals import get_llm_cache, set_llm_cache
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, trim_messages
 from langchain_core.tools import tool
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from pydantic import BaseModel
 
 from routellm_lc.chat_model import RouteLLMChat
 from routellm_lc.errors import CheckpointError, EmptyPromptError
+from routellm_lc.models import LiteLLMChatModel
 from routellm_lc.routers.base import Router
 
 STRONG, WEAK = "openai/strong", "openai/weak"
@@ -249,6 +250,45 @@ def test_explicit_cache_reuses_routed_answers_for_the_same_chosen_model(make_cha
     weak = chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
     assert _answered(fresh_backend) == ["strong", "weak"]
     assert weak.response_metadata["routing"]["model"] == WEAK
+
+
+# -- token counting ---------------------------------------------------------------------
+def test_token_counts_use_the_models_tokenizers(make_chat):
+    chat = make_chat()
+    hundred = chat.get_num_tokens_from_messages([HumanMessage("a " * 100)])
+    fifty = chat.get_num_tokens_from_messages([HumanMessage("a " * 50)])
+    assert hundred - fifty == 50  # one token per " a" (LangChain's GPT-2 fallback gives 0 here)
+    assert chat.get_num_tokens("a " * 100) - chat.get_num_tokens("a " * 50) == 50
+
+
+def test_token_count_is_the_larger_of_the_two_models(make_chat, fresh_backend):
+    ten_per_word = LiteLLMChatModel(
+        model=STRONG,
+        api_base=fresh_backend.base_url,
+        custom_get_token_ids=lambda text: [0] * 10 * len(text.split()),
+    )
+    chat = make_chat(strong=ten_per_word)
+    assert chat.get_num_tokens("one two three") == 30
+    question = [HumanMessage("one two three")]
+    count = chat.get_num_tokens_from_messages(question)
+    assert count == ten_per_word.get_num_tokens_from_messages(question) == 40  # "Human: ..."
+    assert count > chat._weak_model.get_num_tokens_from_messages(question)
+    chat = make_chat(weak=ten_per_word)
+    assert chat.get_num_tokens_from_messages(question) == 40
+
+
+def test_trim_messages_with_the_router_as_token_counter(make_chat):
+    chat = make_chat()
+    history = []
+    for i in range(20):
+        history += [HumanMessage(f"question {i}: " + "word " * 40), AIMessage("answer " * 40)]
+    trimmed = trim_messages(
+        history, max_tokens=300, token_counter=chat, strategy="last", start_on="human"
+    )
+    assert 0 < len(trimmed) < len(history)
+    assert trimmed[-1] is history[-1]
+    assert chat.get_num_tokens_from_messages(trimmed) <= 300
+    assert chat.invoke(trimmed).content  # the trimmed history is a valid request
 
 
 # -- tools and structured output through the router ------------------------------------------
