@@ -630,7 +630,15 @@ class _Prescored:
 
     def __init__(self, chat: RouteLLMChat, inputs: Sequence[LanguageModelInput]) -> None:
         self.chat = chat
-        self.texts = [routing_text(chat._to_messages(i), chat.route_on) for i in inputs]
+        self.texts = [t for t in map(self._text, inputs) if t is not None]
+
+    def _text(self, value: LanguageModelInput) -> str | None:
+        """The routing text, or None for an input that cannot be routed: its own call raises
+        the error, so `batch(..., return_exceptions=True)` returns it in that item's place."""
+        try:
+            return routing_text(self.chat._to_messages(value), self.chat.route_on)
+        except ValueError:  # EmptyPromptError, or an input LangChain cannot convert
+            return None
 
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))

@@ -135,6 +135,17 @@ def test_batch_scores_all_prompts_in_one_router_call(make_chat, router, fresh_ba
     assert sorted(_answered(fresh_backend)) == ["strong", "strong", "weak"]
 
 
+def test_batch_returns_an_unroutable_inputs_error_in_its_place(make_chat, router):
+    chat = make_chat()
+    replies = chat.batch(["hard one", "", "easy two"], return_exceptions=True)
+    assert router.calls == [["hard one", "easy two"]]  # the others still scored in one pass
+    assert replies[0].content == "[strong] echo: hard one"
+    assert isinstance(replies[1], EmptyPromptError)
+    assert replies[2].response_metadata["routing"]["batch_size"] == 2
+    with pytest.raises(EmptyPromptError):
+        chat.batch(["hard one", ""])
+
+
 async def test_abatch_scores_all_prompts_in_one_router_call(make_chat, router):
     replies = await make_chat().abatch(PROMPTS)
     assert router.calls == [PROMPTS]
