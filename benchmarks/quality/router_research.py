@@ -507,11 +507,11 @@ def round19(study: Study, data_dir: str | None) -> None:
     }
     y = study.targets["diff"]
     r10_cols, conf_cols = np.arange(study.x_all.shape[1]), study.x_all.shape[1] + np.arange(3)
-    for j, c in zip(conf_cols, COLUMNS, strict=True):
+    for k, c in enumerate(COLUMNS):
         print(
-            f"{c}: training mean {mu[j - conf_cols[0]]:.3f}, SD {sd[j - conf_cols[0]]:.3f}; "
-            f"Spearman with log length {spearmanr(x_train[:, j], study.length).statistic:+.2f}, "
-            f"with the difficulty label {spearmanr(x_train[:, j], y).statistic:+.2f}"
+            f"{c}: training mean {mu[k]:.3f}, SD {sd[k]:.3f}; "
+            f"Spearman with log length {spearmanr(raw[:, k], study.length).statistic:+.2f}, "
+            f"with the difficulty label {spearmanr(raw[:, k], y).statistic:+.2f}"
         )
 
     def fe_cols(cols):
