@@ -198,9 +198,11 @@ def calibrate(
     *,
     progress: bool = False,
     use_cache: bool = True,
+    device: str | None = None,
 ) -> Calibration:
     """Load `router_name` and calibrate it on `prompts` (None: the bundled training prompts),
-    reporting the threshold with the sample size and the share it sends strong there."""
+    reporting the threshold with the sample size and the share it sends strong there.
+    `device`: torch device of a router that runs a model (`bert`, `causal_llm`)."""
     from routellm_lc.evals.harness import load_routers
     from routellm_lc.routers.base import load_router
 
@@ -209,7 +211,8 @@ def calibrate(
         router = load_router(router_name)
     else:
         checkpoints = {router_name: checkpoint} if checkpoint else None
-        (loaded,) = load_routers([router_name], checkpoints)  # load failures: one clear error
+        # load failures: one clear error
+        (loaded,) = load_routers([router_name], checkpoints, device=device)
         router = loaded.router
     return _calibrate(router, router_name, pct, prompts, checkpoint, data_dir, progress, use_cache)
 

@@ -50,17 +50,21 @@ _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
     "routellm_active_call", default=None
 )
 
-_ROUTERS: dict[tuple[str, str | None], Router] = {}
+_ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
 _ROUTERS_LOCK = threading.Lock()
 
 
-def shared_router(name: str, checkpoint: str | None = None) -> Router:
-    """One loaded router per (name, checkpoint) per process: chat models, graph nodes and the
-    server built from the same spec share weights and the embedding cache."""
-    key = (name, checkpoint)
+def shared_router(name: str, checkpoint: str | None = None, device: str | None = None) -> Router:
+    """One loaded router per (name, checkpoint, device) per process: chat models, graph nodes
+    and the server built from the same spec share weights and the embedding cache. `device`
+    reaches only routers that run a torch model (`bert`, `causal_llm`); None: their default."""
+    if device is not None and not get_router_class(name).uses_device:
+        device = None  # one shared instance whatever device was asked of an mf router
+    key = (name, checkpoint, device)
     with _ROUTERS_LOCK:
         if key not in _ROUTERS:
-            _ROUTERS[key] = load_router(name, checkpoint=checkpoint)
+            options = {"device": device} if device is not None else {}
+            _ROUTERS[key] = load_router(name, checkpoint=checkpoint, **options)
         return _ROUTERS[key]
 
 

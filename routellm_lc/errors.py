@@ -21,3 +21,7 @@ class CheckpointError(RouteLLMError, FileNotFoundError):
 
 class EmptyPromptError(RouteLLMError, ValueError):
     """There is nothing to route on (empty message list or no text)."""
+
+
+class DeviceError(RouteLLMError, ValueError):
+    """The torch device asked for is unknown or not present on this machine."""

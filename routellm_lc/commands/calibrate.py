@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from routellm_lc.commands import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
     parser.add_argument("--data-dir", help="data folder for the default sample")
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         use_cache=not args.no_cache,
         progress=True,
+        device=args.device,
     )
     print(result)
     return 0

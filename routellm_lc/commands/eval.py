@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from routellm_lc.commands import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="prompts per router call")
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    add_device_argument(parser)
     parser.add_argument(
         "--bootstrap",
         type=int,
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=True,
         bootstrap=args.bootstrap,
+        device=args.device,
     )
     for name, result in results.items():
         print(

@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from routellm_lc.commands import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strong", default=None, help="strong model name shown in the output")
     parser.add_argument("--weak", default=None, help="weak model name shown in the output")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         raise EmptyPromptError("No prompts given: pass them as arguments, with --file, or '-'.")
     started = time.perf_counter()
-    router = shared_router(args.router, args.checkpoint)
+    router = shared_router(args.router, args.checkpoint, device=args.device)
     load_ms = (time.perf_counter() - started) * 1000
     strong = args.strong or default_strong_model()
     weak = args.weak or default_weak_model()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from routellm_lc.commands import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint folder or Hub id for a router (repeatable)",
     )
     add("--threshold", type=float, help="threshold of the ids in /v1/models (default 0.5)")
+    add_device_argument(parser)
     add("--strong", help="strong model, a LiteLLM string (default: openai/gpt-4o)")
     add("--weak", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
     add("--api-base", help="OpenAI-compatible base URL for both models")
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         routers=args.routers,
         checkpoints=_checkpoints(args.checkpoint),
         threshold=args.threshold,
+        device=args.device,
         strong=args.strong,
         weak=args.weak,
         api_base=args.api_base,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
+
+from routellm_lc.commands import add_device_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, default=None, help="train on a seeded subset of N questions"
     )
     parser.add_argument("--epochs", type=int, default=None)
+    add_device_argument(
+        parser,
+        help="where bert fine-tunes: auto (default: a GPU when torch sees one, else the CPU), "
+        "cpu, cuda, cuda:N or mps; the mf and sw_ranking recipes run on the CPU",
+    )
     parser.add_argument("--output", required=True, help="checkpoint folder to write")
     parser.add_argument(
         "--card-eval",
@@ -101,6 +109,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.recipe is None:
         args.recipe = "difficulty-length" if args.router == "mf" else "tiers-all"
+    if args.device:
+        from routellm_lc.routers.base import get_router_class, resolve_device
+
+        if get_router_class(args.router).uses_device:
+            resolve_device(args.device)  # a missing GPU fails before the data loads
+        else:
+            print(
+                f"note: --device applies to bert; {args.router} trains on the CPU",
+                file=sys.stderr,
+            )
     user = load_user_battles(args.user_battles) if args.user_battles else ()
     extra = {"epochs": args.epochs} if args.epochs else {}
     if args.strong_model:
@@ -117,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         holdout=args.holdout,
         limit=args.limit,
+        device=args.device,
         **extra,
     )
     command = _reproduce_command(args)
@@ -129,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 "heldout_apgr": report.heldout_apgr,
                 "n_train_battles": report.n_train_battles,
                 "decontaminated": report.decontaminated,
+                **({"device": report.device} if report.device else {}),
             },
             indent=2,
         )

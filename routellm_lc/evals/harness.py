@@ -49,8 +49,13 @@ def load_routers(
     names: Sequence[str],
     checkpoints: dict[str, str] | None = None,
     loader: Callable[..., Router] | None = None,
+    device: str | None = None,
 ) -> list[LoadedRouter]:
-    """Build every named router up front, so a bad name fails before any scoring starts."""
+    """Build every named router up front, so a bad name fails before any scoring starts.
+    `device` goes to the routers that run a torch model (`bert`, `causal_llm`); None leaves
+    them on their default ("auto": a GPU when there is one)."""
+    from routellm_lc.routers.base import get_router_class
+
     if loader is None:
         from routellm_lc.routers import load_router as loader
     checkpoints = dict(checkpoints or {})
@@ -66,7 +71,8 @@ def load_routers(
             loaded.append(LoadedRouter(name, None, checkpoint, "random"))
             continue
         try:
-            router = loader(name, checkpoint=checkpoint)
+            options = {"device": device} if device and get_router_class(name).uses_device else {}
+            router = loader(name, checkpoint=checkpoint, **options)
         except Exception as exc:  # any failure to build a router is reported the same way
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
@@ -266,8 +272,10 @@ def run_eval(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
+    device: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate routers on benchmarks; write `<output>/<benchmark>.json` and `.png` for each."""
+    """Evaluate routers on benchmarks; write `<output>/<benchmark>.json` and `.png` for each.
+    `device`: torch device of the routers that run a model (`bert`, `causal_llm`)."""
     from routellm_lc.evals.benchmarks import STRONG_MODEL, WEAK_MODEL, load_benchmark
     from routellm_lc.evals.plots import plot_benchmark
 
@@ -277,7 +285,7 @@ def run_eval(
         load_benchmark(spec, data_dir, strong_model or STRONG_MODEL, weak_model or WEAK_MODEL)
         for spec in benchmarks
     ]
-    routers = load_routers(router_names, checkpoints)
+    routers = load_routers(router_names, checkpoints, device=device)
     cache = ScoreCache() if use_cache else None
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

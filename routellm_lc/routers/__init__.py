@@ -6,6 +6,14 @@ from routellm_lc.routers.base import (
     get_router_class,
     load_router,
     register_router,
+    resolve_device,
 )
 
-__all__ = ["Router", "available_routers", "get_router_class", "load_router", "register_router"]
+__all__ = [
+    "Router",
+    "available_routers",
+    "get_router_class",
+    "load_router",
+    "register_router",
+    "resolve_device",
+]

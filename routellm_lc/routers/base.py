@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from routellm_lc.errors import UnknownRouterError
+from routellm_lc.errors import DeviceError, UnknownRouterError
 
 R = TypeVar("R", bound="Router")
 
@@ -39,6 +39,9 @@ class Router(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: True for routers that run a torch model and take a `device` argument (`bert`,
+    #: `causal_llm`): the CLI's `--device` and `load_routers(device=...)` reach only these.
+    uses_device: ClassVar[bool] = False
 
     @abstractmethod
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
@@ -58,6 +61,47 @@ class Router(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """The torch device a router's model runs on.
+
+    `"auto"` (or None) picks the first accelerator torch sees: `"cuda"`, then Apple's `"mps"`,
+    else `"cpu"`. Any other value is a torch device string (`"cpu"`, `"cuda"`, `"cuda:1"`,
+    `"mps"`) and must be present here: asking for a GPU that is not there raises `DeviceError`
+    at load time rather than failing inside the first scoring call.
+    """
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if mps_ok else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(
+            f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"Device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                f"(built for CUDA {torch.version.cuda or 'none: a CPU-only build'}). Use "
+                "device='cpu', or 'auto' to take a GPU only when there is one."
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise DeviceError(f"Device {device!r} asked for, but torch sees {count} CUDA GPU(s).")
+    elif parsed.type == "mps" and not mps_ok:
+        raise DeviceError(f"Device {device!r} asked for, but torch sees no Apple MPS device.")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(
+            f"Device type {parsed.type!r} is not supported: use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
+    return str(parsed)
 
 
 def register_router(name: str) -> Callable[[type[R]], type[R]]:

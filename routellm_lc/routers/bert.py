@@ -23,7 +23,7 @@ import numpy as np
 
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
-from routellm_lc.routers.base import Router, register_router
+from routellm_lc.routers.base import Router, register_router, resolve_device
 
 #: RouteLLM's published BERT router, the default checkpoint.
 ROUTELLM_BERT_CHECKPOINT = "routellm/bert_gpt4_augmented"
@@ -122,11 +122,15 @@ class BertRouter(Router):
             all-MiniLM-L6-v2.
         max_length: token limit (None: the tokenizer's, capped by the model's positions).
         epochs, batch_size, lr, weight_decay, seed: fine-tuning settings.
-        device: torch device for scoring and training.
+        device: torch device for training and loading: "auto" (default) takes a CUDA (or
+            Apple MPS) GPU when torch sees one, else the CPU; or "cpu", "cuda", "cuda:1", ...
+            Scoring runs wherever the model is.
         score_batch_size: prompts per forward pass when scoring.
         embedder: unused (this router reads raw text); accepted so every trainable router
             takes the same arguments.
     """
+
+    uses_device = True
 
     def __init__(
         self,
@@ -140,7 +144,7 @@ class BertRouter(Router):
         lr: float = 3e-5,
         weight_decay: float = 0.01,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
         score_batch_size: int = 32,
         embedder: Any = None,
     ) -> None:
@@ -187,7 +191,7 @@ class BertRouter(Router):
                     padding=True,
                     truncation=True,
                     max_length=self._token_limit(),
-                ).to(self.device)
+                ).to(self.model_.device)
                 logits = self.model_(**inputs).logits.float().cpu().numpy()
                 out[index] = softmax(logits.astype(np.float64))
         return out
@@ -240,27 +244,32 @@ class BertRouter(Router):
 
         prompts, labels, weights = self._training_rows(data)
         base = str(self.base_model or bundled_base_model())
+        device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         self.tokenizer_ = AutoTokenizer.from_pretrained(base)
         self.model_ = AutoModelForSequenceClassification.from_pretrained(
             base,
+            dtype=torch.float32,  # fine-tune in full precision whatever the base folder holds
             num_labels=len(LABELS),
             id2label=dict(enumerate(LABELS)),
             label2id={name: i for i, name in enumerate(LABELS)},
-        ).to(self.device)
+        ).to(device)
         optimiser = torch.optim.AdamW(
             self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         generator = torch.Generator().manual_seed(self.seed)
         target = torch.tensor(labels, dtype=torch.long)
         weight = torch.tensor(weights / max(weights.mean(), 1e-12), dtype=torch.float32)
-        epochs = range(self.epochs)
+        steps_per_epoch = -(-len(prompts) // self.batch_size)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            epochs = tqdm(epochs, desc="bert fit", unit="epoch")
+            bar = tqdm(total=self.epochs * steps_per_epoch, desc=f"bert fit ({device})")
         self.model_.train()
-        for _ in epochs:
+        for epoch in range(self.epochs):
+            if bar is not None:
+                bar.set_postfix(epoch=f"{epoch + 1}/{self.epochs}")
             order = torch.randperm(len(prompts), generator=generator).tolist()
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -270,16 +279,20 @@ class BertRouter(Router):
                     padding=True,
                     truncation=True,
                     max_length=self._token_limit(),
-                ).to(self.device)
+                ).to(device)
                 logits = self.model_(**inputs).logits
                 losses = torch.nn.functional.cross_entropy(
-                    logits, target[rows].to(self.device), reduction="none"
+                    logits, target[rows].to(device), reduction="none"
                 )
-                w = weight[rows].to(self.device)
+                w = weight[rows].to(device)
                 loss = (losses * w).sum() / w.sum().clamp_min(1e-12)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+                if bar is not None:
+                    bar.update()
+        if bar is not None:
+            bar.close()
         self.model_.eval()
         return self
 
@@ -358,11 +371,12 @@ class BertRouter(Router):
             "max_length": settings.get("max_length"),
         }
         router = cls(**(defaults | kwargs))
+        device = resolve_device(router.device)  # a missing GPU is a DeviceError, not a bad folder
         try:
             router.tokenizer_ = AutoTokenizer.from_pretrained(str(folder))
             router.model_ = AutoModelForSequenceClassification.from_pretrained(
                 str(folder), num_labels=len(LABELS)
-            ).to(router.device)
+            ).to(device)
         except RuntimeError as exc:  # transformers refuses a classifier head of another size
             raise CheckpointError(
                 f"The bert checkpoint at {folder} does not hold a 3-label classifier "

@@ -31,7 +31,7 @@ import numpy as np
 
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
-from routellm_lc.routers.base import Router, register_router
+from routellm_lc.routers.base import Router, register_router, resolve_device
 from routellm_lc.routers.bert import (
     ROUTER_CONFIG,
     read_router_config,
@@ -93,13 +93,17 @@ class CausalLLMRouter(Router):
             template with a `{question}` field.
         max_length: keep at most this many tokens (the start is cut: the answer position
             stays); None: the model's context size.
-        device, dtype: torch device and dtype ("auto": the checkpoint's, e.g. bfloat16).
+        device: torch device: "auto" (default) takes a CUDA (or Apple MPS) GPU when torch
+            sees one, else the CPU; or "cpu", "cuda", "cuda:1", ...
+        dtype: torch dtype ("auto": the checkpoint's, e.g. bfloat16).
         batch_size: prompts per forward pass; None: 4 on CPU, 16 on an accelerator. On CPU a
             causal LM is already compute-bound on one ~200-token prompt, so larger batches
             only add padding and slow down (BENCHMARKS.md, `causal_llm` batch).
         strong_model / weak_model: the pair the classifier was trained for (informational).
         embedder: unused; accepted so every router takes the same arguments.
     """
+
+    uses_device = True
 
     def __init__(
         self,
@@ -111,7 +115,7 @@ class CausalLLMRouter(Router):
         system_message: str | None = None,
         classifier_message: str | None = None,
         max_length: int | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         dtype: str | None = "auto",
         batch_size: int | None = None,
         add_label_tokens: bool = True,
@@ -138,7 +142,7 @@ class CausalLLMRouter(Router):
         self.max_length = max_length
         self.device = device
         self.dtype = dtype
-        self.batch_size = batch_size or (4 if str(device).startswith("cpu") else 16)
+        self.batch_size = batch_size
         self.add_label_tokens = add_label_tokens
         self.strong_model = strong_model
         self.weak_model = weak_model
@@ -214,8 +218,9 @@ class CausalLLMRouter(Router):
         order = np.argsort([len(i) for i in ids], kind="stable")
         out = np.empty((len(prompts), len(self.label_tokens)))
         with torch.inference_mode():
-            for start in range(0, len(prompts), self.batch_size):
-                chunk = order[start : start + self.batch_size]
+            size = self.batch_size or (4 if self.model_.device.type == "cpu" else 16)
+            for start in range(0, len(prompts), size):
+                chunk = order[start : start + size]
                 out[chunk] = self._forward([ids[i] for i in chunk])
         return out
 
@@ -232,10 +237,11 @@ class CausalLLMRouter(Router):
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
             mask[row, : len(ids)] = 1
+        device = self.model_.device
         hidden = self.model_.base_model(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+            input_ids=input_ids.to(device), attention_mask=mask.to(device)
         ).last_hidden_state
-        last = hidden[torch.arange(len(batch)), lengths.to(self.device) - 1]
+        last = hidden[torch.arange(len(batch), device=device), lengths.to(device) - 1]
         head = self.model_.get_output_embeddings()
         logits = last @ head.weight[self._label_ids].T
         if getattr(head, "bias", None) is not None:
@@ -298,7 +304,7 @@ class CausalLLMRouter(Router):
         router.tokenizer_ = _load_tokenizer(
             folder, gguf_file, tokenizer or settings.get("tokenizer") or ROUTELLM_BASE_TOKENIZER
         )
-        router.model_ = _load_model(folder, gguf_file, router.dtype, router.device)
+        router.model_ = _load_model(folder, gguf_file, router.dtype, resolve_device(router.device))
         router._label_ids = router._resolve_label_ids(folder)
         router.gguf_file_ = gguf_file
         router.cache_key = f"causal_llm:{transformer_identity(folder)}:{router._settings_key()}"

@@ -85,7 +85,12 @@ class ServerState:
     def __init__(self, config: ServerConfig, routing: RoutingService | None = None) -> None:
         self.config = config
         self.routing = routing or RoutingService(
-            config.routers, config.checkpoints, config.strong, config.weak, config.threshold
+            config.routers,
+            config.checkpoints,
+            config.strong,
+            config.weak,
+            config.threshold,
+            device=config.device,
         )
         self.keys = tuple(k.encode() for k in config.server_keys)
         self.targets: dict[str, Target] = {

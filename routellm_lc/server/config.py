@@ -33,6 +33,9 @@ class ServerConfig:
     """Checkpoint folder or Hub id per router name (absent: the router's bundled default)."""
     threshold: float = 0.5
     """Threshold of the ids listed by `/v1/models` and of the short name `router-<name>`."""
+    device: str | None = None
+    """Torch device of routers that run a model (`bert`, `causal_llm`); None: theirs ("auto":
+    a GPU when torch sees one). `cpu` keeps a GPU free for a local LLM."""
     strong: str | None = None
     """Strong model as a LiteLLM string (default: `$ROUTELLM_LC_STRONG_MODEL` or openai/gpt-4o)."""
     weak: str | None = None

@@ -164,8 +164,10 @@ class RoutingService:
         strong: str,
         weak: str,
         default_threshold: float,
+        device: str | None = None,
     ) -> None:
         self.names = list(dict.fromkeys(routers))
+        self.device = device
         self.checkpoints = dict(checkpoints)
         self.strong = strong
         self.weak = weak
@@ -183,7 +185,7 @@ class RoutingService:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="routellm-lc-routing")
         timings = {}
         for name in self.names:
-            router = shared_router(name, self.checkpoints.get(name))
+            router = shared_router(name, self.checkpoints.get(name), device=self.device)
             slot = RouterSlot(name, router, self.strong, self.weak, self._executor)
             timings[name] = slot.warm_up()
             self.slots[name] = slot

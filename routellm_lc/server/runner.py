@@ -45,7 +45,12 @@ def load_routing(config: ServerConfig) -> Any:
     from routellm_lc.server.routing import RoutingService
 
     routing = RoutingService(
-        config.routers, config.checkpoints, config.strong, config.weak, config.threshold
+        config.routers,
+        config.checkpoints,
+        config.strong,
+        config.weak,
+        config.threshold,
+        device=config.device,
     )
     timings = routing.load()
     for name, seconds in timings.items():

@@ -26,6 +26,7 @@ Recipes:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class TrainingReport:
     heldout_apgr: dict[str, float] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     user_battles: int = 0
+    device: str | None = None
+    """Where a torch router (`bert`) was fine-tuned: GPU and CPU runs agree within noise,
+    not to the bit."""
 
 
 def fit_arena_length(
@@ -221,12 +225,15 @@ def train_router(
     progress: bool = True,
     strong_model: str = STRONG_TIER,
     weak_model: str = WEAK_TIER,
+    device: str | None = None,
     **router_kwargs: Any,
 ) -> tuple[Any, TrainingReport]:
     """Fit a router with the recipe above; returns (router, report).
 
     `strong_model` / `weak_model` pick the identities the router scores (default: the two
-    tiers); with your own battles, name your own models.
+    tiers); with your own battles, name your own models. `device` is where a router that
+    fine-tunes a torch model (`bert`) trains (None: "auto", a GPU when torch sees one); it is
+    not a setting of the checkpoint, so the model card reports it apart from them.
     """
     from routellm_lc.training.decontaminate import decontaminate_questions
 
@@ -269,7 +276,10 @@ def train_router(
         model = MatrixFactorizationRouter(
             strong_model, weak_model, embedder=embedder, seed=seed, **settings
         )
-        model.fit(battles, progress=progress)
+        if "progress" in inspect.signature(model.fit).parameters:
+            model.fit(battles, progress=progress)
+        else:
+            model.fit(battles)
     else:
         from routellm_lc.routers.base import get_router_class
 
@@ -277,8 +287,18 @@ def train_router(
         if not hasattr(cls, "fit"):
             raise ValueError(f"Router {router!r} cannot be trained.")
         settings = dict(router_kwargs)
-        model = cls(strong_model=strong_model, weak_model=weak_model, embedder=embedder, **settings)
-        model.fit(battles)
+        placement = {"device": device} if device and cls.uses_device else {}
+        model = cls(
+            strong_model=strong_model,
+            weak_model=weak_model,
+            embedder=embedder,
+            **settings,
+            **placement,
+        )
+        if "progress" in inspect.signature(model.fit).parameters:
+            model.fit(battles, progress=progress)
+        else:
+            model.fit(battles)
     report = TrainingReport(
         recipe=recipe,
         sources=list(sources),
@@ -293,8 +313,23 @@ def train_router(
             **({"logit_prior": model.logit_prior} if getattr(model, "logit_prior", None) else {}),
         },
         user_battles=len(user_battles),
+        device=_model_device(model),
     )
     return model, report
+
+
+def _model_device(router: Any) -> str | None:
+    """The device a torch router's model sits on, with the GPU's name ("cuda:0 (NVIDIA
+    H100 80GB HBM3)"); None for routers without a torch model."""
+    model = getattr(router, "model_", None)
+    device = getattr(model, "device", None)
+    if device is None:
+        return None
+    if device.type == "cuda":
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _train_difficulty_length(
@@ -405,6 +440,7 @@ def model_card(
         __import__("json").dumps(report.hyperparameters, indent=2, sort_keys=True),
         "```",
         "",
+        *([f"Fine-tuned on `{report.device}`.", ""] if report.device else []),
         "## Measured quality",
         "",
         (
