@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import torch
-from router_research import LOSO, Study, apgr, cdf, row
+from router_research import LOSO, Study, apgr, cdf, row, source_weights
 
 from routellm_lc.routers.bert import bundled_base_model
 
@@ -26,19 +26,21 @@ BATCH = 32
 class Regressor(torch.nn.Module):
     """Encoder + mean pooling + a linear head (one score per prompt)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         from transformers import AutoModel, AutoTokenizer
 
         super().__init__()
         base = str(bundled_base_model())
         self.tokenizer = AutoTokenizer.from_pretrained(base)
-        self.encoder = AutoModel.from_pretrained(base)
+        self.encoder = AutoModel.from_pretrained(base, dtype=torch.float32)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+        self.device = torch.device(device)
+        self.to(self.device)
 
     def forward(self, prompts: list[str]) -> torch.Tensor:
         inputs = self.tokenizer(
             prompts, return_tensors="pt", padding=True, truncation=True, max_length=MAX_TOKENS
-        )
+        ).to(self.device)
         hidden = self.encoder(**inputs).last_hidden_state
         mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return self.head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
@@ -50,24 +52,36 @@ class Regressor(torch.nn.Module):
         out = np.empty(len(prompts))
         for start in range(0, len(order), 128):
             rows = order[start : start + 128]
-            out[rows] = self([prompts[i] for i in rows]).numpy()
+            out[rows] = self([prompts[i] for i in rows]).cpu().numpy()
         return out
 
 
-def demeaned_target(study: Study, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def demeaned_target(
+    diff: np.ndarray, dom: np.ndarray, src: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """R10's label minus its domain's weighted mean, and the source-equal weights, on `mask`."""
-    y = study.targets["diff"].copy()
-    w = study.weights(mask)
-    for g in np.unique(study.dom[mask]):
-        m = mask & (study.dom == g)
+    y = diff.copy()
+    w = source_weights(src, mask)
+    for g in np.unique(dom[mask]):
+        m = mask & (dom == g)
         y[m] -= np.average(y[m], weights=w[m])
     return y, w
 
 
-def fine_tune(study: Study, mask: np.ndarray, seed: int = 0) -> Regressor:
+def fine_tune(
+    prompts: list[str],
+    y: np.ndarray,
+    w: np.ndarray,
+    mask: np.ndarray,
+    *,
+    epochs: int = 1,
+    device: str = "cpu",
+    seed: int = 0,
+) -> Regressor:
+    """Weighted-MSE fine-tune on the questions in `mask`; each epoch a fresh seeded order
+    (the first epoch's order is round 18's)."""
     torch.manual_seed(seed)
-    model = Regressor()
-    y, w = demeaned_target(study, mask)
+    model = Regressor(device)
     idx = np.flatnonzero(mask)
     optimiser = torch.optim.AdamW(
         [
@@ -75,24 +89,26 @@ def fine_tune(study: Study, mask: np.ndarray, seed: int = 0) -> Regressor:
             {"params": model.head.parameters(), "lr": 1e-3},
         ]
     )
-    order = idx[np.random.default_rng(seed).permutation(len(idx))]
-    prompts = [q.prompt for q in study.qs]
+    rng = np.random.default_rng(seed)
     model.train()
     started = time.perf_counter()
-    for step, start in enumerate(range(0, len(order), BATCH)):
-        rows = order[start : start + BATCH]
-        pred = model([prompts[i] for i in rows])
-        weight = torch.tensor(w[rows], dtype=torch.float32)
-        loss = (weight * (pred - torch.tensor(y[rows], dtype=torch.float32)) ** 2).sum()
-        loss = loss / weight.sum()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if step % 50 == 0:
-            print(
-                f"  step {step}/{len(order) // BATCH} {time.perf_counter() - started:.0f}s",
-                flush=True,
-            )
+    for epoch in range(epochs):
+        order = idx[rng.permutation(len(idx))]
+        for step, start in enumerate(range(0, len(order), BATCH)):
+            rows = order[start : start + BATCH]
+            pred = model([prompts[i] for i in rows])
+            weight = torch.tensor(w[rows], dtype=torch.float32, device=model.device)
+            target = torch.tensor(y[rows], dtype=torch.float32, device=model.device)
+            loss = (weight * (pred - target) ** 2).sum() / weight.sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            if step % 50 == 0:
+                print(
+                    f"  epoch {epoch + 1}/{epochs} step {step}/{len(order) // BATCH} "
+                    f"{time.perf_counter() - started:.0f}s",
+                    flush=True,
+                )
     return model
 
 
@@ -110,12 +126,13 @@ def main() -> None:
         b = load_benchmark(name, args.data_dir)
         bench[name] = (b.prompts, np.log([max(len(p), 1) for p in b.prompts]), b.strong, b.weak)
     length = np.log([max(len(p), 1) for p in prompts])
+    arrays = (study.targets["diff"], study.dom, study.src)
 
     results = {"R18 = F(fine-tuned) + F(len)": {}, "fine-tuned alone (logged)": {}}
     for vname, (idx, strong, weak) in study.vsets.items():
         mask = ~np.isin(study.src, LOSO[vname])
         print(f"LOSO fit for {vname}: {mask.sum()} questions", flush=True)
-        model = fine_tune(study, mask)
+        model = fine_tune(prompts, *demeaned_target(*arrays, mask), mask)
         model_scores = model.score([prompts[i] for i in idx])
         ref = model.score([prompts[i] for i in np.flatnonzero(mask)])
         combined = cdf(model_scores, ref) + cdf(length[idx], length[mask])
@@ -124,7 +141,7 @@ def main() -> None:
         print(f"  {vname}: R18 {results['R18 = F(fine-tuned) + F(len)'][vname]:.3f}", flush=True)
     everything = np.ones(len(study.qs), bool)
     print(f"full fit: {everything.sum()} questions", flush=True)
-    model = fine_tune(study, everything)
+    model = fine_tune(prompts, *demeaned_target(*arrays, everything), everything)
     ref = model.score(prompts)
     evals: dict[str, dict[str, float]] = {k: {} for k in results}
     for name, (bp, blen, strong, weak) in bench.items():

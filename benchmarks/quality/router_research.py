@@ -73,6 +73,15 @@ def alpaca_questions(data_dir: str | None) -> list[Question]:
     return [Question("alpaca_eval", str(i), prompts[i], outcomes[i]) for i in sorted(outcomes)]
 
 
+def source_weights(src: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Weights over the questions in `mask` giving every source the same total (mean 1)."""
+    w = np.zeros(len(src))
+    for s in np.unique(src[mask]):
+        m = mask & (src == s)
+        w[m] = 1.0 / m.sum()
+    return w * mask.sum() / w.sum()
+
+
 class Study:
     """Training questions, their inputs and targets, CV folds and the evaluation sets."""
 
@@ -128,11 +137,7 @@ class Study:
         return float(np.mean(values)) if values else np.nan
 
     def weights(self, mask: np.ndarray) -> np.ndarray:
-        w = np.zeros(len(self.qs))
-        for s in np.unique(self.src[mask]):
-            m = mask & (self.src == s)
-            w[m] = 1.0 / m.sum()
-        return w * mask.sum() / w.sum()
+        return source_weights(self.src, mask)
 
     def validate(self, oof: np.ndarray) -> dict[str, float]:
         return {k: apgr(oof[i], s, w) for k, (i, s, w) in self.vsets.items()}

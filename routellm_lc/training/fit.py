@@ -65,19 +65,24 @@ MF_SETTINGS = {
 }
 
 
+def soft_battles(prompt: str, gap: float, source: str = "user") -> list[Battle]:
+    """A strong-tier minus weak-tier outcome gap on one prompt as soft battles: the strong
+    tier wins with weight p = (1 + gap) / 2 and loses with weight 1 − p (zero weights left out)."""
+    p = min(max((1.0 + gap) / 2.0, 0.0), 1.0)
+    return [
+        Battle(prompt, STRONG_TIER, WEAK_TIER, winner, source, weight)
+        for winner, weight in (("model_a", p), ("model_b", 1.0 - p))
+        if weight > 0
+    ]
+
+
 def tier_battles(questions: Sequence[Question]) -> list[Battle]:
     """Soft strong-tier vs weak-tier battles, one pair per question with both tiers."""
     battles = []
     for question in questions:
         gap = tier_gap(question)
-        if gap is None:
-            continue
-        p = min(max((1.0 + gap) / 2.0, 0.0), 1.0)
-        for winner, weight in (("model_a", p), ("model_b", 1.0 - p)):
-            if weight > 0:
-                battles.append(
-                    Battle(question.prompt, STRONG_TIER, WEAK_TIER, winner, question.source, weight)
-                )
+        if gap is not None:
+            battles += soft_battles(question.prompt, gap, question.source)
     return battles
 
 
@@ -211,6 +216,29 @@ def _tier_mean(question: Question, which: str) -> float:
     return float(np.mean(values))
 
 
+def split_questions(
+    sources: Sequence[str],
+    data_dir: str | os.PathLike[str] | None,
+    seed: int,
+    holdout: float,
+    limit: int | None = None,
+) -> tuple[list[Question], dict[str, int], np.ndarray]:
+    """The outcome sources' questions as the battle recipes train on them: an optional
+    seeded subset of `limit`, decontaminated; returns (questions, dropped counts per source,
+    held-out mask of whole question groups)."""
+    from routellm_lc.training.decontaminate import decontaminate_questions
+
+    questions = load_questions([s for s in sources if s in OUTCOME_SOURCES], data_dir)
+    if limit is not None:  # a quick, seeded subset (tests, smoke runs)
+        rng = np.random.default_rng(seed)
+        questions = [
+            questions[i]
+            for i in sorted(rng.choice(len(questions), min(limit, len(questions)), replace=False))
+        ]
+    questions, dropped = decontaminate_questions(questions, data_dir=data_dir)
+    return questions, dropped, split_groups(questions, holdout, seed)
+
+
 def train_router(
     router: str = "mf",
     *,
@@ -235,26 +263,16 @@ def train_router(
     fine-tunes a torch model (`bert`) trains (None: "auto", a GPU when torch sees one); it is
     not a setting of the checkpoint, so the model card reports it apart from them.
     """
-    from routellm_lc.training.decontaminate import decontaminate_questions
-
     if recipe == "difficulty-length":
         return _train_difficulty_length(
             router, sources, data_dir, user_battles, seed, holdout, limit, embedder, progress
         )
 
-    questions = load_questions([s for s in sources if s in OUTCOME_SOURCES], data_dir)
-    if limit is not None:  # a quick, seeded subset (tests, smoke runs)
-        rng = np.random.default_rng(seed)
-        questions = [
-            questions[i]
-            for i in sorted(rng.choice(len(questions), min(limit, len(questions)), replace=False))
-        ]
-    questions, dropped = decontaminate_questions(questions, data_dir=data_dir)
-    held = split_groups(questions, holdout, seed)
-    train = [q for q, h in zip(questions, held, strict=True) if not h]
-    test = [q for q, h in zip(questions, held, strict=True) if h]
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+    questions, dropped, held = split_questions(sources, data_dir, seed, holdout, limit)
+    train = [q for q, h in zip(questions, held, strict=True) if not h]
+    test = [q for q, h in zip(questions, held, strict=True) if h]
     battle_questions = train
     if recipe == "arena-length":
         battle_questions = [q for q in train if q.source == "arena_bench_v1"]
