@@ -74,7 +74,7 @@ def _loso_masks(src: np.ndarray) -> dict[str, np.ndarray]:
     return {name: ~np.isin(src, held) for name, held in LOSO.items()}
 
 
-def fit(package: Path, out: Path, device: str) -> None:
+def fit(package: Path, out: Path, device: str, only: list[str] | None = None) -> None:
     import torch
     from finetune_round import demeaned_target, fine_tune
 
@@ -96,6 +96,8 @@ def fit(package: Path, out: Path, device: str) -> None:
         return BertRouter(STRONG_TIER, WEAK_TIER, device=device).fit(battles, progress=True)
 
     def timed(name: str, make, score_sets: dict[str, list[str]]) -> None:
+        if only and name not in only:
+            return
         started = time.perf_counter()
         model = make()
         seconds[name] = time.perf_counter() - started
@@ -148,7 +150,11 @@ def score(data_dir: str | None, package: Path, scores_dir: Path) -> None:
     from routellm_lc.training.sources import OUTCOME_SOURCES
 
     data = _read_json(package)
-    scores = dict(np.load(scores_dir / "scores.npz"))
+    scores: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    for part in sorted(scores_dir.glob("**/scores.npz")):  # resumed runs: one folder each
+        scores.update(np.load(part))
+        seconds.update(json.loads((part.parent / "seconds.json").read_text()))
     study = Study(data_dir)
     assert [q.prompt for q in study.qs] == data["prompts"], "package from another data dir"
     length = np.log([max(len(p), 1) for p in data["prompts"]])
@@ -197,7 +203,7 @@ def score(data_dir: str | None, package: Path, scores_dir: Path) -> None:
 
     held_q = [q for q, h in zip(questions, held, strict=True) if h]
     print("held-out APGR of the command's bert:", heldout_quality(Fixed(), held_q))
-    print(json.dumps(json.loads((scores_dir / "seconds.json").read_text()), indent=1))
+    print("fit seconds:", json.dumps(seconds, indent=1))
     print(
         "| variant | LOSO V-chat | LOSO V-math | LOSO V-mcq | LOSO mean | MT-Bench | GSM8K | MMLU |"
     )
@@ -206,11 +212,20 @@ def score(data_dir: str | None, package: Path, scores_dir: Path) -> None:
     print(row("R20-bert + F(len)", table["bert"][1], bert_eval[1]))
     print(row("R20-ft3 (3 epochs) alone", table["ft3"][0], ft_eval[0]))
     print(row("R20-ft3 + F(len)", table["ft3"][1], ft_eval[1]))
+    exact = {"bert": bert_eval, "ft3": ft_eval}
     for name, (alone, combined) in table.items():
+        print(
+            f"  {name} evaluation, 4 decimals: alone {_rounded(exact[name][0])}, "
+            f"+F(len) {_rounded(exact[name][1])}"
+        )
         print(
             f"  LOSO mean {name}: alone {np.mean(list(alone.values())):.5f}, "
             f"+F(len) {np.mean(list(combined.values())):.5f}"
         )
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in values.items()}
 
 
 def main() -> None:
@@ -223,6 +238,7 @@ def main() -> None:
     p.add_argument("--package", type=Path, required=True, help="PKG/package.json.xz")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--only", nargs="+", help="fit only these (e.g. ft3-full), to resume")
     p = sub.add_parser("score")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--package", type=Path, required=True)
@@ -231,7 +247,7 @@ def main() -> None:
     if args.step == "export":
         export(args.data_dir, args.out)
     elif args.step == "fit":
-        fit(args.package, args.out, args.device)
+        fit(args.package, args.out, args.device, args.only)
     else:
         score(args.data_dir, args.package, args.scores)
 
