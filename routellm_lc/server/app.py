@@ -84,14 +84,7 @@ class ServerState:
 
     def __init__(self, config: ServerConfig, routing: RoutingService | None = None) -> None:
         self.config = config
-        self.routing = routing or RoutingService(
-            config.routers,
-            config.checkpoints,
-            config.strong,
-            config.weak,
-            config.threshold,
-            device=config.device,
-        )
+        self.routing = routing or RoutingService.from_config(config)
         self.keys = tuple(k.encode() for k in config.server_keys)
         self.targets: dict[str, Target] = {
             "strong": build_target(

@@ -175,6 +175,18 @@ class RoutingService:
         self.slots: dict[str, RouterSlot] = {}
         self._executor: ThreadPoolExecutor | None = None
 
+    @classmethod
+    def from_config(cls, config: Any) -> RoutingService:
+        """The routers a `ServerConfig` names (not loaded yet: call `load`)."""
+        return cls(
+            config.routers,
+            config.checkpoints,
+            config.strong,
+            config.weak,
+            config.threshold,
+            device=config.device,
+        )
+
     def load(self) -> dict[str, float]:
         """Load and warm every router; returns the warm single-prompt latency per router."""
         from routellm_lc.chat_model import shared_router

@@ -44,14 +44,7 @@ def load_routing(config: ServerConfig) -> Any:
     """Load and warm the served routers (the slow part of start-up)."""
     from routellm_lc.server.routing import RoutingService
 
-    routing = RoutingService(
-        config.routers,
-        config.checkpoints,
-        config.strong,
-        config.weak,
-        config.threshold,
-        device=config.device,
-    )
+    routing = RoutingService.from_config(config)
     timings = routing.load()
     for name, seconds in timings.items():
         mode = "inline" if routing.slots[name].inline else "worker thread"

@@ -127,9 +127,7 @@ def test_serve_and_route_pass_the_device_to_the_shared_router(tmp_path, monkeypa
     monkeypatch.setattr(chat_model, "_ROUTERS", {})
     folder = str(_tiny_bert(tmp_path / "bert"))
     config = ServerConfig(routers=["bert"], checkpoints={"bert": folder}, device="cpu")
-    service = RoutingService(
-        config.routers, config.checkpoints, "s", "w", 0.5, device=config.device
-    )
+    service = RoutingService.from_config(config)
     service.load()
     try:
         assert service.slots["bert"].router.device == "cpu"
