@@ -64,7 +64,7 @@ def main() -> None:
 
     out = ROOT / ".gpu"
     if subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=ROOT).returncode != 0:
-        raise SystemExit("add /.gpu/ to .git/info/exclude first: it must never be committed")
+        raise SystemExit(".gpu/ is not git-ignored (see .gitignore): it must never be committed")
     src, minilm = _bundled_model_path(), out / "minilm16"
     shutil.rmtree(minilm, ignore_errors=True)
     shutil.copytree(src, minilm, ignore=shutil.ignore_patterns("model.safetensors"))

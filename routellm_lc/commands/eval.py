@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate routers on MT-Bench, MMLU, GSM8K or a CSV (APGR, CPT, plots)",
         description="Score each benchmark with each router and compute RouteLLM's metrics "
-        "(APGR, CPT 20/50/80%%, the optimal curve). Writes OUTPUT/<benchmark>.json and "
+        "(APGR, CPT 20/50/80%, the optimal curve). Writes OUTPUT/<benchmark>.json and "
         "OUTPUT/<benchmark>.png and prints a table. Scores are cached on disk.",
     )
     parser.add_argument(
