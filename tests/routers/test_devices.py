@@ -126,7 +126,9 @@ def test_serve_and_route_pass_the_device_to_the_shared_router(tmp_path, monkeypa
 
     monkeypatch.setattr(chat_model, "_ROUTERS", {})
     folder = str(_tiny_bert(tmp_path / "bert"))
-    config = ServerConfig(routers=["bert"], checkpoints={"bert": folder}, device="cpu")
+    settings = tmp_path / "server.yaml"
+    settings.write_text(f"routers: [bert]\ncheckpoints: {{bert: {folder}}}\ndevice: cpu\n")
+    config = ServerConfig.from_sources(settings)  # `device` is a config-file key
     service = RoutingService.from_config(config)
     service.load()
     try:
