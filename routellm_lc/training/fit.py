@@ -133,8 +133,8 @@ class TrainingReport:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     user_battles: int = 0
     device: str | None = None
-    """Where a torch router (`bert`) was fine-tuned: GPU and CPU runs agree within noise,
-    not to the bit."""
+    """Where a torch router (`bert`) was fine-tuned: GPU and CPU arithmetic differ, so runs
+    on different devices are not bit-identical."""
 
 
 def fit_arena_length(
