@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from routing_latency import (  # noqa: E402
     bert_standin,
     data_dir,
+    emit,
     latencies_ms,
     summary,
     throughput,
@@ -167,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "batch_speed-up": round(gpu["batch_prompts_per_s"] / cpu["batch_prompts_per_s"], 1),
             }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    emit(results, args.json)
     return 0
 
 

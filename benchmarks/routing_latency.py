@@ -115,6 +115,15 @@ def paired_throughput(
     }
 
 
+def emit(report: dict[str, Any], path: str | None) -> None:
+    """Print the report as JSON, and write it to `path` when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+
+
 # -- import time ---------------------------------------------------------------------------------
 _IMPORT_SNIPPETS = {
     "import routellm_lc": "import routellm_lc",
@@ -378,11 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["anchor_litellm_embedding_call_localhost"] = anchor_embedding_call(prompts)
         print("anchor", json.dumps(report["anchor_litellm_embedding_call_localhost"]), flush=True)
     report["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    emit(report, args.json)
     return 0
 
 
