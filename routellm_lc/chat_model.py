@@ -38,7 +38,7 @@ from routellm_lc.models import (
     model_name,
     resolve_model,
 )
-from routellm_lc.routers.base import Router, get_router_class, load_router
+from routellm_lc.routers.base import Router, device_option, get_router_class, load_router
 
 DEFAULT_THRESHOLD = 0.5
 _DECISION_KWARG = "routing_decision"
@@ -58,12 +58,10 @@ def shared_router(name: str, checkpoint: str | None = None, device: str | None =
     """One loaded router per (name, checkpoint, device) per process: chat models, graph nodes
     and the server built from the same spec share weights and the embedding cache. `device`
     reaches only routers that run a torch model (`bert`, `causal_llm`); None: their default."""
-    if device is not None and not get_router_class(name).uses_device:
-        device = None  # one shared instance whatever device was asked of an mf router
-    key = (name, checkpoint, device)
+    options = device_option(name, device)  # an mf router: one instance whatever was asked
+    key = (name, checkpoint, options.get("device"))
     with _ROUTERS_LOCK:
         if key not in _ROUTERS:
-            options = {"device": device} if device is not None else {}
             _ROUTERS[key] = load_router(name, checkpoint=checkpoint, **options)
         return _ROUTERS[key]
 

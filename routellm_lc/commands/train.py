@@ -63,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--card-eval",
         default=None,
         metavar="DIR",
-        help="an earlier `routellm-lc eval --output DIR` of this checkpoint (its row for --router): its "
-        "APGR/CPT figures are copied into the model card (they never affect training)",
+        help="an earlier `routellm-lc eval --output DIR` of this checkpoint (its row for "
+        "--router): its APGR/CPT figures are copied into the model card (they never affect "
+        "training)",
     )
     parser.set_defaults(func=run)
 

@@ -54,7 +54,7 @@ def load_routers(
     """Build every named router up front, so a bad name fails before any scoring starts.
     `device` goes to the routers that run a torch model (`bert`, `causal_llm`); None leaves
     them on their default ("auto": a GPU when there is one)."""
-    from routellm_lc.routers.base import get_router_class
+    from routellm_lc.routers.base import device_option
 
     if loader is None:
         from routellm_lc.routers import load_router as loader
@@ -71,8 +71,7 @@ def load_routers(
             loaded.append(LoadedRouter(name, None, checkpoint, "random"))
             continue
         try:
-            options = {"device": device} if device and get_router_class(name).uses_device else {}
-            router = loader(name, checkpoint=checkpoint, **options)
+            router = loader(name, checkpoint=checkpoint, **device_option(name, device))
         except Exception as exc:  # any failure to build a router is reported the same way
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue

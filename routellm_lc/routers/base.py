@@ -104,6 +104,15 @@ def resolve_device(device: str | None = "auto") -> str:
     return str(parsed)
 
 
+def device_option(router: str | type[Router], device: str | None) -> dict[str, str]:
+    """`{"device": device}` for a router that runs a torch model (`Router.uses_device`), else
+    `{}`: how `--device` and `device=` reach `bert` and `causal_llm` and pass by the rest."""
+    if not device:
+        return {}
+    cls = get_router_class(router) if isinstance(router, str) else router
+    return {"device": device} if cls.uses_device else {}
+
+
 def register_router(name: str) -> Callable[[type[R]], type[R]]:
     """Class decorator: make a router available to `load_router(name)`."""
 

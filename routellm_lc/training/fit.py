@@ -299,19 +299,18 @@ def train_router(
         else:
             model.fit(battles)
     else:
-        from routellm_lc.routers.base import get_router_class
+        from routellm_lc.routers.base import device_option, get_router_class
 
         cls = get_router_class(router)
         if not hasattr(cls, "fit"):
             raise ValueError(f"Router {router!r} cannot be trained.")
         settings = dict(router_kwargs)
-        placement = {"device": device} if device and cls.uses_device else {}
         model = cls(
             strong_model=strong_model,
             weak_model=weak_model,
             embedder=embedder,
             **settings,
-            **placement,
+            **device_option(cls, device),
         )
         if "progress" in inspect.signature(model.fit).parameters:
             model.fit(battles, progress=progress)
