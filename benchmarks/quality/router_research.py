@@ -10,6 +10,7 @@ a leave-source-out criterion (each validation pair scored by a model fitted with
 Rounds 11–13 and 15–17 score their candidates on that criterion too; round 18 (a fine-tuned
 encoder, ~45 minutes) is `finetune_round.py`. Round 19 (`--rounds 19`) runs SmolLM2 over every
 prompt for its confidence features (`smol_confidence.py`): ~45 minutes the first time, cached.
+Round 21 (`--rounds 21`, ~35 s) gates the length part by a prompt-type classifier, on LOSO.
 
 About two minutes once embeddings are cached (the first run embeds ~27k prompts with MiniLM:
 several minutes on a small CPU). Validation never touches the evaluation files; evaluation
@@ -555,6 +556,70 @@ def round19(study: Study, data_dir: str | None) -> None:
     loso_table(study, candidates, evaluate)
 
 
+def round21(study: Study, data_dir: str | None) -> None:
+    """Length gated by prompt type: R10's length part weighted by g(x) = P(closed question |
+    x), a class-balanced logistic regression on [embedding, 7 base features] (correctness
+    sources = 1, arena_bench_v1 and every AlpacaEval instruction = 0), fitted per LOSO mask."""
+    from sklearn.linear_model import LogisticRegression
+
+    alpaca, _ = decontaminate_questions(alpaca_questions(data_dir), data_dir=data_dir)
+    prompts = [q.prompt for q in alpaca]
+    raw = compute_features(recipe.FEATURES, prompts)
+    open_x = np.hstack(
+        [cached_embeddings(prompts).astype(np.float64), (raw - study.mean) / study.std]
+    )[:, study.base]
+    closed = study.src != "arena_bench_v1"
+    y = study.targets["diff"]
+    gates: dict[bytes, Callable[[np.ndarray], np.ndarray]] = {}
+
+    def gate(m: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        key = np.packbits(m).tobytes()
+        if key not in gates:
+            x = np.vstack([study.x_all[m][:, study.base], open_x])
+            t = np.r_[closed[m], np.zeros(len(open_x), bool)]
+            clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x, t)
+            gates[key] = lambda v: clf.predict_proba(v[:, study.base])[:, 1]
+        return gates[key]
+
+    def fe10(m: np.ndarray):
+        mm = m & np.isfinite(y)
+        c = recipe.fixed_effects_ridge(study.x_all[mm], y[mm], study.dom[mm], study.src[mm], 10.0)
+        return (lambda x: x @ c), study.x_all @ c
+
+    def gated(weight: str):
+        def fit(m: np.ndarray):
+            fn, tr = fe10(m)
+            ref, lref = tr[m], study.length[m]
+            g = gate(m) if weight != "none" else (lambda v: np.ones(len(v)))
+            w = (lambda v: (g(v) >= 0.5).astype(float)) if weight == "hard" else g
+            return (
+                lambda x: cdf(fn(x), ref) + w(x) * cdf(x[:, 384], lref),
+                cdf(tr, ref) + w(study.x_all) * cdf(study.length, lref),
+            )
+
+        return fit
+
+    print(f"round 21: {len(open_x)} AlpacaEval instructions as open-ended gate examples")
+    for held in LOSO.values():
+        m = ~np.isin(study.src, held)
+        g = gate(m)(study.x_all[~m])
+        acc = np.mean((g >= 0.5) == closed[~m])
+        print(
+            f"  gate without {'+'.join(held)}: held-out accuracy {acc:.3f}, mean g {g.mean():.3f}"
+        )
+    g_all = gate(np.ones(len(study.qs), bool))
+    for name, (x, _, _) in study.evals.items():
+        print(f"  gate fitted on all: mean g on {name} {g_all(x).mean():.3f}")
+    loso_table(
+        study,
+        {
+            "R10 = F(fe-full α=10) + F(len)": gated("none"),
+            "R21 = F(fe-full α=10) + g·F(len)": gated("soft"),
+            "R21-hard = F(fe-full α=10) + [g ≥ 0.5]·F(len) (logged only)": gated("hard"),
+        },
+    )
+
+
 def irt_fit(
     study: Study, mask: np.ndarray, dim: int = 8, l2: float = 1e-3, steps: int = 400
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -779,6 +844,8 @@ def main() -> None:
         print(f"round 17: {n} AlpacaEval instructions; dropped {with_alpaca.dropped}")
         round10(study, only="R10 = F(fe-full α=10) + F(len)")
         round10(with_alpaca, only="R17 = R10's recipe + AlpacaEval as a sixth source")
+    if 21 in args.rounds:
+        round21(study, args.data_dir)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
