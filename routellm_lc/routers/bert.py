@@ -387,7 +387,8 @@ class BertRouter(Router):
                 f"Could not load the bert checkpoint at {folder}: {type(exc).__name__}: {exc}"
             ) from exc
         router.model_.eval()
-        router.cache_key = f"bert:{transformer_identity(folder)}"
+        # truncation changes scores, so the token limit is part of the key
+        router.cache_key = f"bert:{transformer_identity(folder)}:{router.max_length}"
         return router
 
 

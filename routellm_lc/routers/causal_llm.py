@@ -334,9 +334,18 @@ class CausalLLMRouter(Router):
         return ids
 
     def _settings_key(self) -> str:
+        """Everything besides the folder's files that changes a score: the saved settings,
+        the messages (a keyword argument overrides the folder's files), the GGUF file picked
+        and the dtype the weights run in."""
         import hashlib
 
-        fields = json.dumps(self.config(), sort_keys=True, default=str)
+        settings = self.config() | {
+            "system_message": self.system_message,
+            "classifier_message": self.classifier_message,
+            "gguf_file": getattr(self, "gguf_file_", None),
+            "dtype": str(getattr(getattr(self, "model_", None), "dtype", self.dtype)),
+        }
+        fields = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha256(fields.encode()).hexdigest()[:8]
 
     # -- saving ----------------------------------------------------------------------------

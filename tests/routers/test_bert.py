@@ -188,3 +188,19 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing model weights"):
         BertRouter.from_pretrained(folder)
+
+
+def test_score_cache_key_follows_the_token_limit(tmp_path):
+    """A shorter `max_length` truncates long prompts and changes their scores, so the eval
+    harness must not reuse scores cached at another limit."""
+    folder = _tiny_bert(tmp_path / "bert")
+    full, short = (
+        BertRouter.from_pretrained(folder),
+        BertRouter.from_pretrained(folder, max_length=4),
+    )
+    assert full.cache_key == BertRouter.from_pretrained(folder).cache_key
+    assert full.cache_key != short.cache_key
+    long_prompt = ["a long prompt " * 20]
+    assert full.strong_win_rate(long_prompt)[0] != pytest.approx(
+        short.strong_win_rate(long_prompt)[0]
+    )

@@ -337,3 +337,20 @@ def test_other_tokenizers_use_their_chat_template_or_a_plain_prompt(tmp_path, ch
     probs = _label_probs_by_hand(folder, ids)
     score = router.strong_win_rate(["What is 2 + 2?", "hello"])[0]
     assert score == pytest.approx(1 - (probs[3] + probs[4]), abs=1e-6)
+
+
+def test_score_cache_key_follows_what_changes_the_scores(published):
+    """The eval harness caches scores under `cache_key`: the same folder at another dtype, or
+    with other messages, scores differently and must not reuse those scores."""
+    folder, tokenizer_folder, _ = published
+    base = CausalLLMRouter.from_pretrained(folder, tokenizer=tokenizer_folder, dtype="float32")
+    again = CausalLLMRouter.from_pretrained(folder, tokenizer=tokenizer_folder, dtype="float32")
+    half = CausalLLMRouter.from_pretrained(folder, tokenizer=tokenizer_folder, dtype="bfloat16")
+    other = CausalLLMRouter.from_pretrained(
+        folder, tokenizer=tokenizer_folder, dtype="float32", system_message="Rate harshly."
+    )
+    assert base.cache_key == again.cache_key
+    assert len({base.cache_key, half.cache_key, other.cache_key}) == 3
+    scores = [r.strong_win_rate(PROMPTS[:2]) for r in (base, half, other)]
+    assert not np.allclose(scores[0], scores[1], atol=1e-6)  # the key change is not vacuous
+    assert not np.allclose(scores[0], scores[2], atol=1e-6)
