@@ -475,7 +475,7 @@ def _cdf_table(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, levels[len(grid) - 1 - first_from_end]
 
 
-def _quantile_of(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def quantile_of(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Where `values` fall among the training values summarised by `grid`: linear between
     grid points, clamped outside."""
     return np.interp(values, *_cdf_table(grid))

@@ -89,10 +89,10 @@ class DifficultyFit:
         """The router's ranking score for input rows x (monotone in its strong win rate)."""
         if not self.cdfs:
             return x @ self.coef + self.bias
-        from routellm_lc.routers.mf import _quantile_of
+        from routellm_lc.routers.mf import quantile_of
 
         length = x[:, x.shape[1] - len(FEATURES) + FEATURES.index(LENGTH_FEATURE)]
-        return _quantile_of(x @ self.coef, self.cdfs["projection"]) + _quantile_of(
+        return quantile_of(x @ self.coef, self.cdfs["projection"]) + quantile_of(
             length, self.cdfs[LENGTH_FEATURE]
         )
 
