@@ -45,6 +45,20 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+#: Characters per token that a prefix of `max_tokens` × this many characters almost always
+#: covers (English averages ~4; the bound only decides when the exact fallback runs).
+_CHARS_PER_TOKEN = 32
+
+
+def _whitespace_prefix(text: str, limit: int) -> str:
+    """`text` itself if it has at most `limit` characters, else its longest prefix within
+    `limit` that ends just before whitespace (the text itself when there is none)."""
+    if len(text) <= limit:
+        return text
+    cut = max(text.rfind(space, 0, limit + 1) for space in (" ", "\n", "\t", "\r"))
+    return text[:cut] if cut > 0 else text
+
+
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -140,7 +154,7 @@ class LocalEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(texts)
+        encodings = self._encode(texts)
         # Sorting by length keeps padding (wasted compute) small inside each batch.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         for start in range(0, len(order), BATCH_SIZE):
@@ -154,6 +168,27 @@ class LocalEmbedder:
                 mask[row, : len(enc.ids)] = 1
             out[index] = self._forward(ids, mask)
         return out
+
+    def _encode(self, texts: list[str]) -> list[Any]:
+        """Token ids of each text's first `max_tokens`, without tokenising what is cut off:
+        a 4 MB prompt would otherwise take seconds (and hold up every prompt behind it).
+
+        A long text is tokenised from a prefix that ends at whitespace (where the tokenizer
+        splits words anyway, so the prefix's tokens begin the text's tokens). When that
+        prefix fills the window, its ids are exactly the full text's; when it does not (a
+        long run without spaces), the full text is tokenised as before."""
+        limit = self.max_tokens * _CHARS_PER_TOKEN
+        heads = [_whitespace_prefix(t, limit) for t in texts]
+        encodings = self._tokenizer.encode_batch(heads)
+        redo = [
+            i
+            for i, (text, head) in enumerate(zip(texts, heads, strict=True))
+            if len(head) < len(text) and len(encodings[i].ids) < self.max_tokens
+        ]
+        full = self._tokenizer.encode_batch([texts[i] for i in redo]) if redo else []
+        for i, encoding in zip(redo, full, strict=True):
+            encodings[i] = encoding
+        return encodings
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         types = np.zeros_like(ids)

@@ -151,3 +151,25 @@ def test_local_embedder_names_are_specs_that_reload(tmp_path):
         again = _build_embedder(embedder.name)
         assert isinstance(again, LocalEmbedder) and again.backend == embedder.backend
         assert again.model_path.resolve() == embedder.model_path.resolve()
+
+
+def test_long_prompts_embed_exactly_as_tokenising_them_whole():
+    """A long prompt is tokenised from a whitespace-ended prefix (a 4 MB prompt took seconds
+    to tokenise, for a 256-token window); the ids, hence the vectors, are the full text's."""
+    from tokenizers import Tokenizer
+
+    embedder = LocalEmbedder(backend="onnx")
+    words = " ".join(f"word{i % 97} and, more:\n{i}" for i in range(4_000))  # ~90k chars
+    spaceless = "x" * 20_000 + " tail"  # no whitespace inside the limit: tokenised whole
+    cjk = "数学题" * 5_000  # no whitespace at all; fills the window on its own
+    texts = [words, spaceless, cjk, PROMPTS[0]]
+    embedder.embed(["warm"])
+    heads = embedder._encode(texts)
+    whole = Tokenizer.from_file(str(embedder.model_path / "tokenizer.json"))
+    whole.no_padding()
+    whole.enable_truncation(embedder.max_tokens)
+    for text, encoding in zip(texts, heads, strict=True):
+        assert encoding.ids == whole.encode(text).ids
+    assert len(heads[0].ids) == embedder.max_tokens  # the window is full: the case that matters
+    vectors = embedder.embed(texts)
+    np.testing.assert_allclose(vectors[3], embedder.embed([PROMPTS[0]])[0], atol=1e-6)

@@ -55,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--forwarding", choices=["auto", "litellm"], help="auto: direct relay for OpenAI APIs")
     add("--max-body-bytes", type=int, help="larger request bodies get 413 (default 4 MiB)")
     add("--access-log", action="store_const", const=True, help="log every request")
-    add("--log-level", help="uvicorn log level (default warning)")
+    add(
+        "--log-level",
+        type=str.lower,
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="server log level (default warning; fallbacks are logged as warnings)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,9 +79,6 @@ def _checkpoints(values: list[str] | None) -> dict[str, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from routellm_lc.server.config import ServerConfig
     from routellm_lc.server.runner import serve
 

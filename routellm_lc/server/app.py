@@ -15,6 +15,7 @@ the parsed dict, raw bytes out); the models still define the OpenAPI schema.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ from routellm_lc.server.schemas import (
 )
 
 CHAT_PATH = "/v1/chat/completions"
+log = logging.getLogger("routellm_lc.server")
 _validate_request = ChatCompletionRequest.__pydantic_validator__.validate_python
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -62,6 +64,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong bearer key (when the server has keys)",
         413: "Request body over the size limit",
         422: "Request does not match the schema",
+        429: "Both models rate-limited (Retry-After: the longer of their waits)",
         502: "Both models failed (or the chosen one, without fallback)",
         504: "The model timed out",
     }.items()
@@ -105,6 +108,7 @@ class ServerState:
         self.litellm: LiteLLMForwarder | None = None
         self.models_body = b""
         self.health_body = b""
+        self.created = 0
 
     async def start(self) -> None:
         if not self.routing.slots:
@@ -114,7 +118,7 @@ class ServerState:
             config.timeout, config.connect_timeout, config.max_connections
         )
         self.litellm = LiteLLMForwarder(config.timeout, config.max_retries)
-        created = int(time.time())
+        self.created = created = int(time.time())
         cards = [ModelCard(id=i, created=created) for i in self.routing.model_ids()]
         self.models_body = ModelList(data=cards).model_dump_json().encode()
         health = HealthResponse(routers=self.routing.names, strong=config.strong, weak=config.weak)
@@ -209,6 +213,21 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
     async def list_models() -> Response:
         return Response(state.models_body, media_type="application/json")
 
+    @app.get(
+        "/v1/models/{model_id}",
+        summary="One router model id (any valid router-<router>-<threshold>)",
+        response_model=ModelCard,
+        responses={401: _ERRORS[401], 404: {"model": ErrorResponse, "description": "Unknown"}},
+        dependencies=[Depends(require_key)],
+    )
+    async def retrieve_model(model_id: str) -> Response:
+        try:
+            state.routing.resolve(model_id)
+        except APIError as exc:  # OpenAI answers an unknown model with 404 model_not_found
+            raise APIError(404, exc.message, param="model", code="model_not_found") from None
+        card = ModelCard(id=model_id, created=state.created)
+        return Response(card.model_dump_json(), media_type="application/json")
+
     @app.get("/health", summary="Liveness and what is served", response_model=HealthResponse)
     async def health() -> Response:
         return Response(state.health_body, media_type="application/json")
@@ -263,7 +282,7 @@ def _too_large(limit: int) -> APIError:
 def _invalid(exc: ValidationError) -> APIError:
     first = exc.errors(include_url=False)[0]
     param = ".".join(str(part) for part in first["loc"]) or None
-    where = f"'{param}'" if param else "the request body"
+    where = f"'{param}'" if param else "request body"
     problems = len(exc.errors())
     more = f" (and {problems - 1} more problem(s))" if problems > 1 else ""
     return APIError(
@@ -307,6 +326,8 @@ async def _answer(
         except UpstreamFailure as exc:
             metrics.error(f"upstream_{exc.kind}")
             failures.append(exc)
+            if len(failures) < len(attempts):  # a wrong key or model name shows up here too
+                log.warning("%s; the other model answers instead", exc.message)
             continue
         metrics.upstream.observe(attempt.route, time.perf_counter() - started)
         if attempt.fallback_from is not None:
@@ -326,15 +347,31 @@ async def _answer(
 def _failed(
     decision: RoutingDecision, failures: list[UpstreamFailure], metrics: Metrics
 ) -> Response:
-    """504 when every attempt timed out, else 502; the message names each model's failure."""
-    status = 504 if all(f.status == 504 for f in failures) else 502
+    """504 when every attempt timed out, 429 (with the upstream's `Retry-After`) when every
+    attempt was rate-limited, else 502; the message names each model's failure."""
+    status = 502
+    for same in (504, 429):
+        if all(f.status == same for f in failures):
+            status = same
     metrics.request(decision.router, decision.route, status)
     if len(failures) == 1:
         message = failures[0].message
     else:
         message = "Both models failed. " + " ".join(f.message + "." for f in failures)
-    code = "upstream_timeout" if status == 504 else "upstream_error"
-    return APIError(status, message, code=code, headers=_decision_headers(decision)).response()
+    code = {504: "upstream_timeout", 429: "rate_limit_exceeded"}.get(status, "upstream_error")
+    headers = _decision_headers(decision)
+    waits = [f.retry_after for f in failures if f.retry_after is not None]
+    if status == 429 and waits:
+        headers["retry-after"] = max(waits, key=_seconds)
+    return APIError(status, message, code=code, headers=headers).response()
+
+
+def _seconds(retry_after: str) -> float:
+    """`Retry-After` in seconds (an HTTP date, which OpenAI does not send, counts as 0)."""
+    try:
+        return float(retry_after)
+    except ValueError:
+        return 0.0
 
 
 async def _relay(stream: Stream, metrics: Metrics) -> AsyncIterator[bytes]:

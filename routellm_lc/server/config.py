@@ -16,6 +16,7 @@ from routellm_lc.decision import validate_threshold
 from routellm_lc.errors import RouteLLMError
 
 SERVER_KEYS_ENV = "ROUTELLM_LC_SERVER_KEYS"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -75,6 +76,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         from routellm_lc.models import default_strong_model, default_weak_model
 
+        _check_types(self)
+
         self.strong = self.strong or default_strong_model()
         self.weak = self.weak or default_weak_model()
         if isinstance(self.routers, str):
@@ -96,6 +99,13 @@ class ServerConfig:
             raise ServerConfigError("timeout and connect_timeout must be positive seconds.")
         if self.max_body_bytes <= 0:
             raise ServerConfigError("max_body_bytes must be a positive number of bytes.")
+        if self.max_retries < 0 or self.max_connections < 1:
+            raise ServerConfigError("max_retries must be ≥ 0 and max_connections ≥ 1.")
+        self.log_level = self.log_level.lower()
+        if self.log_level not in LOG_LEVELS:
+            raise ServerConfigError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}."
+            )
 
     @classmethod
     def from_sources(
@@ -111,6 +121,45 @@ class ServerConfig:
         keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
         values["server_keys"] = keys
         return cls(**values)
+
+
+_KINDS = {
+    "threshold": "number",
+    "timeout": "number",
+    "connect_timeout": "number",
+    "port": "integer",
+    "max_retries": "integer",
+    "max_body_bytes": "integer",
+    "max_connections": "integer",
+    "fallback": "boolean",
+    "access_log": "boolean",
+    "log_level": "string",
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "boolean" or isinstance(value, bool):
+        return kind == "boolean" and isinstance(value, bool)
+    types = {"number": (int, float), "integer": (int,), "string": (str,)}[kind]
+    return isinstance(value, types)
+
+
+def _check_types(config: ServerConfig) -> None:
+    """A config file's `timeout: "30"` or `fallback: "false"` is a mistake to name, not to
+    coerce ("false" would be true) or to crash on later."""
+    for name, kind in _KINDS.items():
+        value = getattr(config, name)
+        if not _is_kind(value, kind):
+            wanted = {"integer": "an integer", "boolean": "true or false"}.get(kind, f"a {kind}")
+            raise ServerConfigError(f"{name} must be {wanted}, got {value!r}.")
+    for name in ("routers", "server_keys"):
+        value = getattr(config, name)
+        if not isinstance(value, str | list) or not all(isinstance(v, str) for v in value):
+            raise ServerConfigError(f"{name} must be a list of strings, got {value!r}.")
+    if not isinstance(config.checkpoints, dict):
+        raise ServerConfigError(
+            f"checkpoints must map router names to folders, got {config.checkpoints!r}."
+        )
 
 
 def _split_keys(text: str) -> list[str]:
@@ -135,10 +184,41 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ServerConfigError(f"Config file {path} is not valid YAML/JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ServerConfigError(f"Config file {path} must hold a mapping of settings.")
+    data = _flag_names(data, path)
     known = {f.name for f in fields(ServerConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ServerConfigError(
             f"Unknown settings in {path}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
+    return data
+
+
+def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Accept the CLI flags' own names where they differ from the fields: `server_key`
+    (`--server-key`), `checkpoint` (`--checkpoint ROUTER=PATH`, one or a list) and
+    `no_fallback` (`--no-fallback`)."""
+    data = dict(data)
+    for flag, name in (("server_key", "server_keys"), ("checkpoint", "checkpoints")):
+        if flag not in data:
+            continue
+        if name in data:
+            raise ServerConfigError(f"{path} sets both {flag} and {name}: keep one.")
+        value = data.pop(flag)
+        if name == "checkpoints" and not isinstance(value, dict):
+            pairs = [value] if isinstance(value, str) else value
+            value = {}
+            for pair in pairs if isinstance(pairs, list) else [pairs]:
+                router, sep, folder = str(pair).partition("=")
+                if not sep or not router or not folder:
+                    raise ServerConfigError(f"checkpoint takes ROUTER=PATH, got {pair!r}.")
+                value[router] = folder
+        data[name] = [value] if name == "server_keys" and isinstance(value, str) else value
+    if "no_fallback" in data:
+        if "fallback" in data:
+            raise ServerConfigError(f"{path} sets both no_fallback and fallback: keep one.")
+        value = data.pop("no_fallback")
+        if not isinstance(value, bool):
+            raise ServerConfigError(f"no_fallback must be true or false, got {value!r}.")
+        data["fallback"] = not value
     return data

@@ -19,6 +19,7 @@ _TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
+    429: "rate_limit_exceeded",
     500: "server_error",
     502: "server_error",
     504: "server_error",

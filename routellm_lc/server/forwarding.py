@@ -7,8 +7,8 @@ LiteLLM (`acompletion`) costs ~5 ms of CPU per request (RouteLLM's server spends
 its time there), so it is used only for providers that do not speak OpenAI's protocol.
 
 Every failure is turned into an `UpstreamFailure` that names the model and carries the status
-the client should get (502, or 504 for timeouts); a client error the upstream reports
-(400/413/422: the request itself is wrong) is relayed as is.
+the client should get (502; 504 for timeouts; 429, with `Retry-After`, for rate limits); a
+client error the upstream reports (400/413/422: the request itself is wrong) is relayed as is.
 """
 
 from __future__ import annotations
@@ -32,10 +32,14 @@ class UpstreamFailure(Exception):
     """The chosen model did not answer usably: 502 (or 504 on a timeout) unless a fallback
     model answers instead."""
 
-    def __init__(self, model: str, kind: str, detail: str, status: int = 502) -> None:
+    def __init__(
+        self, model: str, kind: str, detail: str, status: int = 502, retry_after: str | None = None
+    ) -> None:
         self.model = model
         self.kind = kind
         self.status = status
+        self.retry_after = retry_after
+        """The upstream's `Retry-After` when it answered 429."""
         self.code = "upstream_timeout" if status == 504 else "upstream_error"
         super().__init__(f"Model {model!r} failed ({kind}): {detail}")
 
@@ -105,8 +109,11 @@ class Stream:
         self.close = close
 
 
-def _checked_json(target: Target, status: int, content: bytes) -> Reply:
-    """A finished upstream response as a `Reply`, or an `UpstreamFailure`."""
+def _checked_json(
+    target: Target, status: int, content: bytes, retry_after: str | None = None
+) -> Reply:
+    """A finished upstream response as a `Reply`, or an `UpstreamFailure` (429 keeps its
+    status and `Retry-After`: if the other model is rate-limited too, the client gets 429)."""
     if 200 <= status < 300:
         try:
             data = orjson.loads(content)
@@ -120,6 +127,8 @@ def _checked_json(target: Target, status: int, content: bytes) -> Reply:
         if _upstream_message(content) is not None:
             return Reply(status, content)
         return Reply(status, orjson.dumps(error_body(message, "invalid_request_error")))
+    if status == 429:
+        raise UpstreamFailure(target.name, "status_429", message, 429, retry_after)
     raise UpstreamFailure(target.name, f"status_{status}", message)
 
 
@@ -238,11 +247,12 @@ class DirectForwarder:
             ) as response:
                 content = await response.read()
                 status = response.status
+                retry_after = response.headers.get("retry-after")
         except TimeoutError:
             raise _timeout(target) from None
         except aiohttp.ClientError as exc:
             raise _transport(target, exc) from None
-        return _checked_json(target, status, content)
+        return _checked_json(target, status, content, retry_after)
 
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         assert target.url is not None
@@ -259,7 +269,8 @@ class DirectForwarder:
             content_type = response.headers.get("content-type", "")
             if response.status != 200 or content_type.startswith("application/json"):
                 content = await response.read()
-                return _checked_json(target, response.status, content)
+                retry_after = response.headers.get("retry-after")
+                return _checked_json(target, response.status, content, retry_after)
             reader = _EventReader(response.content.iter_any(), target)
             first = await reader.next_batch()
             if first is None:
@@ -345,7 +356,11 @@ class LiteLLMForwarder:
             body = error_body(str(exc), "invalid_request_error")
             return Reply(int(status), orjson.dumps(body))
         kind = f"status_{status}" if isinstance(status, int) else "litellm"
-        return UpstreamFailure(target.name, kind, f"{type(exc).__name__}: {exc}")
+        detail = f"{type(exc).__name__}: {exc}"
+        if status == 429:
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            return UpstreamFailure(target.name, kind, detail, 429, headers.get("retry-after"))
+        return UpstreamFailure(target.name, kind, detail)
 
     async def complete(self, target: Target, body: Mapping[str, Any]) -> Reply:
         try:

@@ -13,6 +13,7 @@ waits to fill a batch: a lone request is scored at once.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,11 @@ def parse_model_name(
     if not sep:
         return router, default_threshold
     try:
-        return router, validate_threshold(_number(threshold_text))
+        if not _DECIMAL.fullmatch(threshold_text):  # `float` would take "0.1_1" and " 0.2"
+            raise InvalidThresholdError(
+                f"threshold must be a decimal number in [0, 1], got {threshold_text!r}."
+            )
+        return router, validate_threshold(float(threshold_text))
     except InvalidThresholdError as exc:
         raise APIError(
             400,
@@ -64,11 +69,7 @@ def parse_model_name(
         ) from None
 
 
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text  # validate_threshold names the bad value
+_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class RouterSlot:
@@ -213,4 +214,5 @@ class RoutingService:
         return self.slots[router], threshold
 
     def model_ids(self) -> list[str]:
-        return [f"{MODEL_PREFIX}{name}-{self.default_threshold:g}" for name in self.names]
+        # repr: the shortest text that reads back as the same float (":g" rounded 0.1234567)
+        return [f"{MODEL_PREFIX}{name}-{self.default_threshold!r}" for name in self.names]

@@ -25,7 +25,7 @@ def _uvicorn_config(app: Any, config: ServerConfig, *, fast_loop: bool = True) -
     import uvicorn
 
     has = importlib.util.find_spec
-    return uvicorn.Config(
+    uvicorn_config = uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
@@ -38,6 +38,9 @@ def _uvicorn_config(app: Any, config: ServerConfig, *, fast_loop: bool = True) -
         timeout_keep_alive=30,
         server_header=False,
     )
+    if config.access_log:  # asked for explicitly: one line per request at any log level
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return uvicorn_config
 
 
 def load_routing(config: ServerConfig) -> Any:

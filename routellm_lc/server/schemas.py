@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Open(BaseModel):
@@ -27,9 +27,26 @@ class FunctionDefinition(_Open):
     strict: bool | None = None
 
 
+class CustomToolDefinition(_Open):
+    name: str
+    description: str | None = None
+    format: dict[str, Any] | None = None
+    """Free text, or a grammar the model's input must follow; forwarded untouched."""
+
+
 class Tool(_Open):
-    type: Literal["function"] = "function"
-    function: FunctionDefinition
+    """A function tool (`function`: a JSON schema for its arguments), or OpenAI's custom tool
+    (`type: "custom"`, `custom`: the model calls it with free text)."""
+
+    type: Literal["function", "custom"] = "function"
+    function: FunctionDefinition | None = None
+    custom: CustomToolDefinition | None = None
+
+    @model_validator(mode="after")
+    def _has_its_definition(self) -> Tool:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"a {self.type} tool needs '{self.type}'")
+        return self
 
 
 class FunctionCall(_Open):
@@ -37,10 +54,28 @@ class FunctionCall(_Open):
     arguments: str | None = None
 
 
+class CustomCall(_Open):
+    name: str | None = None
+    input: str | None = None
+
+
 class ToolCall(_Open):
+    """A tool call in the conversation: a function call (`function`) or a custom tool's call
+    (`type: "custom"`, `custom`)."""
+
     id: str | None = None
     type: str | None = "function"
-    function: FunctionCall
+    function: FunctionCall | None = None
+    custom: CustomCall | None = None
+
+    @model_validator(mode="after")
+    def _has_its_call(self) -> ToolCall:
+        if self.type == "custom":
+            if self.custom is None:
+                raise ValueError("a custom tool call needs 'custom'")
+        elif self.function is None:  # "function", or a type OpenAI may add later
+            raise ValueError("a function tool call needs 'function'")
+        return self
 
 
 class ChatMessage(_Open):

@@ -157,6 +157,43 @@ def test_streamed_tool_call(server):
 def test_models_endpoint_lists_served_routers(server):
     ids = [m.id for m in client(server).models.list()]
     assert ids == ["router-test_keyword-0.5", "router-random-0.5"]
+    assert client(server).models.retrieve("router-random-0.2").id == "router-random-0.2"
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client(server).models.retrieve("router-bert-0.5")
+    with pytest.raises(openai.NotFoundError, match="Bad threshold"):
+        client(server).models.retrieve("router-random-2")
+
+
+def test_listed_ids_carry_the_exact_default_threshold(start_server, fresh_backend):
+    """A calibrated threshold such as 0.1234567 must not be listed rounded: the listed id is
+    what clients send back."""
+    server = start_server(threshold=0.1234567)
+    (listed, _) = [m.id for m in client(server).models.list()]
+    assert listed == "router-test_keyword-0.1234567"
+    completion = client(server).chat.completions.with_raw_response.create(
+        model=listed, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.headers["x-routellm-threshold"] == "0.1234567"
+
+
+def test_custom_tools_and_their_calls_pass_through(server, fresh_backend):
+    """OpenAI's custom tools (`type: "custom"`, free-text input) and their calls in the
+    history are valid requests: forwarded untouched, not rejected by the schema."""
+    tool = {"type": "custom", "custom": {"name": "code_exec", "description": "Run Python."}}
+    history = [
+        {"role": "user", "content": "hard: run print(1)"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "custom", "custom": {"name": "code_exec", "input": "print(1)"}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+        {"role": "user", "content": "hard: and now 2?"},
+    ]  # fmt: skip
+    completion = client(server).chat.completions.create(
+        model="router-test_keyword-0.5", messages=history, tools=[tool]
+    )
+    assert completion.choices[0].finish_reason  # answered (the local backend answers any tool)
+    sent = fresh_backend.requests_for("strong-model")[-1].body
+    assert sent["tools"] == [tool] and sent["messages"][1]["tool_calls"][0]["type"] == "custom"
 
 
 def test_langchain_chat_openai_invoke_stream_and_tools(server):

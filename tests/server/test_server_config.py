@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import time
 
 import httpx
 import pytest
@@ -28,7 +31,11 @@ def test_model_names_parse_like_routellm(name, expected):
     assert parse_model_name(name, ["mf", "sw_ranking"], 0.25) == expected
 
 
-@pytest.mark.parametrize("name", ["mf-0.5", "router-bert-0.5", "router-mf-x", "router-mf--1", None])
+@pytest.mark.parametrize(
+    "name",
+    ["mf-0.5", "router-bert-0.5", "router-mf-x", "router-mf--1", None,
+     "router-mf-0.1_1", "router-mf- 0.2", "router-mf-+0.2", "router-mf-nan"],
+)  # fmt: skip
 def test_bad_model_names_raise_400(name):
     with pytest.raises(APIError) as caught:
         parse_model_name(name, ["mf"], 0.5)
@@ -61,6 +68,12 @@ def test_config_file_yaml_and_json_with_flags_and_env_on_top(tmp_path):
         ("routers: [mf]\nthreshold: 3\n", "threshold"),
         ("routers: []\n", "at least one router"),
         ("routers: [mf]\nroute_on: everything\n", "route_on"),
+        ("routers: [mf]\ntimeout: '30'\n", "timeout must be a number, got '30'"),
+        ("routers: [mf]\nmax_body_bytes: '1000'\n", "max_body_bytes must be an integer"),
+        ("routers: [mf]\nfallback: 'false'\n", "fallback must be true or false"),
+        ("routers: [mf]\nlog_level: bogus\n", "log_level must be one of"),
+        ("routers: [mf]\nserver_key: a\nserver_keys: [b]\n", "both server_key and server_keys"),
+        ("routers: [mf]\ncheckpoint: mf\n", "checkpoint takes ROUTER=PATH"),
     ],
 )
 def test_bad_config_files_name_the_problem(tmp_path, content, message):
@@ -68,6 +81,27 @@ def test_bad_config_files_name_the_problem(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(Exception, match=message):
         ServerConfig.from_sources(path, env={})
+
+
+def test_config_files_take_the_flags_own_names_too(tmp_path):
+    """README: a config file holds "the flags' names with underscores", so `server_key`,
+    `checkpoint` and `no_fallback` (the flags) mean what `server_keys`, `checkpoints` and
+    `fallback` (the fields) do."""
+    path = tmp_path / "flags.yaml"
+    path.write_text(
+        "routers: [mf]\nserver_key: k1\ncheckpoint: [mf=/ckpt/mf]\nno_fallback: true\n"
+        "log_level: INFO\n"
+    )
+    config = ServerConfig.from_sources(path, env={})
+    assert config.server_keys == ["k1"] and config.checkpoints == {"mf": "/ckpt/mf"}
+    assert config.fallback is False and config.log_level == "info"
+
+
+def test_cli_log_level_is_checked(capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--log-level", "bogus"])
+    assert exited.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert build_parser().parse_args(["serve", "--log-level", "INFO"]).log_level == "info"
 
 
 def test_missing_config_file_is_a_config_error(tmp_path):
@@ -140,3 +174,33 @@ def test_health(server):
         "strong": "openai/strong-model",
         "weak": "openai/weak-model",
     }
+
+
+def test_access_log_logs_every_request_at_the_default_level(start_server, caplog):
+    """`--access-log` alone (log level warning) must log requests: uvicorn logs them at INFO."""
+    server = start_server(access_log=True)  # (re)configures uvicorn's loggers
+    assert server.config.log_level == "warning"
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(caplog.handler)  # uvicorn's access logger does not propagate
+    try:
+        httpx.get(server.base_url.removesuffix("/v1") + "/health", timeout=5)
+        deadline = time.monotonic() + 5  # the line is written just after the response
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        access.removeHandler(caplog.handler)
+    assert any("GET /health" in r.getMessage() for r in caplog.records)
+
+
+def test_serve_leaves_the_hub_settings_to_the_user(monkeypatch):
+    """`serve` loads checkpoints like every other command: a Hub id downloads unless the user
+    set HF_HUB_OFFLINE (it used to force offline mode, so `--checkpoint bert=<hub id>` failed
+    with advice to unset a variable the user never set)."""
+    import routellm_lc.server.runner as runner
+
+    seen = {}
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(runner, "serve", lambda config: seen.update(os.environ))
+    args = build_parser().parse_args(["serve", "--routers", "random", "--port", "0"])
+    assert args.func(args) == 0
+    assert seen and "HF_HUB_OFFLINE" not in seen

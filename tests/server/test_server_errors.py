@@ -78,13 +78,15 @@ def test_malformed_json_gets_400(server):
         ({"model": "router-test_keyword-0.5", "messages": []}, "messages"),
         ({"model": "router-test_keyword-0.5", "messages": [{"content": "x"}]}, "messages.0.role"),
         ({"model": "router-test_keyword-0.5", "messages": EASY, "temperature": "hot"}, "temperature"),
-        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "function"}]}, "tools.0.function"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "function"}]}, "tools.0"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "web", "function": {"name": "f"}}]}, "tools.0.type"),
         ([1, 2, 3], None),
     ],
 )  # fmt: skip
 def test_schema_violations_get_422(server, body, param):
     error = assert_openai_error(post(server, body), 422, "invalid_request")
     assert error["param"] == param
+    assert error["message"].startswith(f"Invalid '{param}': " if param else "Invalid request body")
 
 
 def test_messages_without_text_get_400(server):
@@ -153,6 +155,39 @@ def test_both_models_5xx_gets_502(server, fresh_backend):
     error = assert_openai_error(response, 502, "upstream_error")
     assert "strong-model" in error["message"] and "weak-model" in error["message"]
     assert response.headers["x-routellm-model"] == "openai/strong-model"
+
+
+def test_a_fallback_is_logged_with_the_failed_models_error(server, fresh_backend, caplog):
+    """A wrong key or model name on one side (401/403/404) falls back like a 5xx, which keeps
+    the service up; the warning is how an operator sees it."""
+    fresh_backend.fail(status=404, message="model strong-model does not exist", times=1)
+    with caplog.at_level("WARNING", logger="routellm_lc.server"):
+        response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD})
+    assert response.status_code == 200
+    assert response.headers["x-routellm-fallback-from"] == "openai/strong-model"
+    (record,) = [r for r in caplog.records if r.name == "routellm_lc.server"]
+    assert record.levelname == "WARNING"
+    assert "strong-model" in record.getMessage() and "does not exist" in record.getMessage()
+
+
+def test_both_models_rate_limited_get_429_with_retry_after(server, fresh_backend):
+    """The SDKs raise RateLimitError on 429 and honour Retry-After; a 502 would hide it."""
+    fresh_backend.fail(status=429, message="slow down", times=None)
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD})
+    error = assert_openai_error(response, 429, "rate_limit_exceeded")
+    assert "strong-model" in error["message"] and "weak-model" in error["message"]
+    assert response.headers["retry-after"] == "0"  # the backend's
+    with pytest.raises(openai.RateLimitError):
+        openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0).chat.completions.create(
+            model="router-test_keyword-0.5", messages=HARD
+        )
+
+
+def test_one_rate_limited_model_and_one_broken_get_502(server, fresh_backend):
+    fresh_backend.fail(status=429, times=None, model="strong-model")
+    fresh_backend.fail(status=500, times=None, model="weak-model")
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD})
+    assert_openai_error(response, 502, "upstream_error")
 
 
 def test_without_fallback_a_5xx_gets_502_at_once(start_server, fresh_backend):
