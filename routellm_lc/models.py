@@ -4,7 +4,9 @@ A string such as `openai/gpt-4o`, `anthropic/claude-3-5-sonnet-latest` or `opena
 with `api_base` (any OpenAI-compatible endpoint) becomes a `LiteLLMChatModel`: a thin
 LangChain adapter over `litellm.completion` / `acompletion`. LiteLLM itself is imported on
 the first call, not at import (it costs ~3 s), and always with an explicit timeout and retry
-count (its defaults, 600 s and retries, look like a hang).
+count (its defaults, 600 s and retries, look like a hang). Where LiteLLM and LangChain's
+`ChatOpenAI` could differ, the adapter does what `ChatOpenAI` does: `strict` tool definitions,
+the `stream_usage` flag, usage details and `response_metadata`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from langchain_core.messages import (
     BaseMessage,
     convert_to_openai_messages,
 )
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -34,6 +36,7 @@ DEFAULT_STRONG_MODEL = "openai/gpt-4o"
 DEFAULT_WEAK_MODEL = "openai/gpt-4o-mini"
 STRONG_MODEL_ENV = "ROUTELLM_LC_STRONG_MODEL"
 WEAK_MODEL_ENV = "ROUTELLM_LC_WEAK_MODEL"
+_PROVIDER = "litellm"  # response_metadata["model_provider"] of every message and chunk
 
 
 def default_strong_model() -> str:
@@ -64,9 +67,17 @@ class LiteLLMChatModel(BaseChatModel):
     timeout: float = 60.0
     """Seconds before a request is abandoned."""
     max_retries: int = 1
-    """Retries of a failed request inside the provider client."""
+    """Retries of a request that failed with a connection error, a timeout, a 408, 409, 429 or
+    5xx status, with exponential backoff: `max_retries=2` makes at most 3 attempts. LiteLLM hands
+    it to the OpenAI SDK client, so it holds for `openai/...` models, Azure and any
+    OpenAI-compatible `api_base`; providers that LiteLLM calls with its own HTTP handler
+    (Anthropic, for one) make a single attempt."""
     temperature: float | None = None
     max_tokens: int | None = None
+    stream_usage: bool = True
+    """Ask for token usage at the end of a stream (`stream_options.include_usage`), as
+    `ChatOpenAI(stream_usage=True)`; `stream(..., stream_usage=False)` turns it off for one call.
+    A LangChain flag: it is never sent as a request field."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra parameters passed to `litellm.completion` as is."""
 
@@ -101,9 +112,17 @@ class LiteLLMChatModel(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
         *,
         tool_choice: str | dict | bool | None = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        """Bind tools in OpenAI's format, as `ChatOpenAI.bind_tools` does.
+
+        `tool_choice`: a tool's name, `"auto"`, `"none"`, `"any"`/`"required"`/`True`, or an
+        OpenAI `tool_choice` dict. `strict=True` marks each function definition strict (and
+        closes its parameter schema), so the provider's output matches the schema exactly;
+        `None` leaves `strict` out.
+        """
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = _openai_tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, **kwargs)
@@ -139,8 +158,9 @@ class LiteLLMChatModel(BaseChatModel):
             "model": self.model,
             "messages": convert_to_openai_messages(messages),
             "timeout": self.timeout,
+            # Only `max_retries`: LiteLLM's `num_retries` overrides it (so `num_retries=0` meant
+            # no retries at all) and adds its own retry loop on top of the client's.
             "max_retries": self.max_retries,
-            "num_retries": 0,
         }
         if self.api_base:
             params["api_base"] = self.api_base
@@ -153,7 +173,7 @@ class LiteLLMChatModel(BaseChatModel):
         if stop:
             params["stop"] = stop
         params.update(self.model_kwargs)
-        params.update({k: v for k, v in kwargs.items() if v is not None})
+        params.update({k: v for k, v in kwargs.items() if v is not None and k != "stream_usage"})
         return params
 
     def _generate(
@@ -177,11 +197,25 @@ class LiteLLMChatModel(BaseChatModel):
         return _chat_result(await _litellm().acompletion(**params), params["model"])
 
     def _stream_params(
-        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        stream_usage: bool | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         params = self._params(messages, stop, **kwargs)
         params["stream"] = True
-        params.setdefault("stream_options", {"include_usage": True})
+        # As ChatOpenAI: the call's `stream_usage`, then explicit `stream_options`, then the field.
+        options = dict(params.pop("stream_options", None) or {})
+        if stream_usage is None:
+            explicit = options.get("include_usage")
+            stream_usage = explicit if isinstance(explicit, bool) else self.stream_usage
+        if stream_usage:
+            options["include_usage"] = True
+        else:
+            options.pop("include_usage", None)
+        if options:
+            params["stream_options"] = options
         return params
 
     def _stream(
@@ -240,16 +274,37 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 def _usage(raw: Any) -> UsageMetadata | None:
+    """OpenAI-shaped usage (LiteLLM's for every provider) as LangChain's, with the cached,
+    cache-write, reasoning and audio token counts where reported, named as ChatOpenAI names them."""
     usage = _as_dict(raw)
     if not usage or usage.get("prompt_tokens") is None:
         return None
     input_tokens = int(usage.get("prompt_tokens") or 0)
     output_tokens = int(usage.get("completion_tokens") or 0)
-    return UsageMetadata(
+    metadata = UsageMetadata(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=int(usage.get("total_tokens") or input_tokens + output_tokens),
     )
+    prompt = _as_dict(usage.get("prompt_tokens_details"))
+    completion = _as_dict(usage.get("completion_tokens_details"))
+    input_details = _reported(
+        audio=prompt.get("audio_tokens"),
+        cache_read=prompt.get("cached_tokens"),
+        cache_creation=prompt.get("cache_write_tokens"),
+    )
+    output_details = _reported(
+        audio=completion.get("audio_tokens"), reasoning=completion.get("reasoning_tokens")
+    )
+    if input_details:
+        metadata["input_token_details"] = InputTokenDetails(**input_details)
+    if output_details:
+        metadata["output_token_details"] = OutputTokenDetails(**output_details)
+    return metadata
+
+
+def _reported(**counts: Any) -> dict[str, int]:
+    return {name: int(count) for name, count in counts.items() if count is not None}
 
 
 def _answered_by(requested: str, returned: Any) -> str:
@@ -284,7 +339,7 @@ def _chat_result(response: Any, requested: str) -> ChatResult:
     metadata = {
         "model_name": _answered_by(requested, data.get("model")),
         "finish_reason": choice.get("finish_reason"),
-        "model_provider": "litellm",
+        "model_provider": _PROVIDER,
     }
     ai = AIMessage(
         content=message.get("content") or "",
@@ -334,7 +389,7 @@ def _generation_chunk(raw: Any, requested: str) -> ChatGenerationChunk | None:
         content=content,
         tool_call_chunks=tool_chunks,
         usage_metadata=usage,
-        response_metadata=metadata,
+        response_metadata={**metadata, "model_provider": _PROVIDER},
         id=data.get("id"),
     )
     return ChatGenerationChunk(message=message)

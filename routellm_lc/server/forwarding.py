@@ -330,9 +330,9 @@ class LiteLLMForwarder:
 
     def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         params = {k: v for k, v in body.items() if k != "model"}
-        params.update(
-            model=target.name, timeout=self.timeout, max_retries=self.max_retries, num_retries=0
-        )
+        # only `max_retries`: LiteLLM's `num_retries` overrides it (`num_retries=0` meant no
+        # retries whatever --max-retries said) and adds a retry loop of its own on top
+        params.update(model=target.name, timeout=self.timeout, max_retries=self.max_retries)
         if target.api_base:
             params["api_base"] = target.api_base
         if target.api_key:

@@ -103,6 +103,10 @@ class ModelSettings:
     """Exact tool-call arguments by tool name (instead of schema-derived values)."""
     embedding_dim: int | None = None
     """Embedding size when the request gives no ``dimensions``."""
+    usage_details: dict[str, Any] | None = None
+    """Extra fields merged into every reported `usage`, e.g. ``{"prompt_tokens_details":
+    {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}}`` (prompt
+    caching, reasoning models)."""
     scripted: dict[str, dict[str, Any]] | None = None
     """Scripted answers: when the last user message contains a key, that key's settings
     (``reply``, ``tool_arguments``) apply, e.g. ``{"magic_function(3)": {"tool_arguments":
@@ -115,6 +119,7 @@ _DEFAULTS = ModelSettings(
     reply=None,
     tool_arguments={},
     embedding_dim=64,
+    usage_details={},
     scripted={},
 )
 
@@ -607,7 +612,7 @@ class LocalBackend:
         """Set behaviour for one model, or globally when ``model`` is None.
 
         Keys are :class:`ModelSettings` fields: ``latency_ms``, ``chunk_delay_ms``, ``reply``,
-        ``tool_arguments``, ``embedding_dim``, ``scripted``.
+        ``tool_arguments``, ``embedding_dim``, ``usage_details``, ``scripted``.
         """
         known = {f.name for f in fields(ModelSettings)}
         unknown = set(settings) - known
@@ -839,6 +844,7 @@ class LocalBackend:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            **(settings.usage_details or {}),
         }
         delay = (settings.latency_ms or 0.0) / 1000
         if body.get("stream"):

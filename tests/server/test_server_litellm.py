@@ -74,3 +74,17 @@ def test_litellm_mid_stream_drop_ends_the_stream_with_an_error_event(litellm_ser
         ):
             pass
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(("retries", "sent"), [(0, 1), (2, 3)])
+def test_litellm_path_retries_as_many_times_as_max_retries(
+    start_server, fresh_backend, retries, sent
+):
+    """`--max-retries N` means N retries of the chosen model before the fallback model (LiteLLM
+    ignored it while `num_retries=0` was passed beside it)."""
+    server = start_server(forwarding="litellm", fallback=False, max_retries=retries)
+    fresh_backend.fail(status=503, times=None)
+    body = {"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=60)
+    assert response.status_code == 502
+    assert len(fresh_backend.requests_for("weak-model")) == sent

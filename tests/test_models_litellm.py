@@ -1,0 +1,189 @@
+"""LiteLLMChatModel against the local OpenAI-compatible backend over real HTTP: retries, strict
+tools, the `stream_usage` flag, usage details and streamed metadata, with `ChatOpenAI` as the
+reference for what reaches the provider and what comes back."""
+
+from __future__ import annotations
+
+import operator
+from functools import reduce
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+from routellm_lc.models import LiteLLMChatModel
+from routellm_lc.testing import LocalBackend
+
+MODES = ["invoke", "ainvoke", "stream", "astream"]
+STREAM_MODES = ["stream", "astream"]
+
+
+def _model(backend: LocalBackend, **overrides: Any) -> LiteLLMChatModel:
+    params = {
+        "model": "openai/weak",
+        "api_base": backend.base_url,
+        "api_key": "test-key",
+        "timeout": 10,
+        "max_retries": 0,
+    }
+    return LiteLLMChatModel(**{**params, **overrides})
+
+
+async def _reply(
+    model: Any, mode: str, prompt: str = "hello there", **kwargs: Any
+) -> tuple[AIMessage | AIMessageChunk, list[AIMessageChunk]]:
+    """The answer through one of the four call styles, and the chunks when streamed."""
+    if mode == "invoke":
+        return model.invoke(prompt, **kwargs), []
+    if mode == "ainvoke":
+        return await model.ainvoke(prompt, **kwargs), []
+    if mode == "stream":
+        chunks = list(model.stream(prompt, **kwargs))
+    else:
+        chunks = [chunk async for chunk in model.astream(prompt, **kwargs)]
+    return reduce(operator.add, chunks), chunks
+
+
+@tool
+def magic_function(input: int) -> int:
+    """Applies a magic function to an input."""
+    return input + 2
+
+
+@tool
+def other_function(text: str) -> str:
+    """Echoes the text."""
+    return text
+
+
+# -- retries -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+async def test_max_retries_retries_transient_errors(fresh_backend, mode):
+    fresh_backend.fail(status=503, times=2, model="weak")
+    reply, _ = await _reply(_model(fresh_backend, max_retries=2), mode)
+    assert reply.content == "[weak] echo: hello there"
+    assert [r.status for r in fresh_backend.requests_for("weak")] == [503, 503, 200]
+
+
+def test_rate_limited_request_is_retried(fresh_backend):
+    fresh_backend.fail(status=429, times=1, model="weak")
+    reply = _model(fresh_backend, max_retries=1).invoke("hello there")
+    assert reply.content == "[weak] echo: hello there"
+    assert [r.status for r in fresh_backend.requests_for("weak")] == [429, 200]
+
+
+@pytest.mark.parametrize("mode", ["invoke", "astream"])
+async def test_max_retries_is_the_number_of_retries_not_more(fresh_backend, mode):
+    fresh_backend.fail(status=500, times=None, model="weak")
+    with pytest.raises(Exception, match="injected fault"):
+        await _reply(_model(fresh_backend, max_retries=1), mode)
+    assert len(fresh_backend.requests_for("weak")) == 2
+
+
+# -- tools -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strict", [True, False])
+def test_bind_tools_strict_goes_in_each_function_definition(fresh_backend, strict):
+    fresh_backend.configure("weak", tool_arguments={"magic_function": {"input": 3}})
+    bound = _model(fresh_backend).bind_tools(
+        [magic_function, other_function], tool_choice="magic_function", strict=strict
+    )
+    reply = bound.invoke("what is magic_function(3)?")
+
+    assert reply.tool_calls[0]["name"] == "magic_function"
+    assert reply.tool_calls[0]["args"] == {"input": 3}
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert "strict" not in body
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "magic_function"}}
+    # The same tool definitions ChatOpenAI sends (strict schemas close their objects).
+    reference = ChatOpenAI(model="weak", base_url=fresh_backend.base_url, api_key="test-key")
+    reference.bind_tools(
+        [magic_function, other_function], tool_choice="magic_function", strict=strict
+    ).invoke("what is magic_function(3)?")
+    expected = fresh_backend.requests_for("weak")[-1].body["tools"]
+    assert body["tools"] == expected
+    assert [t["function"]["strict"] for t in body["tools"]] == [strict, strict]
+    if strict:
+        assert body["tools"][0]["function"]["parameters"]["additionalProperties"] is False
+
+
+# -- stream_usage ------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", STREAM_MODES)
+async def test_stream_usage_false_does_not_ask_for_usage(fresh_backend, mode):
+    reply, _ = await _reply(_model(fresh_backend), mode, stream_usage=False)
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert "stream_usage" not in body
+    assert not (body.get("stream_options") or {}).get("include_usage")
+    assert reply.usage_metadata is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_stream_usage_is_a_flag_not_a_request_field(fresh_backend, mode):
+    reply, _ = await _reply(_model(fresh_backend), mode, stream_usage=True)
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert "stream_usage" not in body
+    if mode in STREAM_MODES:
+        assert body["stream_options"] == {"include_usage": True}
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata["input_tokens"] > 0
+
+
+async def test_stream_usage_field_sets_the_default(fresh_backend):
+    quiet = _model(fresh_backend, stream_usage=False)
+    reply, _ = await _reply(quiet, "stream")
+    assert "stream_options" not in fresh_backend.requests_for("weak")[-1].body
+    assert reply.usage_metadata is None
+
+    reply, _ = await _reply(quiet, "astream", stream_usage=True)
+    assert fresh_backend.requests_for("weak")[-1].body["stream_options"] == {"include_usage": True}
+    assert reply.usage_metadata is not None
+
+    reply, _ = await _reply(_model(fresh_backend), "stream")  # the default asks for usage
+    assert fresh_backend.requests_for("weak")[-1].body["stream_options"] == {"include_usage": True}
+    assert reply.usage_metadata is not None
+
+
+# -- usage details -----------------------------------------------------------------------------
+USAGE_DETAILS = {
+    "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0},
+}
+
+
+@pytest.fixture
+def details_backend(fresh_backend: LocalBackend) -> LocalBackend:
+    """The local backend reporting cached prompt tokens and reasoning tokens in its usage
+    (as OpenAI does for prompt caching and reasoning models)."""
+    fresh_backend.configure(usage_details=USAGE_DETAILS)
+    return fresh_backend
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_usage_details_reach_usage_metadata(details_backend, mode):
+    reply, _ = await _reply(_model(details_backend), mode)
+    usage = reply.usage_metadata
+    assert usage is not None
+    assert usage["input_token_details"] == {"audio": 0, "cache_read": 3}
+    assert usage["output_token_details"] == {"audio": 0, "reasoning": 2}
+    # What ChatOpenAI reports for the same response.
+    reference = ChatOpenAI(
+        model="weak", base_url=details_backend.base_url, api_key="test-key", stream_usage=True
+    )
+    expected, _ = await _reply(reference, mode)
+    assert usage == expected.usage_metadata
+
+
+# -- streamed metadata -------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", STREAM_MODES)
+async def test_streamed_chunks_carry_model_provider(fresh_backend, mode):
+    model = _model(fresh_backend)
+    reply, chunks = await _reply(model, mode)
+    # LangChain closes every stream with an empty chunk of its own (chunk_position="last").
+    ours = [c for c in chunks if c.chunk_position != "last"]
+    assert ours
+    assert all(c.response_metadata.get("model_provider") == "litellm" for c in ours)
+    assert reply.response_metadata["model_provider"] == "litellm"
+    assert reply.response_metadata["finish_reason"] == "stop"
+    invoked = model.invoke("hello there")
+    assert reply.response_metadata["model_provider"] == invoked.response_metadata["model_provider"]
