@@ -35,6 +35,8 @@ from routellm_lc.errors import RouteLLMError
 from routellm_lc.routers.base import Router
 
 DEFAULT_SAMPLE = "training prompts"
+#: Below this many prompts the calibration result carries a caution (`Calibration.note`).
+SMALL_SAMPLE = 100
 
 
 class CalibrationError(RouteLLMError, ValueError):
@@ -52,6 +54,16 @@ class Calibration:
     measured_share: float
     """Fraction of the sample scoring ≥ threshold: `strong_pct` up to a prompt, unless ties."""
     sample: str
+
+    @property
+    def note(self) -> str | None:
+        """A caution when the sample is too small for the threshold to generalise."""
+        if self.n_prompts >= SMALL_SAMPLE:
+            return None
+        return (
+            f"only {self.n_prompts} prompt(s) in the sample: the threshold is a rough guess; "
+            f"calibrate on at least {SMALL_SAMPLE} (ideally thousands) of your prompts."
+        )
 
     def __str__(self) -> str:
         return (
@@ -76,7 +88,12 @@ def validate_strong_pct(strong_pct: float | str) -> float:
             f"(e.g. 20%), got {strong_pct!r}."
         ) from None
     if not 0.0 < value < 1.0:  # also rejects NaN
-        hint = " (a share: 0.2 means 20%)" if 1.0 < value <= 100.0 else ""
+        if text.endswith("%"):
+            hint = " (as a percentage: strictly between 0% and 100%)"
+        elif 1.0 < value < 100.0:
+            hint = f" (a share: 0.2 means 20%; for {value:g}% write {value:g}%)"
+        else:
+            hint = ""
         raise CalibrationError(
             f"strong share must be strictly between 0 and 1, got {strong_pct!r}{hint}."
         )
@@ -100,19 +117,19 @@ def cached_scores(
     router: Router,
     prompts: Sequence[str],
     *,
-    checkpoint: str | None = None,
+    identity: str | None = None,
     progress: bool = False,
     use_cache: bool = True,
     sample: str = "prompts",
 ) -> np.ndarray:
-    """Router scores for `prompts`, cached on disk like evaluation scores (keyed by the
-    router's identity and the exact prompt list). `random` is never cached."""
+    """Router scores for `prompts`, cached on disk like evaluation scores, keyed by `identity`
+    (`evals.harness.router_identity`) and the exact prompt list. None: not cached (a router
+    whose scores nothing identifies, and `random`)."""
     from routellm_lc.evals import harness
 
     if router.name == harness.RANDOM_ROUTER:
-        return harness.score_prompts(router, list(prompts), desc="calibration", progress=progress)
-    identity = harness.router_identity(router, checkpoint)
-    loaded = harness.LoadedRouter(router.name, router, checkpoint, identity)
+        identity = None
+    loaded = harness.LoadedRouter(router.name, router, None, identity)
     cache = harness.ScoreCache() if use_cache else None
     scores, _ = harness.cached_scores(
         loaded, f"calibration:{sample}", list(prompts), cache, progress=progress
@@ -129,18 +146,25 @@ def default_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[str]
         return training_prompts(data_dir)
     except DataDirError as exc:
         raise CalibrationError(
-            f"No prompt sample given and the bundled training prompts are unavailable: {exc}"
+            f"No prompt sample given and the default sample (the training sources' prompts) "
+            f"is unavailable: {exc} Or calibrate on your own prompts: --prompts FILE "
+            "(prompts= in Python)."
         ) from None
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
-    """Prompts from a text file (one per line) or JSONL (objects with a `prompt` field)."""
+    """Prompts from a file, by its extension: `.jsonl` / `.json` hold one JSON object with a
+    `prompt` field per line; anything else (`.txt`) one prompt per line, taken as written."""
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"Prompt file {path} not found.")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    first = next((line.strip() for line in lines if line.strip()), "")
-    if not (path.suffix == ".jsonl" or first.startswith("{")):
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8."
+        ) from None
+    if path.suffix.lower() not in (".jsonl", ".json"):
         prompts = [line for line in lines if line.strip()]
     else:
         prompts = []
@@ -150,7 +174,10 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CalibrationError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
+                raise CalibrationError(
+                    f"{path}:{number}: not valid JSON ({exc.msg}); a .jsonl file holds one "
+                    'object per line ({"prompt": "..."}); for plain text use a .txt file.'
+                ) from None
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
                 raise CalibrationError(
                     f"{path}:{number}: expected an object with a string 'prompt'."
@@ -178,14 +205,18 @@ def calibrate_threshold(
     traffic sample; None = the bundled training prompts (`default_prompts`), scored once and
     cached on disk.
     """
+    from routellm_lc.evals.harness import router_identity
+
     pct = validate_strong_pct(strong_pct)
     if isinstance(router, str):
         from routellm_lc.routers.base import load_router
 
         router = load_router(router, checkpoint, **router_kwargs)
-    result = _calibrate(
-        router, router.name, pct, prompts, checkpoint, data_dir, progress, use_cache
-    )
+        identity = router_identity(router, checkpoint, router_kwargs)
+    else:
+        # How an object was built is unknown: only its own cache_key identifies its scores.
+        identity = getattr(router, "cache_key", None) or None
+    result = _calibrate(router, router.name, pct, prompts, identity, data_dir, progress, use_cache)
     return result.threshold
 
 
@@ -208,13 +239,17 @@ def calibrate(
 
     pct = validate_strong_pct(strong_pct)  # before loading anything
     if router_name == "random":
-        router = load_router(router_name)
+        if checkpoint:
+            raise CalibrationError("The random router has no checkpoint: drop --checkpoint.")
+        # Seeded, so the same sample gives the same threshold (it is meaningless anyway:
+        # random sends about the share asked for at threshold 1 - share).
+        router, identity = load_router(router_name, seed=0), None
     else:
         checkpoints = {router_name: checkpoint} if checkpoint else None
         # load failures: one clear error
         (loaded,) = load_routers([router_name], checkpoints, device=device)
-        router = loaded.router
-    return _calibrate(router, router_name, pct, prompts, checkpoint, data_dir, progress, use_cache)
+        router, identity = loaded.router, loaded.identity
+    return _calibrate(router, router_name, pct, prompts, identity, data_dir, progress, use_cache)
 
 
 def _calibrate(
@@ -222,7 +257,7 @@ def _calibrate(
     router_name: str,
     pct: float,
     prompts: Sequence[str] | None,
-    checkpoint: str | None,
+    identity: str | None,
     data_dir: str | os.PathLike[str] | None,
     progress: bool,
     use_cache: bool,
@@ -236,7 +271,7 @@ def _calibrate(
     scores = cached_scores(
         router,
         prompts,
-        checkpoint=checkpoint,
+        identity=identity,
         progress=progress,
         use_cache=use_cache,
         sample=sample,

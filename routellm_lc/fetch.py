@@ -128,6 +128,13 @@ def _git_blob(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _download(url: str, target: Path, remote: RemoteFile, timeout: float) -> None:
     """Download to a temporary file beside `target`, check its hash, then move it in place:
     a failed or corrupt download never leaves a partial file under the real name."""
@@ -148,6 +155,7 @@ def _download(url: str, target: Path, remote: RemoteFile, timeout: float) -> Non
             raise FetchError(
                 f"{url} does not match its pin (expected {problem}); nothing was written."
             )
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a fetched file is ordinary
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -110,3 +110,54 @@ def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):
     result = calibrate("test_calibration_hash", 0.3, data_dir=tmp_path)
     assert seen["data_dir"] == tmp_path
     assert result.sample == "training prompts" and result.n_prompts == 50
+
+
+def test_prompt_file_kind_follows_its_extension(tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text('{"role": "user"} is a JSON-looking prompt\nsecond\n')
+    assert read_prompt_file(txt) == ['{"role": "user"} is a JSON-looking prompt', "second"]
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufefffirst\n".encode())
+    assert read_prompt_file(bom) == ["first"]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(CalibrationError, match="not UTF-8"):
+        read_prompt_file(latin)
+
+
+def test_random_is_seeded_and_takes_no_checkpoint(capsys):
+    first = calibrate("random", 0.2, prompts=PROMPTS)
+    assert calibrate("random", 0.2, prompts=PROMPTS).threshold == first.threshold
+    argv = ["calibrate", "--router", "random", "--strong-pct", "0.2", "--checkpoint", "x"]
+    assert main(argv) == 2
+    assert "random router has no checkpoint" in capsys.readouterr().err
+
+
+def test_share_hints_and_small_sample_note(tmp_path, capsys):
+    with pytest.raises(CalibrationError) as error:
+        calibrate("test_calibration_hash", "150%", prompts=PROMPTS)
+    assert "0.2 means 20%" not in str(error.value) and "between 0% and 100%" in str(error.value)
+    path = tmp_path / "one.txt"
+    path.write_text("just one prompt\n")
+    argv = ["calibrate", "--router", "test_calibration_hash", "--strong-pct", "0.2"]
+    assert main([*argv, "--prompts", str(path)]) == 0
+    assert "note: only 1 prompt(s) in the sample" in capsys.readouterr().err
+
+
+def test_router_objects_without_a_cache_key_are_never_cached():
+    class Scaled(HashRouter):
+        def __init__(self, power: float) -> None:
+            self.power = power
+
+        def strong_win_rate(self, prompts):
+            return super().strong_win_rate(prompts) ** self.power
+
+    low = calibrate_threshold(Scaled(1.0), PROMPTS, 0.2)
+    high = calibrate_threshold(Scaled(3.0), PROMPTS, 0.2)
+    assert high == pytest.approx(low**3)
+
+
+def test_missing_default_sample_points_to_prompts(tmp_path):
+    (tmp_path / "arena_bench_v1").mkdir()
+    with pytest.raises(CalibrationError, match="no mmlu_pro_nonmmlu/ folder.*--prompts FILE"):
+        calibrate("test_calibration_hash", 0.2, data_dir=tmp_path)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,7 @@ import pytest
 
 from routellm_lc.cli import main
 from routellm_lc.evals.benchmarks import load_benchmark
-from routellm_lc.fetch import FetchError, fetch, origins
+from routellm_lc.fetch import FetchError, Origin, RemoteFile, fetch, origins
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -233,3 +234,22 @@ def test_arena_fetch_derives_the_score_table_the_loader_reads(data_dir, tmp_path
     assert again.derived == {"scores_gpt4_single_ref.csv": False}
     assert len(again.kept) == len(files) and again.downloaded == []
     assert "DIFFERS FROM" in (folder / "MANIFEST.txt").read_text()
+
+
+def test_fetched_files_follow_the_umask(tmp_path):
+    """mkstemp creates 0600 files: a fetched data file must be as readable as any other."""
+    import stat
+
+    data = b"prompt,a,b\nx,True,False\n"
+    remote = RemoteFile("data/t.csv", "c0ffee", hashlib.sha256(data).hexdigest())
+    origin = Origin("toy", "o/r", "MIT", "test", {"t.csv": remote})
+    served = tmp_path / "mirror" / "o/r" / "c0ffee" / "data"
+    served.mkdir(parents=True)
+    (served / "t.csv").write_bytes(data)
+    old = os.umask(0o022)
+    try:
+        with _serving(tmp_path / "mirror") as base:
+            fetch("toy", tmp_path / "data", base_url=base, progress=False, origin=origin)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "data" / "toy" / "t.csv").stat().st_mode) == 0o644

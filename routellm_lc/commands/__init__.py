@@ -13,3 +13,14 @@ DEVICE_HELP = (
 
 def add_device_argument(parser: argparse.ArgumentParser, help: str = DEVICE_HELP) -> None:
     parser.add_argument("--device", default=None, metavar="DEVICE", help=help)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from routellm_lc.commands import add_device_argument
 
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts",
         metavar="FILE",
-        help='your own sample: .txt (one prompt per line) or .jsonl (a "prompt" field)',
+        help='your own sample: .jsonl/.json (one object with a "prompt" field per line); any '
+        "other file (.txt): one prompt per line",
     )
     parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
     parser.add_argument("--data-dir", help="data folder for the default sample")
@@ -49,4 +51,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(result)
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from routellm_lc.commands import add_device_argument
+from routellm_lc.commands import add_device_argument, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="folder for the .json and .png files")
     parser.add_argument("--data-dir", help="data folder holding routellm_evals/")
     parser.add_argument(
-        "--limit", type=int, help="evaluate a seeded stratified subset of N prompts per benchmark"
+        "--limit",
+        type=positive_int,
+        help="evaluate a seeded stratified subset of N prompts per benchmark",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --limit (default: 0)")
     parser.add_argument(
@@ -48,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weak-model",
         help="CSV column of the weak model (default: mistralai/Mixtral-8x7B-Instruct-v0.1)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="prompts per router call")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="prompts per router call (≥ 1)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
     add_device_argument(parser)
     parser.add_argument(

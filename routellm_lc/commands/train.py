@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shlex
 import sys
+from pathlib import Path
 
-from routellm_lc.commands import add_device_argument
+from routellm_lc.commands import add_device_argument, positive_int
+
+#: `--sources none`: no data source, train on --user-battles alone.
+NO_SOURCES = "none"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--router", default="mf", help="mf (default), sw_ranking or bert")
     parser.add_argument(
-        "--sources", nargs="+", default=None, help="training sources (default: all outcome sources)"
+        "--sources",
+        nargs="+",
+        default=None,
+        help="training sources (default: all outcome sources: arena_bench_v1, "
+        "mmlu_pro_nonmmlu, zeroeval_math_l5, theoremqa, faithful_cot; alpaca_eval adds "
+        "non-commercial battles); `none`: train on --user-battles alone",
     )
     parser.add_argument(
         "--data-dir",
@@ -35,24 +45,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recipe",
         default=None,
         choices=("difficulty-length", "arena-length", "tiers-all"),
-        help="training recipe (default: difficulty-length for mf, tiers-all for the others; "
-        "see docs/router-research.md)",
+        help="training recipe (default: difficulty-length for mf, tiers-all for the others "
+        "and whenever --user-battles is given; see docs/router-research.md)",
     )
     parser.add_argument(
         "--strong-model",
         default=None,
-        help="model identity scored as strong (default: the strong tier; with --user-battles, "
-        "one of your models)",
+        help="model identity scored as strong, one of the training battles' models (default: "
+        "strong-tier; with --sources none and two models in your battles, the one that wins "
+        "more often)",
     )
-    parser.add_argument("--weak-model", default=None, help="model identity scored as weak")
+    parser.add_argument(
+        "--weak-model", default=None, help="model identity scored as weak (default: weak-tier)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--holdout", type=float, default=0.2, help="share of question groups held out"
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="share of question groups (and of your battles' prompts) held out, in [0, 1)",
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="train on a seeded subset of N questions"
+        "--limit", type=positive_int, default=None, help="train on a seeded subset of N questions"
     )
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="training epochs (mf tiers-all, bert)"
+    )
     add_device_argument(
         parser,
         help="where bert fine-tunes: auto (default: a GPU when torch sees one, else the CPU), "
@@ -91,25 +109,112 @@ def _reproduce_command(args: argparse.Namespace) -> str:
 
 
 def _card_eval(folder: str, router: str) -> dict[str, dict[str, float]]:
-    """{benchmark: {apgr, cpt50 (fraction)}} from `routellm-lc eval` JSON files in `folder`."""
+    """{benchmark: {apgr, cpt50 (fraction)}} from `routellm-lc eval` JSON files in `folder`,
+    read before training: a folder without usable figures is an error, not a card without."""
     from pathlib import Path
 
+    from routellm_lc.training.fit import RecipeError
+
+    if not Path(folder).is_dir():
+        raise RecipeError(f"--card-eval {folder} is not a folder (an `eval --output` folder).")
     results = {}
     for name in ("mt-bench", "gsm8k", "mmlu"):
         path = Path(folder) / f"{name}.json"
-        if path.is_file():
-            row = json.loads(path.read_text())["routers"].get(router)
-            if row:
-                results[name] = {"apgr": row["apgr"], "cpt50": row["cpt50"] / 100}
+        if not path.is_file():
+            continue
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))["routers"].get(router)
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise RecipeError(f"--card-eval: {path} is not an eval result ({exc}).") from None
+        if not row:
+            continue
+        if not all(isinstance(row.get(k), int | float) for k in ("apgr", "cpt50")):
+            raise RecipeError(
+                f"--card-eval: {path} has no APGR/CPT(50%) figure for {router} (null: the "
+                "strong and weak qualities were equal); the card would have nothing to show."
+            )
+        results[name] = {"apgr": row["apgr"], "cpt50": row["cpt50"] / 100}
+    if not results:
+        raise RecipeError(
+            f"--card-eval: no mt-bench/gsm8k/mmlu.json in {folder} with a row for {router}."
+        )
     return results
 
 
+def _sources(args: argparse.Namespace) -> tuple[str, ...]:
+    from routellm_lc.training.fit import RecipeError, check_sources
+    from routellm_lc.training.sources import OUTCOME_SOURCES
+
+    if not args.sources:
+        return OUTCOME_SOURCES
+    if NO_SOURCES in args.sources:
+        if len(args.sources) > 1:
+            raise RecipeError("--sources none trains on --user-battles alone: name no others.")
+        if not args.user_battles:
+            raise RecipeError("--sources none needs --user-battles FILE (nothing to train on).")
+        return ()
+    return tuple(check_sources(args.sources))
+
+
+def _check_options(args: argparse.Namespace, sources: tuple[str, ...]) -> None:
+    """Refuse options the chosen router and recipe would silently ignore (they would also be
+    recorded in the card's reproduce command), before any data is read."""
+    from routellm_lc.routers.base import get_router_class
+    from routellm_lc.training.fit import RecipeError
+
+    cls = get_router_class(args.router)  # an unknown name: its own clear error
+    if args.router != "mf" and not hasattr(cls, "fit"):
+        raise RecipeError(
+            f"Router {args.router!r} cannot be trained: train mf, sw_ranking or bert."
+        )
+    if not 0.0 <= args.holdout < 1.0:
+        raise RecipeError(f"--holdout must be a share in [0, 1) (e.g. 0.2), got {args.holdout}.")
+    given = {
+        "--strong-model": args.strong_model,
+        "--weak-model": args.weak_model,
+        "--epochs": args.epochs,
+        "--user-battles": args.user_battles,
+    }
+    recipe_fixed = args.recipe == "difficulty-length" or (args.router, args.recipe) == (
+        "mf",
+        "arena-length",
+    )
+    if recipe_fixed:
+        ignored = [flag for flag, value in given.items() if value is not None]
+        ignored += ["--sources alpaca_eval"] if "alpaca_eval" in sources else []
+        if ignored:
+            raise RecipeError(
+                f"--router {args.router} --recipe {args.recipe} learns from per-model "
+                "outcomes, not battles, and scores the strong tier against the weak tier; it "
+                f"does not use {', '.join(ignored)}: add --recipe tiers-all to train on battles "
+                "(and your own model names)."
+            )
+    takes_epochs = args.router == "mf" or "epochs" in inspect.signature(cls).parameters
+    if args.epochs is not None and not takes_epochs:
+        raise RecipeError(f"--router {args.router} has no training epochs: drop --epochs.")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise RecipeError(f"--output {output} is a file; name a folder for the checkpoint.")
+
+
 def run(args: argparse.Namespace) -> int:
+    from routellm_lc.data import MissingDataError, data_dir, present_folders
     from routellm_lc.training.fit import model_card, train_router
-    from routellm_lc.training.sources import OUTCOME_SOURCES, load_user_battles
+    from routellm_lc.training.sources import SOURCES, load_user_battles
 
     if args.recipe is None:
-        args.recipe = "difficulty-length" if args.router == "mf" else "tiers-all"
+        if args.router == "mf" and not args.user_battles:
+            args.recipe = "difficulty-length"
+        else:
+            args.recipe = "tiers-all"
+            if args.router == "mf":
+                print(
+                    "note: training on battles (--user-battles): recipe tiers-all",
+                    file=sys.stderr,
+                )
+    sources = _sources(args)
+    _check_options(args, sources)
+    evals = _card_eval(args.card_eval, args.router) if args.card_eval else None
     if args.device:
         from routellm_lc.routers.base import get_router_class, resolve_device
 
@@ -122,25 +227,33 @@ def run(args: argparse.Namespace) -> int:
             )
     user = load_user_battles(args.user_battles) if args.user_battles else ()
     extra = {"epochs": args.epochs} if args.epochs else {}
-    if args.strong_model:
-        extra["strong_model"] = args.strong_model
-    if args.weak_model:
-        extra["weak_model"] = args.weak_model
-    sources = tuple(args.sources) if args.sources else OUTCOME_SOURCES
-    router, report = train_router(
-        args.router,
-        recipe=args.recipe,
-        sources=sources,
-        data_dir=args.data_dir,
-        user_battles=user,
-        seed=args.seed,
-        holdout=args.holdout,
-        limit=args.limit,
-        device=args.device,
-        **extra,
-    )
+    try:
+        router, report = train_router(
+            args.router,
+            recipe=args.recipe,
+            sources=sources,
+            data_dir=args.data_dir,
+            user_battles=user,
+            seed=args.seed,
+            holdout=args.holdout,
+            limit=args.limit,
+            device=args.device,
+            strong_model=args.strong_model,
+            weak_model=args.weak_model,
+            **extra,
+        )
+    except MissingDataError as exc:
+        if exc.folder not in SOURCES:
+            raise
+        root = data_dir(args.data_dir)
+        present = [name for name in present_folders(root) if name in SOURCES]
+        instead = (
+            f"choose among the sources present with --sources {' '.join(present)}"
+            if present
+            else "train on your own battles alone with --user-battles FILE --sources none"
+        )
+        raise MissingDataError(f"{exc} Or {instead}.", exc.folder) from None
     command = _reproduce_command(args)
-    evals = _card_eval(args.card_eval, args.router) if args.card_eval else None
     router.save_pretrained(args.output, model_card=model_card(args.router, report, command, evals))
     print(
         json.dumps(
@@ -148,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
                 "output": args.output,
                 "heldout_apgr": report.heldout_apgr,
                 "n_train_battles": report.n_train_battles,
+                "user_battles": report.user_battles,
                 "decontaminated": report.decontaminated,
                 **({"device": report.device} if report.device else {}),
             },

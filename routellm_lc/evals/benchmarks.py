@@ -23,10 +23,28 @@ import numpy as np
 
 from routellm_lc.errors import RouteLLMError
 
+csv.field_size_limit(1 << 30)  # long prompts (pasted documents) exceed csv's 131,072 default
+
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 BUILTIN_BENCHMARKS = ("mt-bench", "mmlu", "gsm8k")
 EVALS_FOLDER = "routellm_evals"
+
+
+#: What each built-in benchmark reads in `routellm_evals/` (checked up front for a clear error).
+_EVALS_FILES = {
+    "mt-bench": (
+        "mt_bench_question.jsonl",
+        "mt_bench_judgements.jsonl",
+        "mt_bench_contaminated_prompts.jsonl",
+    ),
+    "mmlu": ("mmlu_responses", "mmlu_contaminated_prompts.jsonl"),
+    "gsm8k": ("gsm8k_responses.csv", "gsm8k_contaminated_prompts.jsonl"),
+}
+_FETCH_HINT = (
+    f"fetch it with `routellm-lc data fetch {EVALS_FOLDER} --into {{root}}` (files already "
+    "there and verified are kept)"
+)
 
 
 class BenchmarkError(RouteLLMError, ValueError):
@@ -114,8 +132,16 @@ def load_benchmark(
         folder = resolve_data_dir(data_dir) / EVALS_FOLDER
         if not folder.is_dir():
             raise BenchmarkError(
-                f"No {EVALS_FOLDER}/ folder in the data directory {folder.parent}."
+                f"No {EVALS_FOLDER}/ folder in the data directory {folder.parent}: "
+                f"{_FETCH_HINT.format(root=folder.parent)} "
+                "or evaluate on your own CSV (--benchmark FILE.csv)."
             )
+        for needed in _EVALS_FILES[spec]:
+            if not (folder / needed).exists():
+                raise BenchmarkError(
+                    f"{spec}: {folder / needed} is missing ({EVALS_FOLDER}/ is incomplete): "
+                    f"{_FETCH_HINT.format(root=folder.parent)}."
+                )
         loader = {"mt-bench": load_mt_bench, "mmlu": load_mmlu, "gsm8k": load_gsm8k}[spec]
         return loader(folder)
     if spec.lower().endswith(".csv") or Path(spec).is_file():
@@ -191,7 +217,11 @@ def load_csv(
     if not path.is_file():
         raise BenchmarkError(f"Benchmark CSV not found: {path}.")
     rows = _read_csv(path)
-    columns = set(rows[0]) if rows else set()
+    if not rows:
+        raise BenchmarkError(
+            f"{path} has no data rows (only a header, or nothing): add one row per prompt."
+        )
+    columns = {c for c in rows[0] if c not in (_ROW, _LINE, None)}
     missing = [c for c in ("prompt", strong_model, weak_model) if c not in columns]
     if missing:
         raise BenchmarkError(
@@ -203,10 +233,30 @@ def load_csv(
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV as dicts (header → cell), each with its 1-based data-row number under
+    `_ROW` and the file line it starts on under `_LINE`; `BenchmarkError` for an unreadable file.
+    A UTF-8 byte-order mark (Excel's "CSV UTF-8") is dropped."""
     if not path.is_file():
         raise BenchmarkError(f"Benchmark file not found: {path}.")
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+    rows: list[dict[str, str]] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            line = 1
+            for number, row in enumerate(reader, 1):
+                row[_ROW], row[_LINE] = str(number), str(line + 1)
+                rows.append(row)
+                line = reader.line_num
+    except UnicodeDecodeError as exc:
+        raise BenchmarkError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV."
+        ) from None
+    except csv.Error as exc:
+        raise BenchmarkError(f"{path}: not a readable CSV ({exc}).") from None
+    return rows
+
+
+_ROW, _LINE = "\0row", "\0line"  # keys no CSV header can hold
 
 
 def _from_rows(
@@ -217,12 +267,31 @@ def _from_rows(
     weak_model: str,
     parse: Callable[[str], float],
 ) -> Benchmark:
-    kept = [row for row in rows if row["prompt"] not in removed]
-    try:
-        strong = np.array([parse(row[strong_model]) for row in kept], dtype=np.float64)
-        weak = np.array([parse(row[weak_model]) for row in kept], dtype=np.float64)
-    except ValueError as exc:
-        raise BenchmarkError(f"{name}: {exc}") from None
+    """Per-prompt outcomes of the two model columns. A missing or unparseable cell, or a
+    NaN / infinite number, is refused naming its row and column: a benchmark with a hole in it
+    would give NaN metrics (and no prompt is silently dropped)."""
+
+    def cell(row: dict[str, str], column: str) -> str:
+        value = row.get(column)
+        if value is None:  # the row has fewer fields than the header
+            raise BenchmarkError(f"{name}: {_where(row)} has no {column!r} field.")
+        return value
+
+    def outcome(row: dict[str, str], column: str) -> float:
+        value = cell(row, column)
+        try:
+            number = parse(value)
+        except ValueError as exc:
+            raise BenchmarkError(f"{name}: {_where(row)}, column {column!r}: {exc}.") from None
+        if not np.isfinite(number):
+            raise BenchmarkError(
+                f"{name}: {_where(row)}, column {column!r}: {value!r} is not a finite number."
+            )
+        return number
+
+    kept = [row for row in rows if cell(row, "prompt") not in removed]
+    strong = np.array([outcome(row, strong_model) for row in kept], dtype=np.float64)
+    weak = np.array([outcome(row, weak_model) for row in kept], dtype=np.float64)
     return Benchmark(
         name=name,
         prompts=[row["prompt"] for row in kept],
@@ -233,13 +302,19 @@ def _from_rows(
     )
 
 
+def _where(row: dict[str, str]) -> str:
+    return f"row {row.get(_ROW, '?')} (line {row.get(_LINE, '?')})"
+
+
 def _parse_bool(value: str) -> float:
     text = value.strip().lower()
     if text in ("true", "1", "1.0"):
         return 1.0
     if text in ("false", "0", "0.0"):
         return 0.0
-    raise ValueError(f"expected True/False, got {value!r}")
+    raise ValueError(
+        f"expected True/False, got {value!r}" + (" (an empty cell)" if not text else "")
+    )
 
 
 def _parse_outcome(value: str) -> float:
@@ -251,4 +326,5 @@ def _parse_outcome(value: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"expected True/False or a number, got {value!r}") from None
+        empty = " (an empty cell)" if not value.strip() else ""
+        raise ValueError(f"expected True/False or a number, got {value!r}{empty}") from None

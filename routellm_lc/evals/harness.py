@@ -2,9 +2,11 @@
 
 Scoring is the only expensive step, so scores are cached on disk (`cache_dir()/scores`),
 keyed by the router's identity (its `cache_key` attribute when it sets one — `mf` sets
-"mf:<hash of its checkpoint>" — else its checkpoint path and modification time), the
-benchmark name and a hash of the exact prompt list. The `random` router is never cached:
-it is scored afresh with seeds 0-9 and its curve averaged over the 10 runs.
+"mf:<hash of its checkpoint>:<strong, weak model, embedder>" — else its checkpoint path and
+modification time), the benchmark name and a hash of the exact prompt list. A router object
+built with settings it does not report in a `cache_key` has no identity and is never cached,
+nor is a scoring run that left any prompt unscored. The `random` router is never cached: it is
+scored afresh with seeds 0-9 and its curve averaged over the 10 runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ class LoadedRouter:
     name: str
     router: Router | None
     checkpoint: str | None = None
-    identity: str = ""
+    identity: str | None = ""
+    """The cache identity of its scores (`router_identity`); None: never cached."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,11 +84,18 @@ def load_routers(
     return loaded
 
 
-def router_identity(router: Router, checkpoint: str | None) -> str:
-    """What makes this router's scores reusable: its own cache key, else its checkpoint."""
+def router_identity(
+    router: Router, checkpoint: str | None, settings: Mapping[str, Any] | None = None
+) -> str | None:
+    """What makes this router's scores reusable: its own cache key, else its checkpoint (a
+    router loaded by name with nothing else). `settings`: keyword arguments it was built with
+    besides the checkpoint; a router without a `cache_key` that says how they change its
+    scores then has no identity (None: its scores are never cached)."""
     key = getattr(router, "cache_key", None)
     if key:
         return str(key)
+    if settings:
+        return None
     kind = f"{type(router).__module__}.{type(router).__qualname__}"
     if checkpoint is None:
         return f"{kind}:default"
@@ -139,6 +149,16 @@ class ScoreCache:
         partial.replace(path)
 
 
+def validate_batch_size(batch_size: int) -> int:
+    """A batch size of at least one prompt, or `RouteLLMError` (0 would never advance, a
+    negative one would skip every prompt)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise RouteLLMError(f"batch_size must be a whole number, got {batch_size!r}.")
+    if batch_size < 1:
+        raise RouteLLMError(f"batch_size must be at least 1, got {batch_size}.")
+    return int(batch_size)
+
+
 def score_prompts(
     router: Router,
     prompts: Sequence[str],
@@ -149,7 +169,8 @@ def score_prompts(
     """`router.strong_win_rate` over `prompts` in batches, with a progress bar."""
     from tqdm.auto import tqdm
 
-    scores = np.empty(len(prompts), dtype=np.float64)
+    batch_size = validate_batch_size(batch_size)
+    scores = np.full(len(prompts), np.nan, dtype=np.float64)
     with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start : start + batch_size])
@@ -174,15 +195,18 @@ def cached_scores(
 ) -> tuple[np.ndarray, bool]:
     """Scores from the cache when present, else computed (and stored). Returns (scores, hit)."""
     assert loaded.router is not None
+    if loaded.identity is None:
+        cache = None  # nothing identifies these scores: never reuse them
     key = ScoreCache.key(f"{loaded.name}|{loaded.identity}", benchmark_name, prompts)
     if cache is not None:
         hit = cache.load(key)
-        if hit is not None and hit.shape == (len(prompts),):
+        if hit is not None and hit.shape == (len(prompts),) and np.isfinite(hit).all():
             return hit, True
     scores = score_prompts(
         loaded.router, prompts, batch_size, f"{loaded.name} on {benchmark_name}", progress
     )
-    if cache is not None:
+    # Only a complete, finite result is stored: a partial one would poison later runs.
+    if cache is not None and scores.shape == (len(prompts),) and np.isfinite(scores).all():
         cache.save(key, scores)
     return scores, False
 
@@ -280,13 +304,20 @@ def run_eval(
 
     if not router_names:
         raise RouterLoadError("No routers to evaluate: pass --routers NAME [NAME ...].")
+    batch_size = validate_batch_size(batch_size)
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise RouteLLMError(
+            f"--output {output} is a file; name a folder for the .json and .png results."
+        )
+    specs = list(dict.fromkeys(benchmarks))  # the same benchmark twice is evaluated once
     loaded_benchmarks = [
         load_benchmark(spec, data_dir, strong_model or STRONG_MODEL, weak_model or WEAK_MODEL)
-        for spec in benchmarks
+        for spec in specs
     ]
+    _check_distinct_names(specs, loaded_benchmarks)
     routers = load_routers(router_names, checkpoints, device=device)
     cache = ScoreCache() if use_cache else None
-    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     all_results: dict[str, dict[str, Any]] = {}
     for benchmark in loaded_benchmarks:
@@ -303,6 +334,27 @@ def run_eval(
     return all_results
 
 
+def _check_distinct_names(specs: Sequence[str], benchmarks: Sequence[Benchmark]) -> None:
+    """Results are written to `<output>/<benchmark name>.json`: two CSVs with the same file
+    name would overwrite each other's results, so they are refused before any scoring."""
+    seen: dict[str, str] = {}
+    for spec, benchmark in zip(specs, benchmarks, strict=True):
+        if benchmark.name in seen:
+            raise RouteLLMError(
+                f"Benchmarks {seen[benchmark.name]} and {spec} are both named "
+                f"{benchmark.name!r} (results go to <output>/{benchmark.name}.json): rename "
+                "one of the files, or evaluate them in separate runs."
+            )
+        seen[benchmark.name] = spec
+
+
+def _number(value: Any, spec: str) -> str:
+    """A metric for the table; "null" where it is undefined (NaN), as in the JSON."""
+    if value is None or not np.isfinite(value):
+        return "null"
+    return format(value, spec)
+
+
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """Router × benchmark table of APGR (± its bootstrap SD when measured) and CPT(50%), the
     optimal router last."""
@@ -317,8 +369,11 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
                 row.append("")
                 continue
             sd = entry.get("apgr_sd")
-            apgr = f"{entry['apgr']:.3f}" + (f"±{sd:.3f}" if sd is not None else "")
-            row.append(f"{apgr}  {entry['cpt50']:5.1f}%")
+            apgr = _number(entry["apgr"], ".3f")
+            if sd is not None and apgr != "null":
+                apgr += f"±{_number(sd, '.3f')}"
+            cpt50 = _number(entry["cpt50"], "5.1f")
+            row.append(f"{apgr}  {cpt50}" + ("%" if cpt50 != "null" else ""))
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
@@ -332,6 +387,9 @@ def format_paired(results: dict[str, dict[str, Any]]) -> list[str]:
     for bench, res in results.items():
         for pair in res.get("paired", []):
             low, high = pair["ci95"]
+            if not np.isfinite(pair["apgr_diff"]):
+                lines.append(f"{bench}: {pair['a']} - {pair['b']} APGR null (no strong-weak gap)")
+                continue
             lines.append(
                 f"{bench}: {pair['a']} - {pair['b']} APGR {pair['apgr_diff']:+.3f} "
                 f"(bootstrap SD {pair['sd']:.3f}, 95% interval {low:+.3f} to {high:+.3f})"

@@ -135,6 +135,14 @@ def load_tensors(folder: Path, name: str = "model.safetensors") -> dict[str, Any
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}.") from None
 
 
+def write_safetensors(path: Path, arrays: Mapping[str, Any]) -> None:
+    """Write numpy arrays as a safetensors file with the permissions of any new file (the
+    umask's, e.g. 0644): `safetensors.numpy.save_file` creates its files 0600."""
+    from safetensors.numpy import save
+
+    path.write_bytes(save(dict(arrays)))
+
+
 def save_checkpoint(
     folder: str | os.PathLike[str],
     config: Mapping[str, Any],
@@ -143,15 +151,29 @@ def save_checkpoint(
 ) -> Path:
     """Write a Hub-layout checkpoint folder (config.json, model.safetensors, README.md)."""
     import numpy as np
-    from safetensors.numpy import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
     arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
-    save_file(arrays, str(folder / "model.safetensors"))
+    write_safetensors(folder / "model.safetensors", arrays)
     (folder / "README.md").write_text(model_card)
     return folder
+
+
+def embedder_label(embedder: Any) -> str:
+    """How an embedder is named in a score-cache key: its spec string, else its `name`."""
+    if isinstance(embedder, str):
+        return embedder
+    return str(getattr(embedder, "name", None) or type(embedder).__qualname__)
+
+
+def scoring_key(router: str, checkpoint_id: str, **settings: Any) -> str:
+    """A router's score-cache key: its checkpoint's content hash plus every load-time setting
+    that changes its scores (`name=value`, sorted), so one folder loaded two ways (another
+    strong/weak pair, another embedder) never shares cached scores."""
+    parts = [f"{k}={settings[k]}" for k in sorted(settings)]
+    return ":".join([router, checkpoint_id, *parts])
 
 
 def checkpoint_identity(folder: Path) -> str:

@@ -105,8 +105,23 @@ class MatrixFactorizationRouter(Router):
         self.weight_decay = weight_decay
         self.noise = noise
         self.seed = seed
-        self.cache_key: str | None = None
+        self._checkpoint_id: str | None = None
         self._direction: np.ndarray | None = None
+
+    @property
+    def cache_key(self) -> str | None:
+        """What identifies this router's scores in the score cache (`evals.harness`): the
+        checkpoint's content hash and the settings chosen at load time that change the scores
+        (strong and weak model, embedder). None for a router not loaded from a checkpoint."""
+        if self._checkpoint_id is None:
+            return None
+        return ckpt.scoring_key(
+            "mf",
+            self._checkpoint_id,
+            strong=self.strong_model,
+            weak=self.weak_model,
+            embedder=ckpt.embedder_label(self.embedder),
+        )
 
     # -- scoring ---------------------------------------------------------------------------
     @property
@@ -404,7 +419,7 @@ class MatrixFactorizationRouter(Router):
             **kwargs,
         )
         router._load_state(config, tensors, names, folder)
-        router.cache_key = f"mf:{ckpt.checkpoint_identity(folder)}"
+        router._checkpoint_id = ckpt.checkpoint_identity(folder)
         router.direction()  # validates strong/weak names now, not on the first request
         unknown = [p for p in router.score_cdfs if p != "projection" and p not in router.features]
         if unknown:

@@ -195,7 +195,24 @@ class SWRankingRouter(Router):
         self.num_tiers = num_tiers
         self.l2 = l2
         self.max_iter = max_iter
-        self.cache_key: str | None = None
+        self._checkpoint_id: str | None = None
+
+    @property
+    def cache_key(self) -> str | None:
+        """What identifies this router's scores in the score cache (`evals.harness`): the
+        checkpoint's content hash and the settings that change the scores (strong and weak
+        model, embedder, l2, max_iter). None for a router not loaded from a checkpoint."""
+        if self._checkpoint_id is None:
+            return None
+        return ckpt.scoring_key(
+            "sw_ranking",
+            self._checkpoint_id,
+            strong=self.strong_model,
+            weak=self.weak_model,
+            embedder=ckpt.embedder_label(self.embedder),
+            l2=self.l2,
+            max_iter=self.max_iter,
+        )
 
     # -- training --------------------------------------------------------------------------
     def fit(self, battles: Sequence[Any]) -> SWRankingRouter:
@@ -373,8 +390,6 @@ class SWRankingRouter(Router):
 
     def save_pretrained(self, folder: str | Path, model_card: str | None = None) -> Path:
         """Write config.json, model.safetensors (float16 embeddings, int32 ids) and README.md."""
-        from safetensors.numpy import save_file
-
         config = self.config()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -387,9 +402,8 @@ class SWRankingRouter(Router):
             "battle_outcome": self.battle_outcome_.astype(np.float32),
             "battle_weight": self.battle_weight_.astype(np.float32),
         }
-        save_file(
-            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
-            str(folder / "model.safetensors"),
+        ckpt.write_safetensors(
+            folder / "model.safetensors", {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         )
         (folder / "README.md").write_text(model_card or _default_card(config))
         return folder
@@ -427,7 +441,7 @@ class SWRankingRouter(Router):
             **kwargs,
         )
         router._load_state(config, tensors, folder)
-        router.cache_key = f"sw_ranking:{ckpt.checkpoint_identity(folder)}"
+        router._checkpoint_id = ckpt.checkpoint_identity(folder)
         router._tier(router.strong_model, "strong")  # validate names now, not on first request
         router._tier(router.weak_model, "weak")
         return router

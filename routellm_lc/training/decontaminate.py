@@ -25,7 +25,13 @@ THRESHOLD = 0.95
 
 def evaluation_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Every prompt text of the evaluation sets (all MT-Bench turns, GSM8K, MMLU)."""
-    folder = resolve_data_dir(data_dir) / "routellm_evals"
+    from routellm_lc.data import require_data
+
+    root = resolve_data_dir(data_dir)
+    why = "training prompts are decontaminated against the evaluation prompts"
+    folder = require_data(root, "routellm_evals", why)
+    for name in ("mt_bench_question.jsonl", "gsm8k_responses.csv", "mmlu_responses"):
+        require_data(root, f"routellm_evals/{name}", why)
     prompts: list[str] = []
     with open(folder / "mt_bench_question.jsonl", encoding="utf-8") as handle:
         for line in handle:

@@ -32,20 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from routellm_lc.errors import RouteLLMError
-
 if TYPE_CHECKING:
     from routellm_lc.training.fit import TrainingReport
 
-from routellm_lc.training.fit import DEFAULT_FEATURES
+from routellm_lc.training.fit import DEFAULT_FEATURES, RecipeError
 from routellm_lc.training.names import STRONG_TIER as STRONG
 from routellm_lc.training.names import WEAK_TIER as WEAK
 from routellm_lc.training.sources import OUTCOME_SOURCES, Question, load_questions
-
-
-class RecipeError(RouteLLMError, ValueError):
-    """A training recipe cannot run with the given router, data or options."""
-
 
 RECIPE = "difficulty-length"
 #: The other recipes' features plus four that count structure (numbers, sentences, choices).
@@ -331,7 +324,7 @@ def train_difficulty_length(
 
     report = TrainingReport(
         recipe=RECIPE,
-        sources=list(sources),
+        sources=[s for s in sources if s in OUTCOME_SOURCES],  # the sources read (licences)
         seed=seed,
         holdout=holdout,
         n_questions=len(questions),

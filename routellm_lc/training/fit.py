@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from routellm_lc.errors import RouteLLMError
 from routellm_lc.training.names import STRONG_TIER, WEAK_TIER
 from routellm_lc.training.sources import (
     OUTCOME_SOURCES,
@@ -43,6 +44,11 @@ from routellm_lc.training.sources import (
     load_questions,
     tier_gap,
 )
+
+
+class RecipeError(RouteLLMError, ValueError):
+    """A training recipe cannot run with the given router, data or options."""
+
 
 #: The cheap prompt features of the `arena-length` and `tiers-all` recipes.
 DEFAULT_FEATURES = (
@@ -132,6 +138,9 @@ class TrainingReport:
     heldout_apgr: dict[str, float] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     user_battles: int = 0
+    """User battles trained on (after decontamination and the held-out split)."""
+    user_battles_heldout: int = 0
+    """User battles held out to measure the router on (`heldout_apgr["user battles"]`)."""
     device: str | None = None
     """Where a torch router (`bert`) was fine-tuned: GPU and CPU arithmetic differ, so runs
     on different devices are not bit-identical."""
@@ -239,6 +248,132 @@ def split_questions(
     return questions, dropped, split_groups(questions, holdout, seed)
 
 
+def check_sources(sources: Sequence[str]) -> list[str]:
+    """The training source names, or `RecipeError` naming the unknown ones and the known."""
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise RecipeError(
+            f"Unknown training source(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(SOURCES)} (or `none`, to train on --user-battles alone)."
+        )
+    return list(dict.fromkeys(sources))
+
+
+def check_split(holdout: float, limit: int | None) -> None:
+    """`holdout` a share in [0, 1) and `limit` (when given) at least 1, else `RecipeError`."""
+    if not 0.0 <= holdout < 1.0:  # also rejects NaN
+        raise RecipeError(f"holdout must be a share in [0, 1) (e.g. 0.2), got {holdout}.")
+    if limit is not None and limit < 1:
+        raise RecipeError(f"limit must be at least 1 question, got {limit}.")
+
+
+def battle_models(recipe: str, sources: Sequence[str], user_battles: Sequence[Battle]) -> list[str]:
+    """The model identities a battle recipe's training battles hold: the two tiers when a
+    data source gives tier battles, then the user's own models."""
+    tier_sources = {"arena_bench_v1"} if recipe == "arena-length" else set(OUTCOME_SOURCES)
+    tiers = bool(set(sources) & (tier_sources | {"alpaca_eval"}))
+    models = [STRONG_TIER, WEAK_TIER] if tiers else []
+    return models + sorted({m for b in user_battles for m in (b.model_a, b.model_b)} - set(models))
+
+
+def resolve_models(
+    recipe: str,
+    sources: Sequence[str],
+    user_battles: Sequence[Battle],
+    strong_model: str | None,
+    weak_model: str | None,
+) -> tuple[str, str]:
+    """The strong and weak identities a battle-trained router scores, checked against the
+    models of its training battles before any data is loaded or fitted.
+
+    Unset, they are the two tiers when a data source gives tier battles; with the user's
+    battles alone and exactly two models in them, the one with the higher win share is strong.
+    """
+    models = battle_models(recipe, sources, user_battles)
+    if not models:
+        raise RecipeError("No training battles: name --sources, or give --user-battles FILE.")
+    if STRONG_TIER in models:
+        strong_model = strong_model or STRONG_TIER
+        weak_model = weak_model or WEAK_TIER
+    elif strong_model is None or weak_model is None:
+        ranked = sorted(models, key=lambda m: -_win_share(user_battles, m))
+        if len(models) != 2:
+            raise RecipeError(
+                f"Your battles hold {len(models)} models ({', '.join(models)}): name the pair "
+                "to route between with --strong-model and --weak-model."
+            )
+        if strong_model is None and weak_model is None:
+            if _win_share(user_battles, ranked[0]) == _win_share(user_battles, ranked[1]):
+                raise RecipeError(
+                    f"{ranked[0]} and {ranked[1]} win equally often in your battles: say which "
+                    "is strong with --strong-model and --weak-model."
+                )
+            strong_model, weak_model = ranked
+        elif strong_model is None:
+            strong_model = next(m for m in models if m != weak_model)
+        else:
+            weak_model = next(m for m in models if m != strong_model)
+    for flag, model in (("--strong-model", strong_model), ("--weak-model", weak_model)):
+        if model not in models:
+            raise RecipeError(
+                f"{flag} {model!r} is not a model of the training battles, so the router could "
+                f"not score it; they hold: {', '.join(models)}."
+            )
+    if strong_model == weak_model:
+        raise RecipeError(f"--strong-model and --weak-model are the same model ({strong_model!r}).")
+    return strong_model, weak_model
+
+
+def _win_share(battles: Sequence[Battle], model: str) -> float:
+    """Weighted share of `model`'s battles it won (a tie counts half)."""
+    won = played = 0.0
+    for b in battles:
+        if model not in (b.model_a, b.model_b):
+            continue
+        played += b.weight
+        if b.winner == "tie":
+            won += b.weight / 2
+        elif (b.winner == "model_a") == (b.model_a == model):
+            won += b.weight
+    return won / played if played else 0.0
+
+
+def split_battles(battles: Sequence[Battle], holdout: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out battles: a seeded `holdout` share of their distinct prompts
+    (every battle on a held-out prompt), never all of them."""
+    prompts = sorted({b.prompt for b in battles})
+    size = min(int(round(len(prompts) * holdout)), max(len(prompts) - 1, 0))
+    rng = np.random.default_rng(seed)
+    held = {prompts[i] for i in rng.choice(len(prompts), size=size, replace=False)}
+    return np.array([b.prompt in held for b in battles], dtype=bool)
+
+
+def battle_apgr(
+    router: Any, battles: Sequence[Battle], strong_model: str, weak_model: str
+) -> float | None:
+    """APGR on battles between `strong_model` and `weak_model`: per battle, the strong model's
+    quality is 1 for a win, 0.5 for a tie and 0 for a loss (the weak model's is 1 minus it).
+    None below 10 such battles, or when neither model wins more often."""
+    from routellm_lc.evals import metrics
+
+    pairs = [b for b in battles if {b.model_a, b.model_b} == {strong_model, weak_model}]
+    if len(pairs) < 10:
+        return None
+    strong = np.array(
+        [
+            0.5
+            if b.winner == "tie"
+            else float((b.winner == "model_a") == (b.model_a == strong_model))
+            for b in pairs
+        ]
+    )
+    weak = 1.0 - strong
+    if np.isclose(strong.mean(), weak.mean()):
+        return None
+    curve = metrics.threshold_curve(router.strong_win_rate([b.prompt for b in pairs]), strong, weak)
+    return round(metrics.apgr(curve, strong.mean(), weak.mean()), 4)
+
+
 def train_router(
     router: str = "mf",
     *,
@@ -251,25 +386,56 @@ def train_router(
     limit: int | None = None,
     embedder: Any = "local",
     progress: bool = True,
-    strong_model: str = STRONG_TIER,
-    weak_model: str = WEAK_TIER,
+    strong_model: str | None = None,
+    weak_model: str | None = None,
     device: str | None = None,
     **router_kwargs: Any,
 ) -> tuple[Any, TrainingReport]:
     """Fit a router with the recipe above; returns (router, report).
 
     `strong_model` / `weak_model` pick the identities the router scores (default: the two
-    tiers); with your own battles, name your own models. `device` is where a router that
-    fine-tunes a torch model (`bert`) trains (None: "auto", a GPU when torch sees one); it is
-    not a setting of the checkpoint, so the model card reports it apart from them.
+    tiers; see `resolve_models` for your own battles); they must be models of the training
+    battles, checked before any data is loaded. With `user_battles`, a `holdout` share of
+    their prompts is held out too and the router's APGR on them is reported as
+    `heldout_apgr["user battles"]`. `device` is where a router that fine-tunes a torch model
+    (`bert`) trains (None: "auto", a GPU when torch sees one); it is not a setting of the
+    checkpoint, so the model card reports it apart from them.
     """
+    check_split(holdout, limit)
+    sources = check_sources(sources)
     if recipe == "difficulty-length":
+        ignored = [
+            name
+            for name, value in (("strong_model", strong_model), ("weak_model", weak_model))
+            if value is not None
+        ] + sorted(router_kwargs)
+        if ignored:
+            raise RecipeError(
+                f"Recipe difficulty-length scores the strong tier against the weak tier and "
+                f"has no training settings; it would ignore {', '.join(ignored)}: use "
+                "--recipe tiers-all."
+            )
         return _train_difficulty_length(
             router, sources, data_dir, user_battles, seed, holdout, limit, embedder, progress
         )
 
     if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+        raise RecipeError(f"Unknown recipe {recipe!r}; known: {', '.join(RECIPES)}.")
+    linear = router == "mf" and recipe == "arena-length"
+    if linear and (user_battles or "alpaca_eval" in sources or router_kwargs.get("epochs")):
+        raise RecipeError(
+            "Recipe arena-length fits mf on arena_bench_v1's outcomes alone: it cannot use "
+            "--user-battles, alpaca_eval or --epochs; use --recipe tiers-all."
+        )
+    if not linear:
+        strong_model, weak_model = resolve_models(
+            recipe, sources, user_battles, strong_model, weak_model
+        )
+    elif (strong_model or STRONG_TIER, weak_model or WEAK_TIER) != (STRONG_TIER, WEAK_TIER):
+        raise RecipeError(
+            "Recipe arena-length scores the strong tier against the weak tier: drop "
+            "--strong-model / --weak-model, or use --recipe tiers-all."
+        )
     questions, dropped, held = split_questions(sources, data_dir, seed, holdout, limit)
     train = [q for q, h in zip(questions, held, strict=True) if not h]
     test = [q for q, h in zip(questions, held, strict=True) if h]
@@ -279,11 +445,16 @@ def train_router(
     extra, extra_dropped = _extra_battles(sources, user_battles, data_dir)
     for source, count in extra_dropped.items():
         dropped[source] = dropped.get(source, 0) + count
-    battles = tier_battles(battle_questions) + extra
+    user_kept = [b for b in extra if b.source == "user"]
+    user_held = split_battles(user_kept, holdout, seed)
+    user_train = [b for b, h in zip(user_kept, user_held, strict=True) if not h]
+    user_test = [b for b, h in zip(user_kept, user_held, strict=True) if h]
+    battles = tier_battles(battle_questions) + [b for b in extra if b.source != "user"]
+    battles += user_train
     if not battles:
-        raise ValueError("No training battles: check the sources and the data directory.")
+        raise RecipeError("No training battles: check the sources and the data directory.")
 
-    if router == "mf" and recipe == "arena-length":
+    if linear:
         settings = {"alpha": RIDGE_ALPHA, "features": list(DEFAULT_FEATURES), **router_kwargs}
         model = fit_arena_length(battle_questions, train, embedder, **settings)
         settings["length_prior_beta"] = LENGTH_PRIOR_WEIGHT
@@ -303,7 +474,7 @@ def train_router(
 
         cls = get_router_class(router)
         if not hasattr(cls, "fit"):
-            raise ValueError(f"Router {router!r} cannot be trained.")
+            raise RecipeError(f"Router {router!r} cannot be trained.")
         settings = dict(router_kwargs)
         model = cls(
             strong_model=strong_model,
@@ -316,20 +487,27 @@ def train_router(
             model.fit(battles, progress=progress)
         else:
             model.fit(battles)
+    heldout = heldout_quality(model, test) if test else {}
+    if user_test and not linear:
+        user_apgr = battle_apgr(model, user_test, strong_model, weak_model)
+        if user_apgr is not None:
+            heldout["user battles"] = user_apgr
+    read = [s for s in sources if s in OUTCOME_SOURCES]
     report = TrainingReport(
         recipe=recipe,
-        sources=list(sources),
+        sources=read + (["alpaca_eval"] if "alpaca_eval" in sources and not linear else []),
         seed=seed,
         holdout=holdout,
         n_questions=len(questions),
         n_train_battles=len(battles),
         decontaminated=dropped,
-        heldout_apgr=heldout_quality(model, test) if test else {},
+        heldout_apgr=heldout,
         hyperparameters={
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
             **({"logit_prior": model.logit_prior} if getattr(model, "logit_prior", None) else {}),
         },
-        user_battles=len(user_battles),
+        user_battles=len(user_train),
+        user_battles_heldout=len(user_test),
         device=_model_device(model),
     )
     return model, report
@@ -437,7 +615,13 @@ def model_card(
             else f"{report.n_train_battles} soft tier battles "
         )
         + f"from the {100 - 100 * report.holdout:.0f}% "
-        f"training split (seed {report.seed}); user battles: {report.user_battles}. "
+        f"training split (seed {report.seed}); user battles: {report.user_battles}"
+        + (
+            f" (and {report.user_battles_heldout} held out to measure it)"
+            if report.user_battles_heldout
+            else ""
+        )
+        + ". "
         "Never trained on RouteLLM's evaluation files.",
         "",
         "| source | licence |",

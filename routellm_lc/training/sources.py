@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from routellm_lc.data import data_dir as resolve_data_dir
+from routellm_lc.data import require_data
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.training.names import canonical, tier
 
@@ -267,10 +268,24 @@ def load_questions(
     unknown = [s for s in sources if s not in _LOADERS]
     if unknown:
         raise RouteLLMError(f"Unknown outcome source(s) {unknown}; known: {sorted(_LOADERS)}.")
+    for source in sources:  # every folder checked before any is read
+        _require_source(root, source)
     questions: list[Question] = []
     for source in sources:
-        questions += _LOADERS[source](root)
+        try:
+            questions += _LOADERS[source](root)
+        except FileNotFoundError as exc:  # a folder without one of its files
+            missing = Path(exc.filename or "?")
+            relative = missing.relative_to(root) if missing.is_relative_to(root) else missing
+            require_data(root, str(relative), f"needed by training source {source}")
+            raise
     return questions
+
+
+def _require_source(root: Path, source: str) -> None:
+    """The folder of a training source, or a `MissingDataError` saying how to get it."""
+    if not (root / source).is_dir():
+        require_data(root, source, f"training source {source}")
 
 
 def battles_from_questions(
@@ -396,14 +411,22 @@ def load_user_battles(path: str | os.PathLike[str]) -> list[Battle]:
     """
     battles: list[Battle] = []
     errors: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                battles.append(_parse_battle_line(line))
-            except ValueError as exc:
-                errors.append(f"{path}:{number}: {exc}")
+    if not Path(path).is_file():
+        raise BattleFormatError(f"Battle log {path} not found.")
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = handle.read().split("\n")  # not splitlines: JSON may hold a raw U+2028
+    except UnicodeDecodeError as exc:
+        raise BattleFormatError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 JSONL."
+        ) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            battles.append(_parse_battle_line(line))
+        except ValueError as exc:
+            errors.append(f"{path}:{number}: {exc}")
     if errors:
         shown = "\n  ".join(errors[:_MAX_REPORTED_ERRORS])
         more = len(errors) - _MAX_REPORTED_ERRORS

@@ -75,3 +75,32 @@ def test_bundled_name_and_local_folder_resolve(tmp_path):
     assert resolve_checkpoint(str(folder)) == folder
     with pytest.raises(CheckpointError, match="missing model.safetensors"):
         resolve_checkpoint(str(folder), ("config.json", "model.safetensors"))
+
+
+def test_written_weights_follow_the_umask(tmp_path):
+    """safetensors' own writer makes 0600 files; a checkpoint is shared like any file."""
+    import os
+    import stat
+
+    import numpy as np
+
+    from routellm_lc.routers.checkpoints import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        folder = save_checkpoint(tmp_path / "ck", {"dim": 1}, {"w": np.ones((1, 1))}, "# c\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((folder / "model.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((folder / "config.json").stat().st_mode) == 0o644
+
+
+def test_the_shipped_checkpoint_is_world_readable():
+    import stat
+    from pathlib import Path
+
+    import routellm_lc
+
+    folder = Path(routellm_lc.__file__).parent / "checkpoints" / "mf_default"
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path

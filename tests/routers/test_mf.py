@@ -176,3 +176,49 @@ def test_cdf_parts_are_summed_as_training_quantiles(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="score_cdfs names"):
         MatrixFactorizationRouter.from_pretrained(folder, embedder=embedder)
+
+
+def test_cache_key_follows_the_strong_and_weak_models_and_embedder(tmp_path):
+    """The eval harness and calibration cache scores under `cache_key`: one folder loaded
+    with another strong/weak pair or embedder scores differently, so its key differs."""
+    folder = _tiny_checkpoint(tmp_path / "ck")
+    embedder = TableEmbedder({"c": [2.0, 1.0, 0.0]})
+    base = MatrixFactorizationRouter.from_pretrained(folder, embedder=embedder)
+    again = MatrixFactorizationRouter.from_pretrained(folder, embedder=embedder)
+    other = MatrixFactorizationRouter.from_pretrained(
+        folder, embedder=embedder, strong_model="other"
+    )
+    swapped = MatrixFactorizationRouter.from_pretrained(
+        folder, embedder=embedder, strong_model="weak", weak_model="strong"
+    )
+    local = MatrixFactorizationRouter.from_pretrained(folder, embedder="local")
+    assert base.cache_key == again.cache_key and base.cache_key.startswith("mf:")
+    assert len({base.cache_key, other.cache_key, swapped.cache_key, local.cache_key}) == 4
+    assert MatrixFactorizationRouter("strong", "weak").cache_key is None  # not from a checkpoint
+
+
+def test_calibration_scores_are_not_shared_across_strong_weak_pairs(tmp_path, monkeypatch):
+    from routellm_lc.calibrate import calibrate_threshold
+
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+    folder = _tiny_checkpoint(tmp_path / "ck")
+    rng = np.random.default_rng(0)
+    table = {f"p{i}": rng.normal(size=3).tolist() for i in range(50)}
+    prompts = list(table)
+    first = calibrate_threshold(
+        "mf", prompts, 0.2, checkpoint=str(folder), embedder=TableEmbedder(table)
+    )
+    second = calibrate_threshold(
+        "mf",
+        prompts,
+        0.2,
+        checkpoint=str(folder),
+        embedder=TableEmbedder(table),
+        strong_model="weak",
+        weak_model="strong",
+    )
+    swapped = MatrixFactorizationRouter.from_pretrained(
+        folder, embedder=TableEmbedder(table), strong_model="weak", weak_model="strong"
+    )
+    share = np.mean(swapped.strong_win_rate(prompts) >= second)
+    assert share == pytest.approx(0.2, abs=0.021) and first != second

@@ -242,3 +242,34 @@ def test_bad_checkpoints_and_names_give_clear_errors(tmp_path):
         SWRankingRouter.from_pretrained(tmp_path / "ck", embedder=embedder)
     with pytest.raises(ValueError, match="Unknown battle winner"):
         SWRankingRouter("a", "b", embedder=embedder).fit([_battle("p1", "a", "b", "draw")])
+
+
+def test_cache_key_follows_the_settings_that_change_the_scores(tmp_path):
+    embedder = TableEmbedder(TABLE)
+    router = SWRankingRouter("gpt4", "mixtral", embedder=embedder)
+    router.fit(TWO_MODEL_BATTLES)
+    assert router.cache_key is None  # not loaded from a checkpoint: nothing identifies it
+    router.save_pretrained(tmp_path / "ck")
+    folder = str(tmp_path / "ck")
+    base = load_router("sw_ranking", checkpoint=folder, embedder=embedder)
+    same = load_router("sw_ranking", checkpoint=folder, embedder=embedder)
+    swapped = load_router(
+        "sw_ranking",
+        checkpoint=folder,
+        embedder=embedder,
+        strong_model="mixtral",
+        weak_model="gpt4",
+    )
+    fewer_steps = load_router("sw_ranking", checkpoint=folder, embedder=embedder, max_iter=2)
+    assert base.cache_key == same.cache_key
+    assert len({base.cache_key, swapped.cache_key, fewer_steps.cache_key}) == 3
+    mode = (tmp_path / "ck" / "model.safetensors").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

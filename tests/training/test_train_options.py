@@ -1,0 +1,174 @@
+"""`routellm-lc train` checks its options before any data is read or anything is fitted: a
+mistake is one `error:` line and exit 2, never a traceback or a checkpoint that cannot load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from routellm_lc.cli import main
+from routellm_lc.training.fit import (
+    RecipeError,
+    TrainingReport,
+    check_sources,
+    model_card,
+    resolve_models,
+    train_router,
+)
+from routellm_lc.training.sources import Battle, load_questions
+
+
+def _battles(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _log(path, n=30, a="big", b="small"):
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "prompt": f"Prove theorem {i} rigorously.",
+                "model_a": a,
+                "model_b": b,
+                "winner": "model_a",
+            }
+        )
+        rows.append(
+            {"prompt": f"Say hello to friend {i}.", "model_a": a, "model_b": b, "winner": "tie"}
+        )
+    return _battles(path, rows)
+
+
+def _fails(capsys, argv, message):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sources", "theoremQA"], "Unknown training source(s) 'theoremQA'; known: arena"),
+        (["--epochs", "0"], "--epochs: must be at least 1"),
+        (["--limit", "0"], "--limit: must be at least 1"),
+        (["--holdout", "1"], "--holdout must be a share in [0, 1)"),
+        (["--router", "random"], "Router 'random' cannot be trained"),
+        (["--router", "sw_ranking", "--epochs", "3"], "sw_ranking has no training epochs"),
+        (["--strong-model", "gpt-4o"], "does not use --strong-model: add --recipe tiers-all"),
+        (["--epochs", "5"], "difficulty-length learns from per-model outcomes, not battles"),
+        (["--sources", "arena_bench_v1", "alpaca_eval"], "does not use --sources alpaca_eval"),
+        (["--sources", "none"], "--sources none needs --user-battles"),
+        (["--user-battles", "/no/such/log.jsonl"], "Battle log /no/such/log.jsonl not found"),
+    ],
+)
+def test_bad_options_are_refused_before_training(tmp_path, capsys, extra, message):
+    _fails(capsys, ["train", *extra, "--output", str(tmp_path / "out")], message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_file_and_card_eval_without_figures_are_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    _fails(capsys, ["train", "--output", str(tmp_path / "file")], "is a file")
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    row = {"routers": {"mf": {"apgr": None, "cpt50": None}}}
+    (evals / "gsm8k.json").write_text(json.dumps(row))
+    argv = ["train", "--card-eval", str(evals), "--output", str(tmp_path / "out")]
+    _fails(capsys, argv, "no APGR/CPT(50%) figure for mf")
+
+
+def test_battle_logs_that_are_not_utf8_are_refused(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    log.write_bytes('{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    argv = ["train", "--user-battles", str(log), "--sources", "none", "--output", str(tmp_path)]
+    _fails(capsys, argv, "is not UTF-8 text")
+
+
+def test_strong_and_weak_models_must_be_in_the_battles(tmp_path, capsys):
+    log = _log(tmp_path / "log.jsonl")
+    argv = ["train", "--user-battles", str(log), "--sources", "none"]
+    _fails(
+        capsys,
+        [*argv, "--strong-model", "gpt-4o", "--output", str(tmp_path / "o")],
+        "--strong-model 'gpt-4o' is not a model of the training battles",
+    )
+    with pytest.raises(RecipeError, match="'strong-tier' is not a model"):
+        resolve_models("tiers-all", (), [Battle("p", "big", "small", "tie")], "strong-tier", None)
+
+
+def test_default_models_with_only_your_battles_are_yours():
+    battles = [Battle(f"p{i}", "small", "big", "model_b") for i in range(3)]
+    battles.append(Battle("q", "small", "big", "model_a"))
+    assert resolve_models("tiers-all", (), battles, None, None) == ("big", "small")
+    assert resolve_models("tiers-all", (), battles, None, "big") == ("small", "big")
+    assert resolve_models("tiers-all", ("faithful_cot",), battles, None, None) == (
+        "strong-tier",
+        "weak-tier",
+    )
+    three = [*battles, Battle("r", "big", "third", "tie")]
+    with pytest.raises(RecipeError, match="hold 3 models"):
+        resolve_models("tiers-all", (), three, None, None)
+
+
+def test_source_names_and_licences_follow_what_was_read():
+    assert check_sources(["theoremqa", "theoremqa"]) == ["theoremqa"]
+    with pytest.raises(RecipeError, match="known: arena_bench_v1"):
+        check_sources(["theoremQA"])
+    report = TrainingReport("difficulty-length", ["faithful_cot"], 0, 0.2, 1, 1, {})
+    assert "license: apache-2.0" in model_card("mf", report, "routellm-lc train")
+    with pytest.raises(RecipeError, match="holdout must be a share"):
+        train_router("mf", recipe="tiers-all", holdout=-0.1)
+    with pytest.raises(RecipeError, match="ignore strong_model"):
+        train_router("mf", strong_model="x")
+
+
+def test_missing_training_source_folder_is_named(tmp_path, capsys):
+    from routellm_lc.data import MissingDataError
+
+    (tmp_path / "arena_bench_v1").mkdir()
+    with pytest.raises(MissingDataError, match="no theoremqa/ folder"):
+        load_questions(["theoremqa"], tmp_path)
+    argv = ["train", "--data-dir", str(tmp_path), "--output", str(tmp_path / "o")]
+    _fails(capsys, argv, "no mmlu_pro_nonmmlu/ folder")
+    argv = ["train", "--data-dir", str(tmp_path), "--output", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "Or choose among the sources present with --sources arena_bench_v1" in (
+        capsys.readouterr().err
+    )
+
+
+def test_user_battles_alone_count_after_decontamination_and_are_measured(
+    tmp_path, data_dir, capsys
+):
+    import csv
+
+    with open(data_dir / "routellm_evals" / "gsm8k_responses.csv", encoding="utf-8") as fh:
+        gsm8k = [row["prompt"] for _, row in zip(range(5), csv.DictReader(fh), strict=False)]
+    log = _log(tmp_path / "log.jsonl", n=40)
+    with open(log, "a") as fh:  # five near-copies of evaluation prompts: dropped
+        for prompt in gsm8k:
+            fh.write(
+                json.dumps(
+                    {"prompt": prompt, "model_a": "big", "model_b": "small", "winner": "model_a"}
+                )
+                + "\n"
+            )
+    out = tmp_path / "mine"
+    argv = ["train", "--user-battles", str(log), "--sources", "none", "--epochs", "40"]
+    assert main([*argv, "--data-dir", str(data_dir), "--output", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["decontaminated"] == {"user": 5}
+    assert printed["user_battles"] == 64  # 80 kept, 16 on held-out prompts
+    assert printed["heldout_apgr"]["user battles"] > 0.6
+    card = (out / "README.md").read_text()
+    assert "user battles: 64 (and 16 held out" in card and "--sources none" in card
+    from routellm_lc.routers import load_router
+
+    assert load_router("mf", checkpoint=str(out)).strong_model == "big"
