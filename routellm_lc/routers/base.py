@@ -124,14 +124,29 @@ def register_router(name: str) -> Callable[[type[R]], type[R]]:
     return decorate
 
 
+#: Installed packages add routers under this entry-point group (`name = "module:Class"`, or
+#: `"module"` when importing it registers the router), so every CLI command finds them.
+ENTRY_POINT_GROUP = "routellm_lc.routers"
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available_routers() -> list[str]:
-    """Names `load_router` accepts."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+    """Names `load_router` accepts: built-in, registered and installed as plugins."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES) | set(_plugins()))
 
 
 def get_router_class(name: str) -> type[Router]:
     if name not in _REGISTRY and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in _REGISTRY and name in (plugins := _plugins()):
+        loaded = plugins[name].load()  # a module that registers it, or the class itself
+        if isinstance(loaded, type) and issubclass(loaded, Router):
+            register_router(name)(loaded)
     try:
         return _REGISTRY[name]
     except KeyError:
