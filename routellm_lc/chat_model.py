@@ -3,13 +3,20 @@ model with a learned router (RouteLLM's rule: strong iff score ≥ threshold).""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
+import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any, Literal
+from functools import lru_cache, partial
+from operator import itemgetter
+from typing import Any, Literal, Self
 
+from langchain_core import exceptions as lc_exceptions
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -21,13 +28,30 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableMap,
+    RunnablePassthrough,
+    ensure_config,
+)
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import (
+    convert_to_openai_function,
+    convert_to_openai_tool,
+)
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.uuid import uuid7
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
@@ -52,6 +76,15 @@ _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
 _ROUTERS_LOCK = threading.Lock()
+
+logger = logging.getLogger("routellm_lc")
+
+#: HTTP statuses meaning the request itself is wrong (bad parameters, a context too long): the
+#: other model would reject it too, so it is raised at once, as the server does.
+_REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
+#: Statuses meaning one model's configuration is broken (key, permissions, model name): the
+#: other model answers, and a warning names the broken one.
+_CONFIG_ERROR_STATUSES = frozenset({401, 403, 404})
 
 
 def shared_router(name: str, checkpoint: str | None = None, device: str | None = None) -> Router:
@@ -98,8 +131,15 @@ class RouteLLMChat(BaseChatModel):
         scores every prompt in one router pass before the calls go out.
 
     Tool calling / structured output:
-        `llm.bind_tools([tool])` and `llm.with_structured_output(Schema)` bind both models;
-        whichever the router picks answers with tool calls / the schema.
+        `llm.bind_tools([tool], strict=True)` and `llm.with_structured_output(Schema,
+        method="function_calling" | "json_schema" | "json_mode")` apply to whichever model the
+        router picks: it answers with tool calls / the schema.
+
+    Fallback:
+        When the chosen model fails (5xx, 429, a timeout, no connection; 401/403/404 with a
+        warning), the other one answers and the decision records `fallback_from`. A request
+        the provider rejects as invalid (400, 413, 422) is raised at once; when both models
+        fail, the first model's error is raised with the second one's attached.
 
     Per-call threshold, graphs, events:
         `config={"configurable": {"routellm_threshold": 0.3}}` overrides the threshold for a
@@ -142,9 +182,10 @@ class RouteLLMChat(BaseChatModel):
     answers: the key holds the model the router chose, so an answer is reused only for the
     same prompt routed to the same model (with the decision it was first made with)."""
 
-    _strong_model: BaseChatModel = PrivateAttr()
-    _weak_model: BaseChatModel = PrivateAttr()
-    _router: Router | None = PrivateAttr(default=None)
+    # Resolved from the fields on use, keyed by what they were resolved from: a copy with
+    # another model, endpoint or router (`model_copy(update=...)`) answers with those.
+    _resolved: dict[str, tuple[tuple[Any, ...], BaseChatModel]] = PrivateAttr(default_factory=dict)
+    _router: tuple[tuple[str, str | None], Router] | None = PrivateAttr(default=None)
     _memo: dict[str, tuple[float, float, int]] = PrivateAttr(default_factory=dict)
 
     # -- construction ----------------------------------------------------------------------
@@ -162,17 +203,42 @@ class RouteLLMChat(BaseChatModel):
 
     @model_validator(mode="after")
     def _resolve_models(self) -> RouteLLMChat:
+        self._model("strong")  # a model that cannot be resolved fails here, not on a call
+        self._model("weak")
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update` applied; it answers with its own fields' models and router
+        (e.g. `update={"weak": "openai/gpt-4o-mini"}` or `{"api_base": ...}`) and shares no
+        cached state with this one."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._resolved = {}
+        copy._router = None
+        copy._memo = {}
+        return copy
+
+    def _model(self, route: str) -> BaseChatModel:
+        """The strong or weak chat model, resolved from the current fields."""
+        spec = self.strong if route == "strong" else self.weak
+        if isinstance(spec, BaseChatModel):
+            return spec
         options = {
             "api_base": self.api_base,
             "api_key": self.api_key,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
         }
-        self._strong_model = resolve_model(self.strong, **options)
-        self._weak_model = resolve_model(self.weak, **options)
-        if isinstance(self.router, Router):
-            self._router = self.router
-        return self
+        key = (spec, *options.values())
+        cached = self._resolved.get(route)
+        if cached is None or cached[0] != key:
+            cached = (key, resolve_model(spec, **options))
+            self._resolved[route] = cached
+        return cached[1]
+
+    @property
+    def _is_pool_level(self) -> bool:
+        """True for a level of a pool (`routellm_lc.pool`): one side is itself a router."""
+        return isinstance(self.strong, RouteLLMChat) or isinstance(self.weak, RouteLLMChat)
 
     @property
     def _llm_type(self) -> str:
@@ -227,7 +293,7 @@ class RouteLLMChat(BaseChatModel):
         """The larger of the two models' counts: the text fits whichever model answers."""
         if self.custom_get_token_ids is not None:
             return super().get_num_tokens(text)
-        return max(m.get_num_tokens(text) for m in (self._strong_model, self._weak_model))
+        return max(self._model(route).get_num_tokens(text) for route in ("strong", "weak"))
 
     def get_num_tokens_from_messages(
         self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
@@ -236,18 +302,22 @@ class RouteLLMChat(BaseChatModel):
         uses): the trimmed history fits whichever model answers."""
         if self.custom_get_token_ids is not None:
             return super().get_num_tokens_from_messages(messages, tools)
+        models = [self._model(route) for route in ("strong", "weak")]
         return max(
             m.get_num_tokens_from_messages(messages, tools=tools)
             if tools
             else m.get_num_tokens_from_messages(messages)
-            for m in (self._strong_model, self._weak_model)
+            for m in models
         )
 
     def get_router(self) -> Router:
         """The router instance (named routers are loaded on first use and shared)."""
-        if self._router is None:
-            self._router = shared_router(self.router_name, self.router_checkpoint)
-        return self._router
+        if isinstance(self.router, Router):
+            return self.router
+        key = (self.router, self.router_checkpoint)
+        if self._router is None or self._router[0] != key:
+            self._router = (key, shared_router(*key))
+        return self._router[1]
 
     # -- deciding --------------------------------------------------------------------------
     def decide(
@@ -260,6 +330,14 @@ class RouteLLMChat(BaseChatModel):
         texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
         return self._decide_texts(texts, threshold)
 
+    async def adecide(
+        self, inputs: Sequence[LanguageModelInput], threshold: float | None = None
+    ) -> list[RoutingDecision]:
+        """`decide` for async code: the router scores in a worker thread, so a slow router
+        (a torch model) neither stalls the event loop nor serialises concurrent calls."""
+        texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
+        return await self._adecide_texts(texts, threshold)
+
     def current_threshold(self) -> float:
         """The threshold the next decision uses (the controller's, when one is set)."""
         return self.controller.threshold() if self.controller is not None else self.threshold
@@ -268,9 +346,29 @@ class RouteLLMChat(BaseChatModel):
         self, texts: list[str], threshold: float | None = None
     ) -> list[RoutingDecision]:
         threshold = self.current_threshold() if threshold is None else threshold
-        memo = {t: self._memo[t] for t in texts if t in self._memo}
-        if len(memo) == len(texts):
-            return [self._from_score(*memo[t], threshold) for t in texts]
+        prescored = self._prescored_decisions(texts, threshold)
+        return prescored if prescored is not None else self._score(texts, threshold)
+
+    async def _adecide_texts(
+        self, texts: list[str], threshold: float | None = None
+    ) -> list[RoutingDecision]:
+        threshold = self.current_threshold() if threshold is None else threshold
+        prescored = self._prescored_decisions(texts, threshold)
+        if prescored is not None:  # a batch scored them already: no router call to wait for
+            return prescored
+        return await asyncio.to_thread(self._score, texts, threshold)
+
+    def _prescored_decisions(
+        self, texts: list[str], threshold: float
+    ) -> list[RoutingDecision] | None:
+        """The decisions from the scores of the batch in progress, if it scored every text."""
+        scores = [self._memo.get(t) for t in texts]
+        if any(s is None for s in scores):
+            return None
+        return [self._from_score(*s, threshold) for s in scores]  # type: ignore[misc]
+
+    def _score(self, texts: list[str], threshold: float) -> list[RoutingDecision]:
+        """One router call for all `texts` (blocking: async callers run it in a thread)."""
         decisions = decide(
             self.get_router(),
             texts,
@@ -304,18 +402,44 @@ class RouteLLMChat(BaseChatModel):
         self, value: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
     ) -> tuple[RunnableConfig, dict[str, Any]]:
         """Decide before the run starts, so the decision is in the run's metadata and tags."""
-        if _DECISION_KWARG in kwargs:
-            return ensure_config(config), kwargs
         config = ensure_config(config)
+        if _DECISION_KWARG in kwargs:
+            return config, kwargs
         (decision,) = self.decide([value], _threshold_override(config))
+        return self._decided(decision, config, kwargs)
+
+    async def _awith_decision(
+        self, value: LanguageModelInput, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        config = ensure_config(config)
+        if _DECISION_KWARG in kwargs:
+            return config, kwargs
+        (decision,) = await self.adecide([value], _threshold_override(config))
+        return self._decided(decision, config, kwargs)
+
+    def _decided(
+        self, decision: RoutingDecision, config: RunnableConfig, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        """The call's config and kwargs carrying `decision` (metadata, tags, a fixed run id)."""
         metadata = dict(config.get("metadata") or {})
         decision = _with_graph_position(decision, metadata)
         metadata["routing"] = decision.to_dict()
-        tags = list(config.get("tags") or [])
-        tags += [f"routellm:{decision.route}", f"routellm:model={decision.model}"]
+        tags = list(dict.fromkeys([*(config.get("tags") or []), *self._routing_tags(decision)]))
         callbacks = _configured_callbacks(config.get("callbacks"))
         config = {**config, "metadata": metadata, "tags": tags, "callbacks": callbacks}
         return _with_run_id(config), {**kwargs, _DECISION_KWARG: decision.to_dict()}
+
+    def _routing_tags(self, decision: RoutingDecision) -> list[str]:
+        """Trace tags for a run the decision sends to a model: `routellm:<route>`, and
+        `routellm:model=<model>` unless that model is another router level (a pool's own
+        `router-…` name is no model: the nested router's run names the real one). A run that
+        answers in place of a failed model is tagged `routellm:fallback`."""
+        tags = [f"routellm:{decision.route}"]
+        if not isinstance(self._model(decision.route), RouteLLMChat):
+            tags.append(f"routellm:model={decision.model}")
+        if decision.fallback_from is not None:
+            tags.append(_FALLBACK_TAG)
+        return tags
 
     # -- public entry points: decide first, then run -----------------------------------------
     def invoke(
@@ -338,7 +462,7 @@ class RouteLLMChat(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        config, kwargs = self._with_decision(input, config, kwargs)
+        config, kwargs = await self._awith_decision(input, config, kwargs)
         with self._active_call(config):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
 
@@ -362,7 +486,7 @@ class RouteLLMChat(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config, kwargs = self._with_decision(input, config, kwargs)
+        config, kwargs = await self._awith_decision(input, config, kwargs)
         with self._active_call(config):
             async for chunk in super().astream(input, config, stop=stop, **kwargs):
                 yield chunk
@@ -434,7 +558,7 @@ class RouteLLMChat(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        with self._prescored(inputs):
+        async with self._prescored(inputs):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
@@ -448,16 +572,119 @@ class RouteLLMChat(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
         *,
         tool_choice: str | dict | bool | None = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools to both models; the routed one receives them on each call."""
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        """Bind tools to both models; the routed one receives them on each call.
+
+        `strict=True` asks for tool arguments that match the schemas exactly (OpenAI's
+        structured outputs): it goes into each function definition, as `ChatOpenAI` sends it,
+        and to the chosen model's own `bind_tools` where that takes `strict`.
+        """
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
+        if strict is not None:
+            kwargs["strict"] = strict
         return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers parsed into `schema` (a pydantic class, a TypedDict, a JSON schema or an
+        OpenAI tool/`json_schema` dict), from whichever model the router picks.
+
+        `method`, as in `ChatOpenAI.with_structured_output`:
+
+        - `"function_calling"` (default): the schema as a tool the model must call;
+          `strict` goes into the function definition.
+        - `"json_schema"`: `response_format={"type": "json_schema", ...}` (OpenAI's
+          structured outputs). A pydantic schema is sent strict unless `strict=False`,
+          others with `strict` as given (default False).
+        - `"json_mode"`: `response_format={"type": "json_object"}`; `schema` only parses
+          (describe the JSON in the prompt), and may be None for a plain dict.
+
+        The request goes to the chosen model as it is, a LiteLLM model string or a LangChain
+        chat model alike. `include_raw=True` returns `{"raw": AIMessage, "parsed": ...,
+        "parsing_error": ...}`, the raw message carrying the routing decision.
+        """
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        if schema is None and method != "json_mode":
+            raise ValueError(f"schema must be given with method={method!r}; None was.")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        traced = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        parser: Runnable
+        if method == "function_calling":
+            llm = self.bind_tools(
+                [schema], tool_choice="any", strict=strict, ls_structured_output_format=traced
+            )
+            if is_pydantic:
+                parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
+            else:
+                name = convert_to_openai_tool(schema)["function"]["name"]
+                parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        elif method == "json_schema":
+            traced["schema"] = convert_to_openai_tool(schema)
+            llm = self.bind(
+                response_format=_json_schema_format(schema, strict),
+                ls_structured_output_format=traced,
+            )
+            if is_pydantic:
+                parser = RunnableLambda(partial(_parsed_reply, schema=schema)).with_types(
+                    output_type=schema
+                )
+            else:
+                parser = JsonOutputParser()
+        elif method == "json_mode":
+            traced["kwargs"] = {"method": method}
+            bound: dict[str, Any] = {"response_format": {"type": "json_object"}}
+            if schema is not None:
+                bound["ls_structured_output_format"] = traced
+            llm = self.bind(**bound)
+            if is_pydantic:
+                parser = PydanticOutputParser(pydantic_object=schema)
+            else:
+                parser = JsonOutputParser()
+        else:
+            raise ValueError(
+                f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}."
+            )
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks(
+            [unparsed], exception_key="parsing_error"
+        )
 
     # -- generation: delegate to the chosen model as a child run -------------------------------
     def _decision_for(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> RoutingDecision:
+        given = self._given_decision(kwargs)
+        if given is not None:
+            return given
+        (decision,) = self._decide_texts([routing_text(messages, self.route_on)])
+        return decision
+
+    async def _adecision_for(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> RoutingDecision:
+        given = self._given_decision(kwargs)
+        if given is not None:
+            return given
+        (decision,) = await self._adecide_texts([routing_text(messages, self.route_on)])
+        return decision
+
+    def _given_decision(self, kwargs: dict[str, Any]) -> RoutingDecision | None:
+        """The decision made before the run started (see `_with_decision`), if any."""
         if "model" in kwargs or "model_name" in kwargs:
             # Forwarded, it would silently override the routed model on every call.
             raise ValueError(
@@ -466,34 +693,40 @@ class RouteLLMChat(BaseChatModel):
                 "`routellm_threshold` configurable."
             )
         given = kwargs.pop(_DECISION_KWARG, None)
-        if given is not None:
-            return RoutingDecision(**given)
-        (decision,) = self._decide_texts([routing_text(messages, self.route_on)])
-        return decision
+        return None if given is None else RoutingDecision(**given)
 
     def _target(self, route: str, kwargs: dict[str, Any]) -> tuple[Runnable, dict[str, Any]]:
         """The chosen model, and the call kwargs its `bind_tools` adds (tools in its format)."""
-        model = self._strong_model if route == "strong" else self._weak_model
+        model = self._model(route)
         tools = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
         if tools is None:
-            return model, _call_kwargs(kwargs)
-        extra = {} if tool_choice is None else {"tool_choice": tool_choice}
-        bound = model.bind_tools(tools, **extra)
+            return model, kwargs
+        options: dict[str, Any] = {} if tool_choice is None else {"tool_choice": tool_choice}
+        strict = kwargs.pop("strict", None)
+        if strict is not None and _bind_tools_takes_strict(type(model)):
+            options["strict"] = strict  # else it is in the function definitions only
+        bound = model.bind_tools(tools, **options)
         # Call the model itself with the binding's kwargs: invoking the binding would merge the
         # caller's context callbacks back into the child config (see `_child_callbacks`).
         if isinstance(bound, RunnableBinding) and not bound.config and not bound.config_factories:
-            return bound.bound, {**_call_kwargs(kwargs), **bound.kwargs}
-        return bound, _call_kwargs(kwargs)
+            return bound.bound, {**kwargs, **bound.kwargs}
+        return bound, kwargs
 
     def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
-        config: RunnableConfig = {
+        """The chosen model's run: named and tagged for the model that runs (its own tags,
+        not the router run's: after a fallback they differ)."""
+        if isinstance(self._model(decision.route), RouteLLMChat):
+            # a pool's next level tags its own run with its own decision
+            tags = [_FALLBACK_TAG] if decision.fallback_from is not None else []
+        else:
+            tags = self._routing_tags(decision)
+        return {
             "run_name": decision.model,
             "metadata": {"routing": decision.to_dict()},
-            "tags": [f"routellm:{decision.route}"],
+            "tags": tags,
+            "callbacks": _child_callbacks(run_manager),
         }
-        config["callbacks"] = _child_callbacks(run_manager)
-        return config
 
     def _attempts(self, decision: RoutingDecision) -> list[RoutingDecision]:
         if not self.fallback:
@@ -510,6 +743,7 @@ class RouteLLMChat(BaseChatModel):
     ) -> ChatResult:
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        failures = _Failures(attempts)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             emit_decision(attempt, run_manager)
@@ -521,11 +755,10 @@ class RouteLLMChat(BaseChatModel):
                         stop=stop,
                         **call_kwargs,
                     )
-            except Exception:
-                if position == len(attempts) - 1:
-                    raise
+            except Exception as error:
+                failures.handle(error, position)  # returns only when the next model may answer
                 continue
-            return _result(message, attempt)
+            return _result(message, attempt, cascade=self._is_pool_level)
         raise AssertionError("unreachable")
 
     async def _agenerate(
@@ -535,8 +768,9 @@ class RouteLLMChat(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision = self._decision_for(messages, kwargs)
+        decision = await self._adecision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        failures = _Failures(attempts)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             await aemit_decision(attempt, run_manager)
@@ -548,11 +782,10 @@ class RouteLLMChat(BaseChatModel):
                         stop=stop,
                         **call_kwargs,
                     )
-            except Exception:
-                if position == len(attempts) - 1:
-                    raise
+            except Exception as error:
+                failures.handle(error, position)
                 continue
-            return _result(message, attempt)
+            return _result(message, attempt, cascade=self._is_pool_level)
         raise AssertionError("unreachable")
 
     def _stream(
@@ -564,6 +797,7 @@ class RouteLLMChat(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         decision = self._decision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        failures = _Failures(attempts)
         run_of_call = run_manager or self._detached_run_manager(async_api=False)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
@@ -577,18 +811,23 @@ class RouteLLMChat(BaseChatModel):
                     **call_kwargs,
                 )
                 while (chunk := _next_without_context_handlers(stream)) is not _END:
-                    generation = _chunk(chunk, attempt, first=not started)
+                    generation = _chunk(
+                        chunk, attempt, first=not started, cascade=self._is_pool_level
+                    )
                     started = True
                     if run_manager:
                         run_manager.on_llm_new_token(generation.text, chunk=generation)
                     yield generation
-            except Exception:
+            except Exception as error:
                 # Once tokens reached the caller a different model cannot take over cleanly.
-                if started or position == len(attempts) - 1:
+                if started:
                     raise
+                failures.handle(error, position)
                 continue
             if not started:  # an empty stream still carries the decision
-                yield _chunk(AIMessageChunk(content=""), attempt, first=True)
+                yield _chunk(
+                    AIMessageChunk(content=""), attempt, first=True, cascade=self._is_pool_level
+                )
             return
 
     async def _astream(
@@ -598,8 +837,9 @@ class RouteLLMChat(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        decision = self._decision_for(messages, kwargs)
+        decision = await self._adecision_for(messages, kwargs)
         attempts = self._attempts(decision)
+        failures = _Failures(attempts)
         run_of_call = run_manager or self._detached_run_manager(async_api=True)
         for position, attempt in enumerate(attempts):
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
@@ -613,17 +853,22 @@ class RouteLLMChat(BaseChatModel):
                     **call_kwargs,
                 )
                 while (chunk := await _anext_without_context_handlers(stream)) is not _END:
-                    generation = _chunk(chunk, attempt, first=not started)
+                    generation = _chunk(
+                        chunk, attempt, first=not started, cascade=self._is_pool_level
+                    )
                     started = True
                     if run_manager:
                         await run_manager.on_llm_new_token(generation.text, chunk=generation)
                     yield generation
-            except Exception:
-                if started or position == len(attempts) - 1:
+            except Exception as error:
+                if started:
                     raise
+                failures.handle(error, position)
                 continue
             if not started:
-                yield _chunk(AIMessageChunk(content=""), attempt, first=True)
+                yield _chunk(
+                    AIMessageChunk(content=""), attempt, first=True, cascade=self._is_pool_level
+                )
             return
 
 
@@ -645,14 +890,113 @@ class _Prescored:
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:
-            decisions = self.chat._decide_texts(unique)
-            for text, decision in zip(unique, decisions, strict=True):
-                self.chat._memo[text] = (decision.score, decision.latency_ms, len(self.texts))
+            self._remember(unique, self.chat._decide_texts(unique))
         return self
+
+    async def __aenter__(self) -> _Prescored:
+        unique = list(dict.fromkeys(self.texts))
+        if unique:  # scored in a worker thread: the event loop keeps running
+            self._remember(unique, await self.chat._adecide_texts(unique))
+        return self
+
+    def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> None:
+        for text, decision in zip(texts, decisions, strict=True):
+            self.chat._memo[text] = (decision.score, decision.latency_ms, len(self.texts))
 
     def __exit__(self, *exc: object) -> None:
         for text in self.texts:
             self.chat._memo.pop(text, None)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+
+class _Failures:
+    """The fallback policy of one call: after a failed attempt, whether the next model may
+    answer, and which error is raised when none does.
+
+    The request itself being wrong (HTTP 400/413/422, a bad argument) is raised at once: the
+    other model would fail the same way, at the same cost. A failure of the model or its
+    provider (5xx, 429, timeouts, no connection, a broken reply) lets the other model answer;
+    so does a broken configuration (401/403/404), with a warning naming the model. When every
+    attempt failed, the first model's error is raised, as LangChain's `with_fallbacks` does,
+    with the later failures attached (`__context__` and a note).
+    """
+
+    def __init__(self, attempts: list[RoutingDecision]) -> None:
+        self.attempts = attempts
+        self.first: Exception | None = None
+
+    def handle(self, error: Exception, position: int) -> None:
+        """Return if the next attempt should run; otherwise raise. Call it from `except`."""
+        if self.first is not None:
+            model = self.attempts[position].model
+            self.first.add_note(
+                f"The fallback model {model} failed too: {type(error).__name__}: {error}"
+            )
+            if position == len(self.attempts) - 1:
+                raise self.first  # its __context__ is `error`, the exception being handled
+            return
+        self.first = error
+        if position == len(self.attempts) - 1 or _is_request_error(error):
+            raise error
+        status = _http_status(error)
+        if status in _CONFIG_ERROR_STATUSES:
+            logger.warning(
+                "%s failed with HTTP %s, which suggests its configuration (API key, "
+                "permissions, model name) is wrong; %s answers instead. %s: %s",
+                self.attempts[position].model,
+                status,
+                self.attempts[position + 1].model,
+                type(error).__name__,
+                error,
+            )
+
+
+#: Failures of a model's reply rather than of the request, though they are ValueErrors.
+_REPLY_ERRORS: tuple[type[Exception], ...] = (
+    lc_exceptions.OutputParserException,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+#: LangChain's provider-neutral "the request is wrong" errors (newer langchain-core only).
+_LANGCHAIN_REQUEST_ERRORS: tuple[type[Exception], ...] = tuple(
+    cls
+    for name in ("ModelInvalidRequestError", "ContextOverflowError")
+    if isinstance(cls := getattr(lc_exceptions, name, None), type)
+)
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP error status a provider error carries (openai, LiteLLM, httpx and most SDKs
+    set `status_code`, on the error or its response), or None."""
+    for status in (
+        getattr(error, "status_code", None),
+        getattr(getattr(error, "response", None), "status_code", None),
+    ):
+        if isinstance(status, int) and status >= 400:
+            return status
+    return None
+
+
+def _is_request_error(error: Exception) -> bool:
+    """True when the request itself is wrong, so another model would reject it too."""
+    status = _http_status(error)
+    if status is not None:
+        return status in _REQUEST_ERROR_STATUSES
+    if isinstance(error, _LANGCHAIN_REQUEST_ERRORS):
+        return True
+    if isinstance(error, _REPLY_ERRORS):
+        return False
+    # Raised before anything was sent: a bad argument, an unsupported feature, a bug.
+    return isinstance(error, (TypeError, ValueError, NotImplementedError))
+
+
+@lru_cache(maxsize=64)
+def _bind_tools_takes_strict(model_class: type) -> bool:
+    """Whether a chat model class's `bind_tools` has a `strict` parameter (ChatOpenAI's does;
+    forwarded to one that only has `**kwargs`, it would become a request parameter)."""
+    return "strict" in inspect.signature(model_class.bind_tools).parameters
 
 
 def _child_callbacks(run_manager: Any) -> Any:
@@ -680,9 +1024,19 @@ def _child_callbacks(run_manager: Any) -> Any:
     )
     manager = manager_cls(handlers=[], parent_run_id=parent_run_id)
     manager.set_handlers([h for h in source.inheritable_handlers if isinstance(h, BaseTracer)])
-    manager.add_tags(source.inheritable_tags)
+    # The router run's routing tags describe its decision; the child run gets its own.
+    manager.add_tags([t for t in source.inheritable_tags if not _is_routing_tag(t)])
     manager.add_metadata(source.inheritable_metadata)
     return manager
+
+
+_FALLBACK_TAG = "routellm:fallback"
+
+
+def _is_routing_tag(tag: str) -> bool:
+    return tag in ("routellm:strong", "routellm:weak", _FALLBACK_TAG) or tag.startswith(
+        "routellm:model="
+    )
 
 
 @contextmanager
@@ -759,27 +1113,71 @@ def _with_run_id(config: RunnableConfig) -> RunnableConfig:
     return config if config.get("run_id") else {**config, "run_id": uuid7()}
 
 
-def _call_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+def _json_schema_format(schema: dict[str, Any] | type, strict: bool | None) -> dict[str, Any]:
+    """OpenAI's `response_format` for `schema`, as `ChatOpenAI` sends it, as a plain dict that
+    LiteLLM and other LangChain chat models pass on as well."""
+    if isinstance(schema, dict) and schema.get("type") == "json_schema" and "json_schema" in schema:
+        return schema
+    if isinstance(schema, dict) and "name" in schema and "schema" in schema:
+        return {"type": "json_schema", "json_schema": schema}
+    if strict is not False and isinstance(schema, type) and issubclass(schema, BaseModel):
+        # What the openai SDK makes of a pydantic class for ChatOpenAI: a strict schema, every
+        # property required (OpenAI rejects strict schemas with optional properties).
+        import openai
+
+        function = openai.pydantic_function_tool(schema)["function"]
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": function["name"],
+                "schema": function["parameters"],
+                "strict": True,
+            },
+        }
+    if strict is None:
+        own = schema.get("strict") if isinstance(schema, dict) else None
+        strict = own if isinstance(own, bool) else False
+    function = convert_to_openai_function(schema, strict=strict)
+    function["schema"] = function.pop("parameters")
+    return {"type": "json_schema", "json_schema": function}
 
 
-def _routing_metadata(decision: RoutingDecision, answered: dict[str, Any]) -> dict[str, Any]:
+def _parsed_reply(message: BaseMessage, schema: type[BaseModel]) -> BaseModel:
+    """A `json_schema` reply as `schema`: ChatOpenAI's own parse when it made one, else the
+    reply's JSON text."""
+    parsed = message.additional_kwargs.get("parsed")
+    if parsed is not None:
+        return schema(**parsed) if isinstance(parsed, dict) else parsed
+    if refusal := message.additional_kwargs.get("refusal"):
+        raise lc_exceptions.OutputParserException(f"The model refused: {refusal}")
+    return PydanticOutputParser(pydantic_object=schema).invoke(message)
+
+
+def _routing_metadata(
+    decision: RoutingDecision, answered: dict[str, Any], *, cascade: bool
+) -> dict[str, Any]:
     """The decision for `response_metadata["routing"]`.
 
-    When the chosen model is itself a `RouteLLMChat` (a pool built by `routellm_lc.pool`), its
-    answer already carries the inner decision: report the model that finally answered, with
-    every level's decision, outermost first, under `cascade`.
+    A level of a pool (`cascade`, see `routellm_lc.pool`) reports the model that finally
+    answered, with every level's decision, outermost first, under `cascade` (the chosen model,
+    when it is the next level, answers with its own decision), and `fallback_from` when any
+    level fell back: the first model that failed.
     """
     own = decision.to_dict()
     inner = answered.get("routing")
     if not isinstance(inner, dict):
-        return own
-    levels = inner.get("cascade") or [inner]
-    return {**{k: v for k, v in inner.items() if k != "cascade"}, "cascade": [own, *levels]}
+        return {**own, "cascade": [own]} if cascade else own
+    levels = [own, *(inner.get("cascade") or [inner])]
+    routing = {k: v for k, v in own.items() if k != "fallback_from"}
+    routing.update((k, v) for k, v in inner.items() if k not in ("cascade", "fallback_from"))
+    failed = next((level["fallback_from"] for level in levels if "fallback_from" in level), None)
+    if failed is not None:
+        routing["fallback_from"] = failed
+    return {**routing, "cascade": levels}
 
 
-def _result(message: BaseMessage, decision: RoutingDecision) -> ChatResult:
-    routing = _routing_metadata(decision, message.response_metadata)
+def _result(message: BaseMessage, decision: RoutingDecision, *, cascade: bool) -> ChatResult:
+    routing = _routing_metadata(decision, message.response_metadata, cascade=cascade)
     message = message.model_copy(
         update={"response_metadata": {**message.response_metadata, "routing": routing}}
     )
@@ -788,11 +1186,13 @@ def _result(message: BaseMessage, decision: RoutingDecision) -> ChatResult:
     )
 
 
-def _chunk(chunk: BaseMessage, decision: RoutingDecision, *, first: bool) -> ChatGenerationChunk:
+def _chunk(
+    chunk: BaseMessage, decision: RoutingDecision, *, first: bool, cascade: bool
+) -> ChatGenerationChunk:
     if not isinstance(chunk, AIMessageChunk):
         chunk = AIMessageChunk(content=chunk.content)
     if first:  # once per stream: merged chunks keep it, and it is not duplicated
-        routing = _routing_metadata(decision, chunk.response_metadata)
+        routing = _routing_metadata(decision, chunk.response_metadata, cascade=cascade)
         chunk = chunk.model_copy(
             update={"response_metadata": {**chunk.response_metadata, "routing": routing}}
         )

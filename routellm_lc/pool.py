@@ -8,9 +8,14 @@ last threshold, the most capable model answers. With two models it is exactly Ro
 It is built from `RouteLLMChat` itself — each level is a strong/weak router whose strong side
 is the rest of the pool — so everything a `RouteLLMChat` does (tools, structured output,
 streaming, batch, fallback, tracing, graph events) works unchanged. All levels share one
-router instance and its embedding cache, so a prompt is embedded once. Each answer's
-`response_metadata["routing"]` names the model that answered, and `cascade` lists every
-level's decision, outermost first.
+router instance and its embedding cache, so a prompt is embedded once.
+
+Each answer's `response_metadata["routing"]` names the model that answered (its `model`,
+`route` and `score` are the last level's), `cascade` lists the decision of every level the
+call went through, outermost first, and `fallback_from` names the first model that failed
+when any level fell back (so `RoutingCallbackHandler` counts the fallback). In traces, a
+level whose choice is the rest of the pool is tagged with its route only: the next level's run
+names the model (`routellm:model=<model>`), never the pool's `router-<name>-<threshold>`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ decision on every response, batching, tools, structured output, fallback and bad
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,8 +15,10 @@ from langchain_core.callbacks import UsageMetadataCallbackHandler, get_usage_met
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.messages import AIMessage, HumanMessage, trim_messages
 from langchain_core.tools import tool
+from langchain_core.tracers.context import collect_runs
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 from routellm_lc.chat_model import RouteLLMChat
 from routellm_lc.errors import CheckpointError, EmptyPromptError
@@ -61,6 +66,14 @@ def make_chat(fresh_backend, router):
 
 def _answered(backend) -> list[str]:
     return [r.model for r in backend.requests if r.path.endswith("/chat/completions")]
+
+
+def _chat_openai(backend, name: str, **overrides):
+    """langchain-openai's ChatOpenAI on the local backend: the reference chat model."""
+    from langchain_openai import ChatOpenAI
+
+    params = {"base_url": backend.base_url, "api_key": "k", "max_retries": 0, "timeout": 10}
+    return ChatOpenAI(model=name, **{**params, **overrides})
 
 
 # -- the four call styles ----------------------------------------------------------------------
@@ -283,7 +296,7 @@ def test_token_count_is_the_larger_of_the_two_models(make_chat, fresh_backend):
     question = [HumanMessage("one two three")]
     count = chat.get_num_tokens_from_messages(question)
     assert count == ten_per_word.get_num_tokens_from_messages(question) == 40  # "Human: ..."
-    assert count > chat._weak_model.get_num_tokens_from_messages(question)
+    assert count > chat._model("weak").get_num_tokens_from_messages(question)
     chat = make_chat(weak=ten_per_word)
     assert chat.get_num_tokens_from_messages(question) == 40
 
@@ -340,6 +353,117 @@ def test_with_structured_output_pydantic(make_chat, fresh_backend):
     )
 
 
+def test_structured_output_json_schema_sends_a_response_format_not_tools(make_chat, fresh_backend):
+    person = make_chat().with_structured_output(Person, method="json_schema").invoke("easy: who?")
+    assert person == Person(name="example name", age=1)  # the backend fills the schema in
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert "tools" not in body and "tool_choice" not in body
+    response_format = body["response_format"]
+    assert response_format["type"] == "json_schema"
+    # a pydantic schema is sent as ChatOpenAI sends it: strict, every field required
+    assert response_format["json_schema"]["name"] == "Person"
+    assert response_format["json_schema"]["strict"] is True
+    assert response_format["json_schema"]["schema"]["additionalProperties"] is False
+    assert fresh_backend.requests_for("strong") == []
+
+
+class PersonDict(TypedDict):
+    """A person."""
+
+    name: str
+    age: int
+
+
+def test_structured_output_json_schema_reaches_chat_openai_children(fresh_backend, router):
+    llm = RouteLLMChat(
+        strong=_chat_openai(fresh_backend, "big"),
+        weak=_chat_openai(fresh_backend, "small"),
+        router=router,
+    )
+    structured = llm.with_structured_output(PersonDict, method="json_schema", strict=False)
+    assert structured.invoke("hard: who?") == {"name": "example name", "age": 1}
+    response_format = fresh_backend.requests_for("big")[-1].body["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["strict"] is False
+    assert set(response_format["json_schema"]["schema"]["properties"]) == {"name", "age"}
+    # the same request as ChatOpenAI's own with_structured_output
+    reference = _chat_openai(fresh_backend, "big").with_structured_output(
+        PersonDict, method="json_schema", strict=False
+    )
+    reference.invoke("hard: who?")
+    assert fresh_backend.requests_for("big")[-1].body["response_format"] == response_format
+    # and with a pydantic schema, parsed by the router's own parser
+    assert llm.with_structured_output(Person, method="json_schema").invoke("easy") == Person(
+        name="example name", age=1
+    )
+
+
+class Echo(BaseModel):
+    model: str
+    reply: str
+
+
+def test_structured_output_json_mode_sends_json_object(make_chat, fresh_backend):
+    chat = make_chat()
+    parsed = chat.with_structured_output(Echo, method="json_mode").invoke("hard: say hi")
+    assert parsed == Echo(model="strong", reply="echo: hard: say hi")
+    body = fresh_backend.requests_for("strong")[-1].body
+    assert body["response_format"] == {"type": "json_object"}
+    assert "tools" not in body
+    as_dict = chat.with_structured_output(None, method="json_mode").invoke("easy")
+    assert as_dict == {"model": "weak", "reply": "echo: easy"}
+
+
+def test_structured_output_include_raw_keeps_the_routed_message(make_chat, fresh_backend):
+    chat = make_chat()
+    result = chat.with_structured_output(Person, method="json_schema", include_raw=True).invoke(
+        "hard: who?"
+    )
+    assert result["parsed"] == Person(name="example name", age=1)
+    assert result["parsing_error"] is None
+    assert result["raw"].response_metadata["routing"]["model"] == STRONG
+    fresh_backend.configure("strong", reply="not json")
+    broken = chat.with_structured_output(Person, method="json_schema", include_raw=True).invoke(
+        "hard: who?"
+    )
+    assert broken["parsed"] is None and broken["parsing_error"] is not None
+    assert broken["raw"].content == "not json"
+
+
+def test_structured_output_function_calling_passes_strict_into_the_tool(make_chat, fresh_backend):
+    fresh_backend.configure("weak", tool_arguments={"Person": {"name": "Ada", "age": 36}})
+    structured = make_chat().with_structured_output(Person, method="function_calling", strict=True)
+    assert structured.invoke("easy: who?") == Person(name="Ada", age=36)
+    body = fresh_backend.requests_for("weak")[-1].body
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "strict" not in body and "response_format" not in body
+    with pytest.raises(ValueError, match="method"):
+        make_chat().with_structured_output(Person, method="xml")
+
+
+def test_bind_tools_strict_reaches_chat_openai_children(fresh_backend, router):
+    llm = RouteLLMChat(
+        strong=_chat_openai(fresh_backend, "big"),
+        weak=_chat_openai(fresh_backend, "small"),
+        router=router,
+    )
+    reply = llm.bind_tools([add], strict=True).invoke("easy: add 1 and 2")
+    assert reply.tool_calls[0]["name"] == "add"
+    body = fresh_backend.requests_for("small")[-1].body
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "strict" not in body
+    # what ChatOpenAI.bind_tools(strict=True) sends itself
+    _chat_openai(fresh_backend, "small").bind_tools([add], strict=True).invoke("add 1 and 2")
+    assert fresh_backend.requests_for("small")[-1].body["tools"] == body["tools"]
+
+
+def test_bind_tools_strict_goes_into_the_function_definition(make_chat, fresh_backend):
+    make_chat().bind_tools([add], tool_choice="add", strict=True).invoke("hard: add 1 and 2")
+    body = fresh_backend.requests_for("strong")[-1].body
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "strict" not in body  # not a top-level request parameter
+
+
 # -- fallback ----------------------------------------------------------------------------------
 def test_fallback_when_chosen_model_fails(make_chat, fresh_backend):
     fresh_backend.fail(status=500, model="strong", times=None)
@@ -371,6 +495,130 @@ def test_stream_falls_back_before_first_chunk(make_chat, fresh_backend):
     chunks = list(make_chat().stream("a hard question"))
     assert "".join(c.content for c in chunks) == "[weak] echo: a hard question"
     assert chunks[0].response_metadata["routing"]["fallback_from"] == STRONG
+
+
+def _children(kind: str, backend) -> dict:
+    if kind == "litellm":
+        return {}
+    return {"strong": _chat_openai(backend, "strong"), "weak": _chat_openai(backend, "weak")}
+
+
+@pytest.mark.parametrize("kind", ["litellm", "chat_openai"])
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_an_invalid_request_is_not_sent_to_the_other_model(make_chat, fresh_backend, status, kind):
+    fresh_backend.fail(status=status, model="strong", times=None, message="request is wrong")
+    with pytest.raises(Exception, match="request is wrong") as info:
+        make_chat(**_children(kind, fresh_backend)).invoke("a hard question")
+    assert info.value.status_code == status
+    assert _answered(fresh_backend) == ["strong"]
+
+
+async def test_an_invalid_request_is_not_sent_to_the_other_model_async(make_chat, fresh_backend):
+    fresh_backend.fail(status=400, model="weak", times=None, message="context too long")
+    with pytest.raises(Exception, match="context too long"):
+        await make_chat().ainvoke("an easy one")
+    with pytest.raises(Exception, match="context too long"):
+        [c async for c in make_chat().astream("an easy one")]
+    assert _answered(fresh_backend) == ["weak", "weak"]
+
+
+def test_an_invalid_request_is_not_streamed_from_the_other_model(make_chat, fresh_backend):
+    fresh_backend.fail(status=422, model="strong", times=None, message="bad params")
+    with pytest.raises(Exception, match="bad params"):
+        list(make_chat().stream("a hard question"))
+    assert _answered(fresh_backend) == ["strong"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_misconfigured_model_falls_back_with_a_warning(make_chat, fresh_backend, caplog, status):
+    fresh_backend.fail(status=status, model="strong", times=None, message="check your key")
+    with caplog.at_level(logging.WARNING, logger="routellm_lc"):
+        reply = make_chat().invoke("a hard question")
+    assert reply.response_metadata["routing"]["fallback_from"] == STRONG
+    assert reply.content.startswith("[weak]")
+    (record,) = [r for r in caplog.records if r.name.startswith("routellm_lc")]
+    assert record.levelno == logging.WARNING
+    assert STRONG in record.getMessage() and "check your key" in record.getMessage()
+
+
+@pytest.mark.parametrize("fault", ["429", "503", "timeout", "malformed"])
+def test_provider_failures_fall_back(make_chat, fresh_backend, fault):
+    if fault == "timeout":
+        fresh_backend.fail(kind="timeout", sleep_s=3, model="strong", times=None)
+    elif fault == "malformed":
+        fresh_backend.fail(kind="malformed", model="strong", times=None)
+    else:
+        fresh_backend.fail(status=int(fault), model="strong", times=None)
+    chat = make_chat(strong=_chat_openai(fresh_backend, "strong", timeout=1))
+    reply = chat.invoke("a hard question")
+    assert reply.content == "[weak] echo: a hard question"
+    assert reply.response_metadata["routing"]["fallback_from"] == "strong"
+
+
+def test_an_unreachable_model_falls_back(make_chat, fresh_backend):
+    from routellm_lc.testing import LocalBackend
+
+    down = _chat_openai(fresh_backend, "strong", base_url=LocalBackend.refused_url())
+    reply = make_chat(strong=down).invoke("a hard question")
+    assert reply.content == "[weak] echo: a hard question"
+
+
+def test_a_programming_error_is_not_retried_on_the_other_model(make_chat, fresh_backend):
+    chat = make_chat(**_children("chat_openai", fresh_backend))
+    with collect_runs() as runs, pytest.raises(TypeError, match="no_such_parameter"):
+        chat.invoke("a hard question", no_such_parameter=1)
+    (router_run,) = runs.traced_runs
+    assert [child.name for child in router_run.child_runs] == ["strong"]
+
+
+def test_when_both_models_fail_the_first_models_error_is_raised(make_chat, fresh_backend):
+    fresh_backend.fail(status=500, model="strong", times=None, message="strong is down")
+    fresh_backend.fail(status=429, model="weak", times=None, message="weak is busy")
+    with pytest.raises(Exception, match="strong is down") as info:
+        make_chat().invoke("a hard question")
+    assert info.value.status_code == 500
+    assert "weak is busy" in str(info.value.__context__)
+    assert any(WEAK in note for note in getattr(info.value, "__notes__", []))
+    assert _answered(fresh_backend) == ["strong", "weak"]
+    with pytest.raises(Exception, match="strong is down"):
+        list(make_chat().stream("a hard question"))
+
+
+async def test_when_both_models_fail_the_first_models_error_is_raised_async(
+    make_chat, fresh_backend
+):
+    fresh_backend.fail(status=503, model="weak", times=None, message="weak is down")
+    fresh_backend.fail(status=500, model="strong", times=None, message="strong is down")
+    with pytest.raises(Exception, match="weak is down") as info:
+        await make_chat().ainvoke("an easy one")
+    assert "strong is down" in str(info.value.__context__)
+    with pytest.raises(Exception, match="weak is down"):
+        [c async for c in make_chat().astream("an easy one")]
+
+
+def _routing_tags(run) -> list[str]:
+    return [t for t in run.tags if t.startswith("routellm:")]
+
+
+def test_after_a_fallback_each_child_run_is_tagged_with_the_model_that_ran(
+    make_chat, fresh_backend
+):
+    fresh_backend.fail(status=500, model="strong", times=1)
+    with collect_runs() as runs:
+        make_chat().invoke("a hard question", {"tags": ["mine"]})
+    (router_run,) = runs.traced_runs
+    failed, answered = sorted(router_run.child_runs, key=lambda r: r.start_time)
+    assert failed.error and answered.error is None
+    assert sorted(_routing_tags(failed)) == ["routellm:model=openai/strong", "routellm:strong"]
+    assert sorted(_routing_tags(answered)) == [
+        "routellm:fallback",
+        "routellm:model=openai/weak",
+        "routellm:weak",
+    ]
+    assert answered.extra["metadata"]["routing"]["model"] == WEAK
+    assert answered.tags.count("mine") == 1  # the caller's own tags still reach it
+    # the router run records the decision it made before the call
+    assert sorted(_routing_tags(router_run)) == ["routellm:model=openai/strong", "routellm:strong"]
 
 
 # -- what is routed on -------------------------------------------------------------------------
@@ -464,3 +712,119 @@ def test_langchain_chat_models_as_strong_and_weak(fresh_backend, router):
     called = llm.bind_tools([add]).invoke("easy: add 1 and 2")
     assert called.tool_calls[0]["name"] == "add"
     assert fresh_backend.requests_for("small")[-1].body["tools"][0]["function"]["name"] == "add"
+
+
+# -- scoring off the event loop ----------------------------------------------------------------
+class SlowRouter(Router):
+    """Takes `seconds` per router call (a torch forward pass releases the GIL like this)."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        self.seconds = seconds
+        self.calls: list[list[str]] = []
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(prompts))
+        time.sleep(self.seconds)
+        return np.array([0.9 if "hard" in p else 0.1 for p in prompts])
+
+
+async def _max_loop_stall(work) -> tuple[object, float]:
+    """Run `work` while a heartbeat measures how long the event loop went unanswered."""
+    stalls = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            stalls.append(time.perf_counter() - start - 0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0)
+    try:
+        result = await work
+    finally:
+        done.set()
+        await beat
+    return result, max(stalls)
+
+
+async def test_concurrent_async_calls_score_in_parallel_off_the_event_loop(make_chat):
+    router = SlowRouter(0.3)
+    chat = make_chat(router=router)
+    await chat.ainvoke("warm up")  # LiteLLM is imported on the first call (seconds)
+    router.calls.clear()
+    prompts = ["hard a", "easy b", "hard c", "easy d"]
+
+    async def calls():
+        invoked = [chat.ainvoke(p) for p in prompts[:2]]
+        streamed = [_collect(chat.astream(p)) for p in prompts[2:]]
+        return await asyncio.gather(*invoked, *streamed)
+
+    start = time.perf_counter()
+    replies, stall = await _max_loop_stall(calls())
+    elapsed = time.perf_counter() - start
+    assert stall < 0.2  # scoring on the loop would stall it 0.3 s per prompt
+    assert elapsed < 1.0  # 4 x 0.3 s one after another would take 1.2 s
+    assert len(router.calls) == 4
+    routes = [r.response_metadata["routing"]["route"] for r in replies]
+    assert routes == ["strong", "weak", "strong", "weak"]
+    assert [r.response_metadata["routing"]["score"] for r in replies] == [0.9, 0.1, 0.9, 0.1]
+
+
+async def _collect(stream) -> AIMessage:
+    merged = None
+    async for chunk in stream:
+        merged = chunk if merged is None else merged + chunk
+    return merged
+
+
+async def test_abatch_scores_once_off_the_event_loop(make_chat):
+    router = SlowRouter(0.3)
+    chat = make_chat(router=router)
+    await chat.ainvoke("warm up")  # LiteLLM is imported on the first call (seconds)
+    router.calls.clear()
+    replies, stall = await _max_loop_stall(chat.abatch(PROMPTS))
+    assert stall < 0.2
+    assert router.calls == [PROMPTS]  # still one router pass for the whole batch
+    assert [r.response_metadata["routing"]["batch_size"] for r in replies] == [3, 3, 3]
+
+
+async def test_adecide_scores_like_decide(make_chat, router):
+    chat = make_chat()
+    scored, awaited = chat.decide(["hard", "easy"]), await chat.adecide(["hard", "easy"])
+    assert [(d.score, d.route, d.model) for d in awaited] == [
+        (d.score, d.route, d.model) for d in scored
+    ]
+    assert router.calls == [["hard", "easy"], ["hard", "easy"]]
+
+
+# -- copies ------------------------------------------------------------------------------------
+def test_model_copy_with_a_new_model_answers_with_it(make_chat, fresh_backend):
+    chat = make_chat()
+    copy = chat.model_copy(update={"weak": "openai/other"})
+    reply = copy.invoke("an easy one")
+    assert reply.content == "[other] echo: an easy one"
+    assert reply.response_metadata["routing"]["model"] == "openai/other"
+    assert chat.invoke("an easy one").content == "[weak] echo: an easy one"  # untouched
+    big = chat.model_copy(update={"strong": _chat_openai(fresh_backend, "big")})
+    assert big.invoke("a hard one").content == "[big] echo: a hard one"
+
+
+def test_model_copy_with_new_client_options_uses_them(make_chat):
+    from routellm_lc.testing import LocalBackend
+
+    chat = make_chat(fallback=False)
+    moved = chat.model_copy(update={"api_base": LocalBackend.refused_url()})
+    with pytest.raises(Exception, match="(?i)connect"):
+        moved.invoke("an easy one")
+    assert chat.invoke("an easy one").content == "[weak] echo: an easy one"
+
+
+def test_model_copy_with_a_new_router_scores_with_it(make_chat, router):
+    other = KeywordRouter()
+    copy = make_chat().model_copy(update={"router": other})
+    copy.invoke("a hard one")
+    assert other.calls == [["a hard one"]] and router.calls == []

@@ -7,6 +7,7 @@ local OpenAI-compatible backend over real HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,8 +32,23 @@ class LengthRouter(Router):
         return np.array([0.9 if len(p) > 40 else 0.1 for p in prompts])
 
 
+#: The suite's JSON-mode question, answered as a real model would: RouteLLMChat sends
+#: `response_format={"type": "json_object"}`, to which the backend's own reply is no joke.
+JSON_MODE_ANSWER = {
+    "Return the result as a JSON with 'setup' and 'punchline' keys": {
+        "reply": json.dumps(
+            {"setup": "Why do cats sit on keyboards?", "punchline": "To watch the mouse."}
+        )
+    }
+}
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _stop_backend() -> Iterator[None]:
+def _suite_backend() -> Iterator[None]:
+    backend = SUITE_BACKEND.get()
+    for model in ("weak", "strong"):
+        scripted = backend.settings_for(model).scripted or {}
+        backend.configure(model, scripted={**scripted, **JSON_MODE_ANSWER})
     yield
     SUITE_BACKEND.stop()
 

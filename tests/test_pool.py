@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from langchain_core.tracers.context import collect_runs
 
+from routellm_lc.graph import RoutingCallbackHandler
 from routellm_lc.pool import routed_pool
 from routellm_lc.routers.base import Router
 
@@ -54,7 +56,42 @@ def test_cascade_lists_every_level_outermost_first(pool):
     ]
     assert routing["route"] == "strong" and routing["score"] == 0.9
     easy = llm.invoke("easy").response_metadata["routing"]
-    assert easy["model"] == "openai/cheap" and "cascade" not in easy  # decided at level one
+    assert easy["model"] == "openai/cheap"
+    assert [c["model"] for c in easy["cascade"]] == ["openai/cheap"]  # decided at level one
+
+
+def test_a_failed_cheapest_model_is_reported_as_a_fallback_of_the_whole_call(pool):
+    llm, _, backend = pool
+    backend.fail(status=500, model="cheap", times=None)
+    handler = RoutingCallbackHandler()
+    reply = llm.invoke("easy one", {"callbacks": [handler]})
+    assert reply.content.startswith("[mid]")
+    routing = reply.response_metadata["routing"]
+    assert (routing["model"], routing["fallback_from"]) == ("openai/mid", "openai/cheap")
+    assert routing["cascade"][0]["fallback_from"] == "openai/cheap"
+    assert handler.summary().fallbacks == 1
+    (first, *_) = llm.stream("easy, streamed")
+    assert first.response_metadata["routing"]["fallback_from"] == "openai/cheap"
+
+
+def test_pool_runs_are_tagged_once_with_real_models(pool):
+    llm, _, _ = pool
+    with collect_runs() as runs:
+        llm.invoke("hard question")
+    (top,) = runs.traced_runs
+    seen = []
+
+    def walk(run) -> None:
+        seen.append(run)
+        for child in run.child_runs:
+            walk(child)
+
+    walk(top)
+    for run in seen:
+        assert len(run.tags) == len(set(run.tags)), run.tags
+        assert not [t for t in run.tags if t.startswith("routellm:model=router-")], run.tags
+    (answering,) = [r for r in seen if r.name == "openai/top"]
+    assert sorted(answering.tags) == ["routellm:model=openai/top", "routellm:strong"]
 
 
 def test_streaming_batch_and_tools_work_through_the_pool(pool):
