@@ -11,7 +11,9 @@ the `stream_usage` flag, usage details and `response_metadata`.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -53,6 +55,14 @@ def _litellm() -> Any:
 
     litellm.suppress_debug_info = True  # no "Give Feedback" banners on every provider error
     return litellm
+
+
+async def _alitellm() -> Any:
+    """`_litellm()` for async code: the first import (~3 s) runs in a worker thread, so it
+    does not stall the event loop and every other coroutine on it."""
+    if "litellm" in sys.modules:
+        return _litellm()
+    return await asyncio.to_thread(_litellm)
 
 
 class LiteLLMChatModel(BaseChatModel):
@@ -194,7 +204,8 @@ class LiteLLMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         params = self._params(messages, stop, **kwargs)
-        return _chat_result(await _litellm().acompletion(**params), params["model"])
+        litellm = await _alitellm()
+        return _chat_result(await litellm.acompletion(**params), params["model"])
 
     def _stream_params(
         self,
@@ -242,7 +253,7 @@ class LiteLLMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         params = self._stream_params(messages, stop, **kwargs)
-        stream = await _litellm().acompletion(**params)
+        stream = await (await _alitellm()).acompletion(**params)
         async for raw in stream:
             chunk = _generation_chunk(raw, params["model"])
             if chunk is None:

@@ -5,6 +5,8 @@ reference for what reaches the provider and what comes back."""
 from __future__ import annotations
 
 import operator
+import os
+import sys
 from functools import reduce
 from typing import Any
 
@@ -187,3 +189,36 @@ async def test_streamed_chunks_carry_model_provider(fresh_backend, mode):
     assert reply.response_metadata["finish_reason"] == "stop"
     invoked = model.invoke("hello there")
     assert reply.response_metadata["model_provider"] == invoked.response_metadata["model_provider"]
+
+
+_IMPORT_PROBE = """
+import asyncio, sys
+from routellm_lc.models import LiteLLMChatModel
+
+async def main():
+    model = LiteLLMChatModel(
+        model="openai/x", api_base="http://127.0.0.1:9/v1", api_key="k", timeout=1, max_retries=0
+    )
+    call = asyncio.create_task(model.ainvoke("hi"))
+    seen_mid_import = False
+    while not call.done():
+        module = sys.modules.get("litellm")
+        if module is not None and getattr(module, "acompletion", None) is None:
+            seen_mid_import = True  # the loop ran while litellm was still importing
+        await asyncio.sleep(0.001)
+    assert "litellm" in sys.modules
+    print("ran during import" if seen_mid_import else "blocked during import")
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_async_call_imports_litellm_off_the_event_loop():
+    """LiteLLM's import takes seconds; on the event loop it would stall every coroutine."""
+    import subprocess
+
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "ran during import" in done.stdout, done.stdout + done.stderr
