@@ -14,6 +14,7 @@ the parsed dict, raw bytes out); the models still define the OpenAPI schema.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -32,6 +33,7 @@ from starlette.responses import Response, StreamingResponse
 
 from routellm_lc.decision import RoutingDecision, routing_text
 from routellm_lc.errors import EmptyPromptError
+from routellm_lc.models import _litellm
 from routellm_lc.server.config import ServerConfig
 from routellm_lc.server.errors import APIError, sse_error_event
 from routellm_lc.server.forwarding import (
@@ -118,6 +120,9 @@ class ServerState:
             config.timeout, config.connect_timeout, config.max_connections
         )
         self.litellm = LiteLLMForwarder(config.timeout, config.max_retries)
+        if any(target.url is None for target in self.targets.values()):
+            # LiteLLM's import takes ~3 s: before the port opens, not in the first request
+            await asyncio.to_thread(_litellm)
         self.created = created = int(time.time())
         cards = [ModelCard(id=i, created=created) for i in self.routing.model_ids()]
         self.models_body = ModelList(data=cards).model_dump_json().encode()

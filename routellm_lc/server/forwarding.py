@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from routellm_lc.models import _litellm
 from routellm_lc.server.errors import error_body
 
 #: Upstream statuses that are the client's fault: relayed, never retried on the other model.
@@ -311,14 +312,6 @@ def _with_done(reader: _EventReader) -> Callable[[], Awaitable[bytes | None]]:
         return batch
 
     return next_batch
-
-
-def _litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    return litellm
 
 
 class LiteLLMForwarder:

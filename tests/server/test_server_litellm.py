@@ -88,3 +88,29 @@ def test_litellm_path_retries_as_many_times_as_max_retries(
     response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=60)
     assert response.status_code == 502
     assert len(fresh_backend.requests_for("weak-model")) == sent
+
+
+_STARTUP_PROBE = """
+import sys
+from routellm_lc.server.config import ServerConfig
+from routellm_lc.server.runner import ServerThread
+
+config = ServerConfig(routers=["random"], strong="anthropic/claude-x", weak="openai/small",
+                      api_base="http://127.0.0.1:9/v1", port=0)
+assert "litellm" not in sys.modules
+with ServerThread(config):
+    print("imported at start-up" if "litellm" in sys.modules else "not imported")
+"""
+
+
+def test_a_server_with_litellm_providers_imports_litellm_before_serving():
+    """Its ~3 s import would otherwise stall the event loop inside the first request."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTUP_PROBE], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "imported at start-up" in done.stdout, done.stdout + done.stderr
