@@ -1,41 +1,92 @@
 """Cost accounting per decision, with LiteLLM's price map, and savings reports.
 
-Prices come from the JSON price map that ships inside the `litellm` package (read directly:
-importing LiteLLM costs ~3 s and its import may try to download a fresher map). Users can pass
-their own prices (per million tokens) for self-hosted or negotiated models.
+Prices come from the JSON price map that ships inside the `litellm` package (found and read
+without importing LiteLLM: its import costs ~3 s and may try to download a fresher map), with
+cached-input and long-prompt rates where the map has them. Users pass their own prices for
+self-hosted or negotiated models (`prices={"my-llama": Price(0, 0)}`); a call to a model with
+no price is left out of a savings report's sums and named in it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Price:
-    """USD per token."""
+    """USD per token: input, output, and (where the provider prices them apart) cached input
+    read from its prompt cache and input written to it (None: billed as input). `above`:
+    (prompt-token threshold, Price) tiers; a prompt longer than a threshold bills all its
+    tokens at that tier's rates (LiteLLM's `*_above_200k_tokens` keys, e.g. Gemini 2.5 Pro)."""
 
     input: float
     output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    above: tuple[tuple[int, Price], ...] = ()
 
     @classmethod
-    def per_million(cls, input: float, output: float) -> Price:
-        return cls(input / 1e6, output / 1e6)
+    def per_million(cls, input: float, output: float, cache_read: float | None = None) -> Price:
+        return cls(input / 1e6, output / 1e6, None if cache_read is None else cache_read / 1e6)
+
+    def for_prompt(self, prompt_tokens: int) -> Price:
+        """The rates a prompt of this many tokens is billed at (its tier's)."""
+        chosen = self
+        for threshold, tier in sorted(self.above, key=lambda t: t[0]):
+            if prompt_tokens > threshold:
+                chosen = tier
+        return chosen
+
+
+def _litellm_price_file() -> Path | None:
+    """LiteLLM's bundled price map, found without importing LiteLLM (its import costs ~3 s
+    and, without LITELLM_LOCAL_MODEL_COST_MAP, tries to download a fresher map)."""
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec and spec.submodule_search_locations) or []:
+        path = Path(folder) / "model_prices_and_context_window_backup.json"
+        if path.is_file():
+            return path
+    return None
 
 
 @lru_cache(maxsize=1)
 def _price_map() -> dict[str, Any]:
-    try:
-        text = (
-            resources.files("litellm") / "model_prices_and_context_window_backup.json"
-        ).read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
-        return {}
-    return json.loads(text)
+    path = _litellm_price_file()
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+
+
+_TIER_KEY = re.compile(r"input_cost_per_token_above_(\d+)(k?)_tokens")
+
+
+def _price_of(entry: Mapping[str, Any]) -> Price:
+    def rates(suffix: str = "", base: Price | None = None) -> Price:
+        def get(key: str, fallback: float | None) -> float | None:
+            value = entry.get(key + suffix)
+            return float(value) if value is not None else fallback
+
+        return Price(
+            float(get("input_cost_per_token", base.input if base else 0.0) or 0.0),
+            float(get("output_cost_per_token", base.output if base else 0.0) or 0.0),
+            get("cache_read_input_token_cost", base.cache_read if base else None),
+            get("cache_creation_input_token_cost", base.cache_write if base else None),
+        )
+
+    base = rates()
+    tiers = []
+    for key in entry:
+        match = _TIER_KEY.fullmatch(key)
+        if match:
+            threshold = int(match[1]) * (1000 if match[2] else 1)
+            tiers.append((threshold, rates(f"_above_{match[1]}{match[2]}_tokens", base)))
+    return replace(base, above=tuple(sorted(tiers, key=lambda t: t[0])))
 
 
 def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
@@ -49,22 +100,45 @@ def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Pri
     for name in candidates:
         entry = prices.get(name)
         if entry and "input_cost_per_token" in entry:
-            return Price(
-                float(entry["input_cost_per_token"]), float(entry.get("output_cost_per_token", 0.0))
-            )
+            return _price_of(entry)
     return None
+
+
+def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(input, output, cached input read, input written to the cache) from LangChain's usage
+    metadata or an OpenAI-shaped `usage`."""
+    input_tokens = int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0)
+    output_tokens = int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0)
+    details = usage.get("input_token_details") or {}
+    openai_details = usage.get("prompt_tokens_details") or {}
+    cache_read = int(details.get("cache_read", openai_details.get("cached_tokens", 0)) or 0)
+    cache_write = int(details.get("cache_creation", 0) or 0)
+    return input_tokens, output_tokens, cache_read, cache_write
 
 
 def call_cost(
     model: str, usage: Mapping[str, Any] | None, overrides: Mapping[str, Price] | None = None
 ) -> float | None:
-    """USD cost of one call from its usage metadata (input/output tokens), or None if unknown."""
+    """USD cost of one call from its usage metadata, or None if the model has no price.
+
+    Input tokens read from the provider's prompt cache (`input_token_details.cache_read`) and
+    written to it (`cache_creation`) are billed at their own rates where the price has them,
+    and a long prompt at its length tier's rates, as LiteLLM's `cost_per_token` bills them
+    (service tiers, batch and regional rates aside)."""
     price = model_price(model, overrides)
     if price is None or not usage:
         return None
-    input_tokens = int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0)
-    output_tokens = int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0)
-    return input_tokens * price.input + output_tokens * price.output
+    input_tokens, output_tokens, cache_read, cache_write = _tokens(usage)
+    rates = price.for_prompt(input_tokens)
+    plain = max(input_tokens - cache_read - cache_write, 0)
+    read_rate = rates.input if rates.cache_read is None else rates.cache_read
+    write_rate = rates.input if rates.cache_write is None else rates.cache_write
+    return (
+        plain * rates.input
+        + cache_read * read_rate
+        + cache_write * write_rate
+        + output_tokens * rates.output
+    )
 
 
 @dataclass
@@ -80,6 +154,8 @@ class SavingsReport:
     cost: float = 0.0
     all_strong_cost: float = 0.0
     unpriced_calls: int = 0
+    """Calls left out of both sums: their model, or the strong model, has no price."""
+    unpriced_models: list[str] = field(default_factory=list)
     calls_per_model: dict[str, int] = field(default_factory=dict)
     cost_per_model: dict[str, float] = field(default_factory=dict)
 
@@ -113,10 +189,22 @@ class SavingsReport:
             counterfactual = call_cost(strong_model, usage, overrides)
             if actual is None or counterfactual is None:
                 report.unpriced_calls += 1
+                for name, cost in ((model, actual), (strong_model, counterfactual)):
+                    if cost is None and usage and name not in report.unpriced_models:
+                        report.unpriced_models.append(name)
                 continue
             report.cost += actual
             report.all_strong_cost += counterfactual
             report.cost_per_model[model] = report.cost_per_model.get(model, 0.0) + actual
+        if report.unpriced_calls:
+            named = ", ".join(report.unpriced_models) or "calls without usage metadata"
+            warnings.warn(
+                f"{report.unpriced_calls} of {report.calls} calls are left out of the savings "
+                f"report: no price for {named}. A self-hosted model needs one: "
+                'prices={"<model>": Price(input, output)} (Price(0, 0) if it costs nothing).',
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return report
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +217,7 @@ class SavingsReport:
             "savings_usd": self.savings,
             "savings_pct": self.savings_pct,
             "unpriced_calls": self.unpriced_calls,
+            "unpriced_models": list(self.unpriced_models),
             "calls_per_model": dict(self.calls_per_model),
             "cost_per_model_usd": dict(self.cost_per_model),
         }
