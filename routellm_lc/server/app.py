@@ -62,10 +62,11 @@ _validate_request = ChatCompletionRequest.__pydantic_validator__.validate_python
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
-        400: "Malformed JSON, unknown router, bad model name or threshold",
+        400: "Malformed JSON, a request that does not match the schema, bad model name or "
+        "threshold",
         401: "Missing or wrong bearer key (when the server has keys)",
+        404: "The model names a router this server does not serve",
         413: "Request body over the size limit",
-        422: "Request does not match the schema",
         429: "Both models rate-limited (Retry-After: the longer of their waits)",
         502: "Both models failed (or the chosen one, without fallback)",
         504: "The model timed out",
@@ -254,7 +255,7 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
 
 
 async def _parse_body(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a dict that matches `ChatCompletionRequest` (else 413/400/422)."""
+    """The request body as a dict that matches `ChatCompletionRequest` (else 413/400)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -291,7 +292,7 @@ def _invalid(exc: ValidationError) -> APIError:
     problems = len(exc.errors())
     more = f" (and {problems - 1} more problem(s))" if problems > 1 else ""
     return APIError(
-        422, f"Invalid {where}: {first['msg']}{more}.", param=param, code="invalid_request"
+        400, f"Invalid {where}: {first['msg']}{more}.", param=param, code="invalid_request"
     )
 
 
@@ -427,7 +428,7 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(part) for part in first.get("loc", ())) or None
         message = f"Invalid request: {first.get('msg')}."
-        return APIError(422, message, param=param, code="invalid_request").response()
+        return APIError(400, message, param=param, code="invalid_request").response()
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -43,9 +43,9 @@ def parse_model_name(
             code="invalid_model",
         )
     router, sep, threshold_text = name[len(MODEL_PREFIX) :].partition("-")
-    if router not in served:
+    if router not in served:  # OpenAI answers a model it does not have with 404
         raise APIError(
-            400,
+            404,
             f"Router {router!r} is not served here. Served routers: {', '.join(served)} "
             f"(model names 'router-<router>-<threshold>').",
             param="model",

@@ -39,7 +39,8 @@ def test_model_names_parse_like_routellm(name, expected):
 def test_bad_model_names_raise_400(name):
     with pytest.raises(APIError) as caught:
         parse_model_name(name, ["mf"], 0.5)
-    assert caught.value.status == 400 and caught.value.param == "model"
+    assert caught.value.status == (404 if name == "router-bert-0.5" else 400)
+    assert caught.value.param == "model"
 
 
 def test_config_file_yaml_and_json_with_flags_and_env_on_top(tmp_path):
@@ -143,7 +144,7 @@ def test_metrics_count_routes_statuses_and_routing_latency(start_server):
     text = httpx.get(f"{root}/metrics").text
     assert 'routellm_requests_total{router="test_keyword",route="strong",status="200"} 1' in text
     assert 'routellm_requests_total{router="test_keyword",route="weak",status="200"} 2' in text
-    assert 'routellm_requests_total{router="none",route="none",status="422"} 1' in text
+    assert 'routellm_requests_total{router="none",route="none",status="400"} 1' in text
     assert 'routellm_routing_seconds_count{router="test_keyword"} 3' in text
     assert 'routellm_errors_total{kind="invalid_request"} 1' in text
     assert "# TYPE routellm_upstream_seconds histogram" in text
@@ -159,7 +160,7 @@ def test_openapi_declares_the_request_and_error_models(server):
     assert {"model", "messages", "tools", "tool_choice", "stream"} <= set(
         request_schema["properties"]
     )
-    for status in ("400", "401", "413", "422", "502", "504"):
+    for status in ("400", "401", "404", "413", "429", "502", "504"):
         assert post["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
             "/ErrorResponse"
         )

@@ -38,26 +38,33 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
 
 
 @pytest.mark.parametrize(
-    ("model", "code"),
+    ("model", "status", "code"),
     [
-        ("gpt-4o", "invalid_model"),
-        ("router-bert-0.5", "model_not_found"),  # a real router, not served here
-        ("router-nope-0.5", "model_not_found"),
-        ("router-test_keyword-1.5", "invalid_threshold"),
-        ("router-test_keyword-abc", "invalid_threshold"),
-        ("router-test_keyword-nan", "invalid_threshold"),
-        ("router-test_keyword-", "invalid_threshold"),
+        ("gpt-4o", 400, "invalid_model"),
+        ("router-bert-0.5", 404, "model_not_found"),  # a real router, not served here
+        ("router-nope-0.5", 404, "model_not_found"),
+        ("router-test_keyword-1.5", 400, "invalid_threshold"),
+        ("router-test_keyword-abc", 400, "invalid_threshold"),
+        ("router-test_keyword-nan", 400, "invalid_threshold"),
+        ("router-test_keyword-", 400, "invalid_threshold"),
     ],
 )
-def test_bad_model_names_get_400(server, model, code):
-    error = assert_openai_error(post(server, {"model": model, "messages": EASY}), 400, code)
+def test_bad_model_names_get_openais_statuses(server, model, status, code):
+    """As OpenAI: a model it does not have is 404 `model_not_found`, a malformed one 400."""
+    error = assert_openai_error(post(server, {"model": model, "messages": EASY}), status, code)
     assert error["param"] == "model"
 
 
-def test_bad_model_name_raises_the_sdks_bad_request_error(server):
+def test_bad_model_names_raise_the_sdks_usual_errors(server):
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
-    with pytest.raises(openai.BadRequestError, match="test_keyword"):
+    with pytest.raises(openai.NotFoundError, match="test_keyword"):
         client.chat.completions.create(model="router-unknown-0.5", messages=EASY)
+    with pytest.raises(openai.BadRequestError, match="threshold"):
+        client.chat.completions.create(model="router-test_keyword-2", messages=EASY)
+    with pytest.raises(openai.BadRequestError, match="temperature"):  # a schema violation
+        client.chat.completions.create(
+            model="router-test_keyword-0.5", messages=EASY, extra_body={"temperature": "hot"}
+        )
 
 
 def test_short_model_name_uses_the_default_threshold(server):
@@ -83,8 +90,9 @@ def test_malformed_json_gets_400(server):
         ([1, 2, 3], None),
     ],
 )  # fmt: skip
-def test_schema_violations_get_422(server, body, param):
-    error = assert_openai_error(post(server, body), 422, "invalid_request")
+def test_schema_violations_get_400(server, body, param):
+    """400, as OpenAI answers an invalid parameter (FastAPI's default would be 422)."""
+    error = assert_openai_error(post(server, body), 400, "invalid_request")
     assert error["param"] == param
     assert error["message"].startswith(f"Invalid '{param}': " if param else "Invalid request body")
 

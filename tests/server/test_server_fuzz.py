@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ALLOWED = {200, 400, 413, 422}
+ALLOWED = {200, 400, 404, 413}
 
 json_values = st.recursive(
     st.none()
