@@ -1,12 +1,13 @@
 """A ReAct agent whose every step is routed on its own, built twice: with LangGraph's prebuilt
 `create_react_agent` and with LangChain's `create_agent`.
 
-    python examples/react_agent.py [--router mf|keywords] [--threshold 0.5]
+    python examples/react_agent.py [--router mf|keywords] [--threshold T]
 
 The router scores the conversation so far (`route_on="conversation"`): the first step, which
-only has to pick a tool, can go to the weak model, while the step that reads a dense research
-abstract and answers can go to the strong one. Each step's decision is appended to the agent's
-state (`routing_decisions`) with the step number and node.
+only has to pick a tool, goes to the weak model, while the step that reads a dense research
+abstract and answers goes to the strong one (at the default threshold, calibrated on
+`_setup.SAMPLE_PROMPTS`). Each step's decision is appended to the agent's state
+(`routing_decisions`) with the step number and node.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Every example runs as a script against the local backend (offline, deterministic router) and
-prints what it promises; the README's LangChain / LangGraph snippets are the examples' code."""
+"""Every example runs as a script against the local backend (offline), with the default router
+(`mf`) at its default, calibrated, threshold and with the keywords demo router, and routes as its
+docstring promises; the README's LangChain / LangGraph snippets are the examples' code."""
 
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ def example_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_example(name: str, *args: str, router: str | None = "keywords") -> str:
+#: The routers every example is run with: None is the default (`mf`, whose bundled checkpoint
+#: ships with the package) at the default, calibrated, threshold; `keywords` the demo router.
+ROUTERS = [None, "keywords"]
+CALIBRATED = re.compile(
+    r"\(threshold (0\.\d{3}): sends (\d+)% of the 20 sample prompts to the strong model\)"
+)
+
+
+def run_example(name: str, *args: str, router: str | None) -> tuple[str, str]:
+    """Run an example; its stdout and stderr."""
     router_args = ["--router", router] if router else []
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *router_args, *args],
@@ -37,16 +47,69 @@ def run_example(name: str, *args: str, router: str | None = "keywords") -> str:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "local backend" in result.stderr  # no keys given: it started the bundled backend
-    return result.stdout
+    assert "mf router unavailable" not in result.stderr  # the default really is mf
+    return result.stdout, result.stderr
 
 
-def test_chain_routes_easy_to_weak_and_hard_to_strong():
-    lines = run_example("chain.py").splitlines()
+def thresholds_printed(stderr: str, router: str | None) -> list[tuple[float, int]]:
+    """The thresholds the example chose and the strong share each was chosen for."""
+    if router == "keywords":  # hand-set scores: 1 − share, not calibrated
+        found = re.findall(r"\(threshold (0\.\d{3}) = 1 - (\d+)%: keywords demo router\)", stderr)
+    else:
+        found = CALIBRATED.findall(stderr)
+    return [(float(t), int(pct)) for t, pct in found]
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_chain_routes_easy_to_weak_and_hard_to_strong(router):
+    out, err = run_example("chain.py", router=router)
+    lines = out.splitlines()
     assert len(lines) == 2
     assert re.match(
-        r"weak +openai/weak +score=0\.20 \| \[weak\] echo: What is the capital", lines[0]
+        r"weak +openai/weak +score=0\.\d\d \| \[weak\] echo: What is the capital", lines[0]
     )
-    assert re.match(r"strong +openai/strong +score=0\.60 \| \[strong\] echo: Prove", lines[1])
+    assert re.match(r"strong +openai/strong +score=0\.\d\d \| \[strong\] echo: Derive", lines[1])
+    ((threshold, pct),) = thresholds_printed(err, router)  # printed once
+    assert pct == 50
+    if router == "keywords":
+        assert threshold == 0.5 and "score=0.20" in lines[0] and "score=0.95" in lines[1]
+
+
+def test_an_explicit_threshold_wins_over_the_calibrated_one():
+    out, err = run_example("chain.py", "--threshold", "0.01", router=None)
+    assert [line.split()[0] for line in out.splitlines()] == ["strong", "strong"]
+    assert "threshold" not in err  # nothing calibrated
+
+
+def test_calibrated_thresholds_send_the_stated_share_of_the_sample_to_strong():
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import _setup
+        from routellm_lc.chat_model import shared_router
+
+        scores = shared_router("mf").strong_win_rate(_setup.SAMPLE_PROMPTS)
+        shares = {}
+        for pct in (0.1, 0.3, 0.5, 0.9):
+            threshold = _setup.threshold_for("mf", pct)
+            shares[pct] = float(np.mean(scores >= threshold))
+        print(json.dumps({"shares": shares, "keywords": _setup.threshold_for("keywords", 0.5)}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=EXAMPLES,
+        env=example_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert data["shares"] == {"0.1": 0.1, "0.3": 0.3, "0.5": 0.5, "0.9": 0.9}
+    assert data["keywords"] == 0.5
+    assert len(CALIBRATED.findall(result.stderr)) == 4
 
 
 def test_examples_default_to_the_mf_router_when_its_checkpoint_loads():
@@ -71,8 +134,9 @@ def test_examples_default_to_the_mf_router_when_its_checkpoint_loads():
     assert ("mf router unavailable" in result.stderr) == (expected == "keywords")
 
 
-def test_react_agents_route_their_two_steps_differently():
-    out = run_example("react_agent.py")
+@pytest.mark.parametrize("router", ROUTERS)
+def test_react_agents_route_their_two_steps_differently(router):
+    out, _ = run_example("react_agent.py", router=router)
     sections = out.split("== ")[1:]
     assert [s.splitlines()[0] for s in sections] == [
         "langgraph.prebuilt.create_react_agent",
@@ -88,24 +152,35 @@ def test_react_agents_route_their_two_steps_differently():
         assert "answer: [strong] tool result: Top paper" in section
 
 
-def test_multi_node_graph_applies_each_nodes_threshold():
-    out = run_example("multi_node_graph.py")
+@pytest.mark.parametrize("router", ROUTERS)
+def test_multi_node_graph_applies_each_nodes_threshold(router):
+    out, err = run_example("multi_node_graph.py", router=router)
+    # triage sends 10% of the sample strong, solve 90%, polish 30%
+    thresholds = thresholds_printed(err, router)
+    assert [pct for _, pct in thresholds] == [10, 90, 30]
+    triage, solve, polish = (t for t, _ in thresholds)
+    assert solve < polish < triage
+    if router == "keywords":
+        assert (triage, solve, polish) == (0.9, 0.1, 0.7)
     live = re.findall(r"live: (\w+) +(\w+) +threshold=([\d.]+)", out)
     assert live == [
-        ("triage", "weak", "0.8"),
-        ("solve", "strong", "0.3"),
-        ("polish", "weak", "0.7"),
+        ("triage", "weak", f"{triage:.3f}"),
+        ("solve", "strong", f"{solve:.3f}"),
+        ("polish", "weak", f"{polish:.3f}"),
     ]
     recorded = re.findall(r"step (\d) (\w+) +score=([\d.]+) -> (\S+)", out)
-    assert recorded == [
-        ("1", "triage", "0.60", "openai/weak"),
-        ("2", "solve", "0.60", "openai/strong"),
-        ("3", "polish", "0.60", "openai/weak"),
+    assert [(step, node, model) for step, node, _, model in recorded] == [
+        ("1", "triage", "openai/weak"),
+        ("2", "solve", "openai/strong"),
+        ("3", "polish", "openai/weak"),
     ]
+    assert len({score for _, _, score, _ in recorded}) == 1  # the same question at every node
 
 
-def test_routing_summary_reports_shares_tokens_and_savings():
-    data = json.loads(run_example("routing_summary.py", "--json"))
+@pytest.mark.parametrize("router", ROUTERS)
+def test_routing_summary_reports_shares_tokens_and_savings(router):
+    out, _ = run_example("routing_summary.py", "--json", router=router)
+    data = json.loads(out)
     summary, savings = data["summary"], data["savings"]
     # 4 questions x 2 agent steps; the two hard questions go strong on both steps
     assert summary["calls"] == 8 and summary["strong_calls"] == 4
@@ -115,8 +190,9 @@ def test_routing_summary_reports_shares_tokens_and_savings():
         assert tokens["total_tokens"] == tokens["input_tokens"] + tokens["output_tokens"] > 0
     assert savings["unpriced_calls"] == 0
     assert 0 < savings["cost_usd"] < savings["all_strong_cost_usd"]
-    text = run_example("routing_summary.py")
-    assert "routed calls: 8  strong: 4 (50%)" in text and "saved" in text
+    if router is None:
+        text, _ = run_example("routing_summary.py", router=router)
+        assert "routed calls: 8  strong: 4 (50%)" in text and "saved" in text
 
 
 # -- the README shows the examples' code verbatim --------------------------------------------------
