@@ -29,10 +29,15 @@ class StrongShareController:
     """Adapts the cost threshold online so ≈ `target_strong_share` of calls go strong.
 
     Args:
-        target_strong_share: wanted share of strong-model calls, in [0, 1].
+        target_strong_share: wanted share of strong-model calls, strictly between 0 and 1
+            (as `routellm-lc calibrate`): 0 and 1 need no controller (see below).
         initial_threshold: used until `warmup` scores have been seen (e.g. from calibration).
         window: how many recent scores the quantile is taken over.
         warmup: scores needed before the controller takes over from `initial_threshold`.
+
+    A share of 0 or 1 is refused rather than approximated: no threshold sends nothing strong
+    (1.0, the highest, still sends scores of exactly 1.0), and until warm-up the controller
+    would route at `initial_threshold`. Answer with the weak (or strong) model itself instead.
     """
 
     def __init__(
@@ -43,11 +48,16 @@ class StrongShareController:
         window: int = 1000,
         warmup: int = 50,
     ) -> None:
-        if not 0.0 <= float(target_strong_share) <= 1.0:
-            raise ValueError(f"target_strong_share must be in [0, 1], got {target_strong_share!r}")
+        share = float(target_strong_share)
+        if not 0.0 < share < 1.0:  # also rejects NaN
+            raise ValueError(
+                f"target_strong_share must be strictly between 0 and 1, got "
+                f"{target_strong_share!r}. A share of 0 or 1 needs no router: call the weak "
+                "(or the strong) model directly."
+            )
         if window < 1 or warmup < 1:
             raise ValueError("window and warmup must be positive")
-        self.target_strong_share = float(target_strong_share)
+        self.target_strong_share = share
         self.initial_threshold = validate_threshold(initial_threshold)
         self.window = window
         self.warmup = min(warmup, window)
@@ -80,8 +90,4 @@ class StrongShareController:
 
 def _threshold_for_share(scores: np.ndarray, share: float) -> float:
     """Threshold t such that mean(scores ≥ t) ≈ share (RouteLLM's calibration quantile)."""
-    if share <= 0.0:
-        return 1.0
-    if share >= 1.0:
-        return 0.0
     return float(np.clip(np.quantile(scores, 1.0 - share), 0.0, 1.0))

@@ -9,12 +9,12 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
-from dataclasses import replace
+from contextlib import AbstractContextManager, contextmanager, suppress
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from operator import itemgetter
-from typing import Any, Literal, Self
+from typing import Any, Literal, NoReturn, Self
 
 from langchain_core import exceptions as lc_exceptions
 from langchain_core.caches import BaseCache
@@ -72,6 +72,13 @@ THRESHOLD_CONFIG_KEY = "routellm_threshold"
 #: (id of the RouteLLMChat, run id, config) of the call in progress: see `_active_call`.
 _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
     "routellm_active_call", default=None
+)
+
+#: Router scores of the batches in progress, per RouteLLMChat (by id): `batch` sets it, and its
+#: per-item calls, which LangChain runs in copies of the batch's context, read it. A concurrent
+#: batch on the same instance runs in its own context, so neither sees nor removes the other's.
+_BATCH_SCORES: ContextVar[dict[int, dict[str, tuple[float, float, int]]] | None] = ContextVar(
+    "routellm_batch_scores", default=None
 )
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
@@ -186,7 +193,6 @@ class RouteLLMChat(BaseChatModel):
     # another model, endpoint or router (`model_copy(update=...)`) answers with those.
     _resolved: dict[str, tuple[tuple[Any, ...], BaseChatModel]] = PrivateAttr(default_factory=dict)
     _router: tuple[tuple[str, str | None], Router] | None = PrivateAttr(default=None)
-    _memo: dict[str, tuple[float, float, int]] = PrivateAttr(default_factory=dict)
 
     # -- construction ----------------------------------------------------------------------
     @field_validator("threshold", mode="before")
@@ -214,7 +220,6 @@ class RouteLLMChat(BaseChatModel):
         copy = super().model_copy(update=update, deep=deep)
         copy._resolved = {}
         copy._router = None
-        copy._memo = {}
         return copy
 
     def _model(self, route: str) -> BaseChatModel:
@@ -258,14 +263,24 @@ class RouteLLMChat(BaseChatModel):
 
     @property
     def model_name(self) -> str:
-        """RouteLLM's model-name format: `router-<router>-<threshold>`."""
+        """RouteLLM's model-name format: `router-<router>-<threshold>`. With a controller,
+        whose threshold moves, `router-<router>-share<target strong share>`."""
+        if self.controller is not None:
+            return f"router-{self.router_name}-share{self.controller.target_strong_share:g}"
         return f"router-{self.router_name}-{self.threshold:g}"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        # With a controller, its target rather than the moving threshold: these params are
+        # part of LLM-cache keys (`_get_llm_string`), which must not change on every call.
+        policy: dict[str, float] = (
+            {"threshold": self.threshold}
+            if self.controller is None
+            else {"target_strong_share": self.controller.target_strong_share}
+        )
         return {
             "router": self.router_name,
-            "threshold": self.threshold,
+            **policy,
             "strong": self.strong_name,
             "weak": self.weak_name,
         }
@@ -362,13 +377,19 @@ class RouteLLMChat(BaseChatModel):
         self, texts: list[str], threshold: float
     ) -> list[RoutingDecision] | None:
         """The decisions from the scores of the batch in progress, if it scored every text."""
-        scores = [self._memo.get(t) for t in texts]
+        memo = (_BATCH_SCORES.get() or {}).get(id(self))
+        if memo is None:
+            return None
+        scores = [memo.get(t) for t in texts]
         if any(s is None for s in scores):
             return None
         return [self._from_score(*s, threshold) for s in scores]  # type: ignore[misc]
 
-    def _score(self, texts: list[str], threshold: float) -> list[RoutingDecision]:
-        """One router call for all `texts` (blocking: async callers run it in a thread)."""
+    def _score(
+        self, texts: list[str], threshold: float, *, observe: bool = True
+    ) -> list[RoutingDecision]:
+        """One router call for all `texts` (blocking: async callers run it in a thread); with
+        `observe`, the controller sees each score (a batch observes per call instead)."""
         decisions = decide(
             self.get_router(),
             texts,
@@ -377,9 +398,14 @@ class RouteLLMChat(BaseChatModel):
             weak_model=self.weak_name,
             router_name=self.router_name,
         )
-        if self.controller is not None:
-            self.controller.observe([d.score for d in decisions])
+        if observe:
+            self._observe([d.score for d in decisions])
         return decisions
+
+    def _observe(self, scores: list[float]) -> None:
+        """Count routed calls' scores in the controller, one score per call."""
+        if self.controller is not None and scores:
+            self.controller.observe(scores)
 
     def _from_score(
         self, score: float, latency_ms: float, batch_size: int, threshold: float
@@ -728,11 +754,64 @@ class RouteLLMChat(BaseChatModel):
             "callbacks": _child_callbacks(run_manager),
         }
 
-    def _attempts(self, decision: RoutingDecision) -> list[RoutingDecision]:
-        if not self.fallback:
-            return [decision]
-        other = self.weak_name if decision.route == "strong" else self.strong_name
-        return [decision, decision.with_fallback(other)]
+    def _attempts(self, decision: RoutingDecision) -> _Attempts:
+        """The models to try, in order, with the fallback policy that moves between them."""
+        attempts = [decision]
+        if self.fallback:
+            other = self.weak_name if decision.route == "strong" else self.strong_name
+            attempts.append(decision.with_fallback(other))
+        levels = [isinstance(self._model(a.route), RouteLLMChat) for a in attempts]
+        return _Attempts(attempts, levels)
+
+    def _decision_event(
+        self, attempt: RoutingDecision, run_manager: Any
+    ) -> tuple[RoutingDecision, Any] | None:
+        """The decision event of an attempt and the run it belongs to, or None when the
+        attempt goes to a pool's next level: that level sends its own, naming the model.
+
+        Inside a pool the event goes to the outermost router's run (see `_EventSink`), the
+        one run that callers, `astream_events` and `RoutingCallbackHandler` see."""
+        if isinstance(self._model(attempt.route), RouteLLMChat):
+            return None
+        sink = _EVENT_SINK.get()
+        if sink is None:
+            return attempt, run_manager
+        event = replace(
+            attempt,
+            extra={**sink.extra, **attempt.extra},
+            fallback_from=sink.fallback_from or attempt.fallback_from,
+        )
+        return event, sink.run_manager
+
+    def _emit(self, attempt: RoutingDecision, run_manager: Any) -> None:
+        if event := self._decision_event(attempt, run_manager):
+            emit_decision(*event)
+
+    async def _aemit(self, attempt: RoutingDecision, run_manager: Any) -> None:
+        if event := self._decision_event(attempt, run_manager):
+            await aemit_decision(*event)
+
+    @contextmanager
+    def _calling(self, attempt: RoutingDecision, run_manager: Any) -> Iterator[None]:
+        """The context the attempt's model runs in: LangChain's context handlers unset (see
+        `_context_handlers_off`) and, when it is a pool's next level, this call's run as the
+        destination of that level's decision events."""
+        token = None
+        if isinstance(self._model(attempt.route), RouteLLMChat):
+            outer = _EVENT_SINK.get()
+            sink = (
+                _EventSink(run_manager, attempt.extra, attempt.fallback_from)
+                if outer is None
+                else replace(outer, fallback_from=outer.fallback_from or attempt.fallback_from)
+            )
+            token = _EVENT_SINK.set(sink)
+        try:
+            with _context_handlers_off():
+                yield
+        finally:
+            if token is not None:
+                with suppress(ValueError):  # a generator finalised in another context
+                    _EVENT_SINK.reset(token)
 
     def _generate(
         self,
@@ -741,14 +820,12 @@ class RouteLLMChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision = self._decision_for(messages, kwargs)
-        attempts = self._attempts(decision)
-        failures = _Failures(attempts)
-        for position, attempt in enumerate(attempts):
+        attempts = self._attempts(self._decision_for(messages, kwargs))
+        for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
-            emit_decision(attempt, run_manager)
+            self._emit(attempt, run_manager)
             try:
-                with _context_handlers_off():
+                with self._calling(attempt, run_manager):
                     message = target.invoke(
                         messages,
                         self._child_config(attempt, run_manager),
@@ -756,9 +833,9 @@ class RouteLLMChat(BaseChatModel):
                         **call_kwargs,
                     )
             except Exception as error:
-                failures.handle(error, position)  # returns only when the next model may answer
+                attempts.handle(error, position)  # returns only when the next model may answer
                 continue
-            return _result(message, attempt, cascade=self._is_pool_level)
+            return _result(message, attempt, self._is_pool_level, attempts.failed_levels)
         raise AssertionError("unreachable")
 
     async def _agenerate(
@@ -768,14 +845,12 @@ class RouteLLMChat(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision = await self._adecision_for(messages, kwargs)
-        attempts = self._attempts(decision)
-        failures = _Failures(attempts)
-        for position, attempt in enumerate(attempts):
+        attempts = self._attempts(await self._adecision_for(messages, kwargs))
+        for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
-            await aemit_decision(attempt, run_manager)
+            await self._aemit(attempt, run_manager)
             try:
-                with _context_handlers_off():
+                with self._calling(attempt, run_manager):
                     message = await target.ainvoke(
                         messages,
                         self._child_config(attempt, run_manager),
@@ -783,9 +858,9 @@ class RouteLLMChat(BaseChatModel):
                         **call_kwargs,
                     )
             except Exception as error:
-                failures.handle(error, position)
+                attempts.handle(error, position)
                 continue
-            return _result(message, attempt, cascade=self._is_pool_level)
+            return _result(message, attempt, self._is_pool_level, attempts.failed_levels)
         raise AssertionError("unreachable")
 
     def _stream(
@@ -795,14 +870,13 @@ class RouteLLMChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision = self._decision_for(messages, kwargs)
-        attempts = self._attempts(decision)
-        failures = _Failures(attempts)
+        attempts = self._attempts(self._decision_for(messages, kwargs))
         run_of_call = run_manager or self._detached_run_manager(async_api=False)
-        for position, attempt in enumerate(attempts):
+        for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
-            emit_decision(attempt, run_of_call)
+            self._emit(attempt, run_of_call)
+            calling = partial(self._calling, attempt, run_of_call)
             try:
                 stream = target.stream(
                     messages,
@@ -810,9 +884,9 @@ class RouteLLMChat(BaseChatModel):
                     stop=stop,
                     **call_kwargs,
                 )
-                while (chunk := _next_without_context_handlers(stream)) is not _END:
+                while (chunk := _next_chunk(stream, calling)) is not _END:
                     generation = _chunk(
-                        chunk, attempt, first=not started, cascade=self._is_pool_level
+                        chunk, attempt, not started, self._is_pool_level, attempts.failed_levels
                     )
                     started = True
                     if run_manager:
@@ -822,12 +896,11 @@ class RouteLLMChat(BaseChatModel):
                 # Once tokens reached the caller a different model cannot take over cleanly.
                 if started:
                     raise
-                failures.handle(error, position)
+                attempts.handle(error, position)
                 continue
             if not started:  # an empty stream still carries the decision
-                yield _chunk(
-                    AIMessageChunk(content=""), attempt, first=True, cascade=self._is_pool_level
-                )
+                empty = AIMessageChunk(content="")
+                yield _chunk(empty, attempt, True, self._is_pool_level, attempts.failed_levels)
             return
 
     async def _astream(
@@ -837,14 +910,13 @@ class RouteLLMChat(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        decision = await self._adecision_for(messages, kwargs)
-        attempts = self._attempts(decision)
-        failures = _Failures(attempts)
+        attempts = self._attempts(await self._adecision_for(messages, kwargs))
         run_of_call = run_manager or self._detached_run_manager(async_api=True)
-        for position, attempt in enumerate(attempts):
+        for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
-            await aemit_decision(attempt, run_of_call)
+            await self._aemit(attempt, run_of_call)
+            calling = partial(self._calling, attempt, run_of_call)
             try:
                 stream = target.astream(
                     messages,
@@ -852,9 +924,9 @@ class RouteLLMChat(BaseChatModel):
                     stop=stop,
                     **call_kwargs,
                 )
-                while (chunk := await _anext_without_context_handlers(stream)) is not _END:
+                while (chunk := await _anext_chunk(stream, calling)) is not _END:
                     generation = _chunk(
-                        chunk, attempt, first=not started, cascade=self._is_pool_level
+                        chunk, attempt, not started, self._is_pool_level, attempts.failed_levels
                     )
                     started = True
                     if run_manager:
@@ -863,21 +935,38 @@ class RouteLLMChat(BaseChatModel):
             except Exception as error:
                 if started:
                     raise
-                failures.handle(error, position)
+                attempts.handle(error, position)
                 continue
             if not started:
-                yield _chunk(
-                    AIMessageChunk(content=""), attempt, first=True, cascade=self._is_pool_level
-                )
+                empty = AIMessageChunk(content="")
+                yield _chunk(empty, attempt, True, self._is_pool_level, attempts.failed_levels)
             return
 
 
+@dataclass(frozen=True)
+class _EventSink:
+    """Where a pool's inner levels send their decision events: the outermost router's run
+    (`run_manager`), with its graph position (`extra`) and, when that call is falling back,
+    the model that failed first."""
+
+    run_manager: Any
+    extra: dict[str, Any]
+    fallback_from: str | None
+
+
+_EVENT_SINK: ContextVar[_EventSink | None] = ContextVar("routellm_event_sink", default=None)
+
+
 class _Prescored:
-    """Scores a batch's prompts in one router pass; per-item calls then reuse the scores."""
+    """Scores a batch's prompts in one router pass; per-item calls then reuse the scores.
+
+    A prompt sent twice in the batch is scored once but is two calls, so the controller counts
+    its score twice. The scores live in `_BATCH_SCORES`, set in the batch's own context."""
 
     def __init__(self, chat: RouteLLMChat, inputs: Sequence[LanguageModelInput]) -> None:
         self.chat = chat
         self.texts = [t for t in map(self._text, inputs) if t is not None]
+        self._token: Token | None = None
 
     def _text(self, value: LanguageModelInput) -> str | None:
         """The routing text, or None for an input that cannot be routed: its own call raises
@@ -890,30 +979,38 @@ class _Prescored:
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:
-            self._remember(unique, self.chat._decide_texts(unique))
+            threshold = self.chat.current_threshold()
+            self._remember(unique, self.chat._score(unique, threshold, observe=False))
         return self
 
     async def __aenter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:  # scored in a worker thread: the event loop keeps running
-            self._remember(unique, await self.chat._adecide_texts(unique))
+            threshold = self.chat.current_threshold()
+            scored = await asyncio.to_thread(self.chat._score, unique, threshold, observe=False)
+            self._remember(unique, scored)
         return self
 
     def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> None:
-        for text, decision in zip(texts, decisions, strict=True):
-            self.chat._memo[text] = (decision.score, decision.latency_ms, len(self.texts))
+        scores = {
+            text: (decision.score, decision.latency_ms, len(self.texts))
+            for text, decision in zip(texts, decisions, strict=True)
+        }
+        self.chat._observe([scores[text][0] for text in self.texts])
+        batches = _BATCH_SCORES.get() or {}
+        self._token = _BATCH_SCORES.set({**batches, id(self.chat): scores})
 
     def __exit__(self, *exc: object) -> None:
-        for text in self.texts:
-            self.chat._memo.pop(text, None)
+        if self._token is not None:
+            _BATCH_SCORES.reset(self._token)
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__(*exc)
 
 
-class _Failures:
-    """The fallback policy of one call: after a failed attempt, whether the next model may
-    answer, and which error is raised when none does.
+class _Attempts:
+    """The attempts of one call and the fallback policy between them: after a failed attempt,
+    whether the next model may answer, and which error is raised when none does.
 
     The request itself being wrong (HTTP 400/413/422, a bad argument) is raised at once: the
     other model would fail the same way, at the same cost. A failure of the model or its
@@ -921,36 +1018,82 @@ class _Failures:
     so does a broken configuration (401/403/404), with a warning naming the model. When every
     attempt failed, the first model's error is raised, as LangChain's `with_fallbacks` does,
     with the later failures attached (`__context__` and a note).
+
+    In a pool an attempt may go to the next router level (`levels`), whose `router-…` name is
+    no model. When that whole level fails, its error carries a `_LevelFailure`: the fallback
+    then names the first real model that failed, and the answer's `cascade` lists the failed
+    levels (`failed_levels`, marked `"failed": True`).
     """
 
-    def __init__(self, attempts: list[RoutingDecision]) -> None:
+    def __init__(self, attempts: list[RoutingDecision], levels: list[bool]) -> None:
         self.attempts = attempts
+        self.levels = levels
         self.first: Exception | None = None
+        self.first_model: str | None = None
+        self.failed_levels: list[dict[str, Any]] = []
+
+    def tries(self) -> Iterator[tuple[int, RoutingDecision]]:
+        """(position, attempt), each attempt's `fallback_from` naming the first real model
+        that failed (lazily: it is known once the attempt before has failed)."""
+        for position in range(len(self.attempts)):
+            yield position, self._attempt(position)
+
+    def _attempt(self, position: int) -> RoutingDecision:
+        attempt = self.attempts[position]
+        if attempt.fallback_from is not None and self.first_model is not None:
+            return replace(attempt, fallback_from=self.first_model)
+        return attempt
 
     def handle(self, error: Exception, position: int) -> None:
         """Return if the next attempt should run; otherwise raise. Call it from `except`."""
-        if self.first is not None:
+        failure = getattr(error, _LEVEL_FAILURE, None) if self.levels[position] else None
+        if isinstance(failure, _LevelFailure):
+            model = failure.first_model
+            self.failed_levels.extend(failure.levels)
+        else:
             model = self.attempts[position].model
+        last = position == len(self.attempts) - 1
+        if self.first is not None:
             self.first.add_note(
                 f"The fallback model {model} failed too: {type(error).__name__}: {error}"
             )
-            if position == len(self.attempts) - 1:
-                raise self.first  # its __context__ is `error`, the exception being handled
+            if last:
+                self._raise(self.first, position)  # its __context__ is `error`, being handled
             return
-        self.first = error
-        if position == len(self.attempts) - 1 or _is_request_error(error):
-            raise error
+        self.first, self.first_model = error, model
+        if last or _is_request_error(error):
+            self._raise(error, position)
         status = _http_status(error)
         if status in _CONFIG_ERROR_STATUSES:
             logger.warning(
                 "%s failed with HTTP %s, which suggests its configuration (API key, "
                 "permissions, model name) is wrong; %s answers instead. %s: %s",
-                self.attempts[position].model,
+                model,
                 status,
                 self.attempts[position + 1].model,
                 type(error).__name__,
                 error,
             )
+
+    def _raise(self, error: Exception, position: int) -> NoReturn:
+        """Raise `error`, carrying this level's failure for a pool level above."""
+        levels = [{**self._attempt(position).to_dict(), "failed": True}, *self.failed_levels]
+        with suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+            setattr(error, _LEVEL_FAILURE, _LevelFailure(self.first_model or "", levels))
+        raise error
+
+
+#: Attribute of the error a router level raises when none of its models answered.
+_LEVEL_FAILURE = "_routellm_level_failure"
+
+
+@dataclass(frozen=True)
+class _LevelFailure:
+    """What a failed router level tells the pool level above: the first model that failed,
+    and its own and its inner levels' last decisions (cascade entries, outermost first)."""
+
+    first_model: str
+    levels: list[dict[str, Any]]
 
 
 #: Failures of a model's reply rather than of the request, though they are ValueErrors.
@@ -1067,17 +1210,20 @@ def _context_handlers_off() -> Iterator[None]:
 _END = object()
 
 
-def _next_without_context_handlers(stream: Iterator[Any]) -> Any:
-    """The stream's next chunk (`_END` at its end), produced with context handlers unset.
+def _next_chunk(stream: Iterator[Any], calling: Callable[[], AbstractContextManager]) -> Any:
+    """The stream's next chunk (`_END` at its end), produced in the model's context (`calling`,
+    e.g. with context handlers unset: see `RouteLLMChat._calling`).
 
-    Unset per step, not around the loop: between chunks the caller's own code runs, and its
+    Entered per step, not around the loop: between chunks the caller's own code runs, and its
     calls must still reach the caller's handlers."""
-    with _context_handlers_off():
+    with calling():
         return next(stream, _END)
 
 
-async def _anext_without_context_handlers(stream: AsyncIterator[Any]) -> Any:
-    with _context_handlers_off():
+async def _anext_chunk(
+    stream: AsyncIterator[Any], calling: Callable[[], AbstractContextManager]
+) -> Any:
+    with calling():
         return await anext(stream, _END)
 
 
@@ -1154,20 +1300,24 @@ def _parsed_reply(message: BaseMessage, schema: type[BaseModel]) -> BaseModel:
 
 
 def _routing_metadata(
-    decision: RoutingDecision, answered: dict[str, Any], *, cascade: bool
+    decision: RoutingDecision,
+    answered: dict[str, Any],
+    cascade: bool,
+    failed: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The decision for `response_metadata["routing"]`.
 
     A level of a pool (`cascade`, see `routellm_lc.pool`) reports the model that finally
     answered, with every level's decision, outermost first, under `cascade` (the chosen model,
-    when it is the next level, answers with its own decision), and `fallback_from` when any
-    level fell back: the first model that failed.
+    when it is the next level, answers with its own decision; `failed`: the levels below this
+    one that were tried and failed entirely), and `fallback_from` when any level fell back:
+    the first model that failed.
     """
     own = decision.to_dict()
     inner = answered.get("routing")
     if not isinstance(inner, dict):
-        return {**own, "cascade": [own]} if cascade else own
-    levels = [own, *(inner.get("cascade") or [inner])]
+        return {**own, "cascade": [own, *failed]} if cascade else own
+    levels = [own, *failed, *(inner.get("cascade") or [inner])]
     routing = {k: v for k, v in own.items() if k != "fallback_from"}
     routing.update((k, v) for k, v in inner.items() if k not in ("cascade", "fallback_from"))
     failed = next((level["fallback_from"] for level in levels if "fallback_from" in level), None)
@@ -1176,8 +1326,13 @@ def _routing_metadata(
     return {**routing, "cascade": levels}
 
 
-def _result(message: BaseMessage, decision: RoutingDecision, *, cascade: bool) -> ChatResult:
-    routing = _routing_metadata(decision, message.response_metadata, cascade=cascade)
+def _result(
+    message: BaseMessage,
+    decision: RoutingDecision,
+    cascade: bool,
+    failed: Sequence[dict[str, Any]] = (),
+) -> ChatResult:
+    routing = _routing_metadata(decision, message.response_metadata, cascade, failed)
     message = message.model_copy(
         update={"response_metadata": {**message.response_metadata, "routing": routing}}
     )
@@ -1187,12 +1342,16 @@ def _result(message: BaseMessage, decision: RoutingDecision, *, cascade: bool) -
 
 
 def _chunk(
-    chunk: BaseMessage, decision: RoutingDecision, *, first: bool, cascade: bool
+    chunk: BaseMessage,
+    decision: RoutingDecision,
+    first: bool,
+    cascade: bool,
+    failed: Sequence[dict[str, Any]] = (),
 ) -> ChatGenerationChunk:
     if not isinstance(chunk, AIMessageChunk):
         chunk = AIMessageChunk(content=chunk.content)
     if first:  # once per stream: merged chunks keep it, and it is not duplicated
-        routing = _routing_metadata(decision, chunk.response_metadata, cascade=cascade)
+        routing = _routing_metadata(decision, chunk.response_metadata, cascade, failed)
         chunk = chunk.model_copy(
             update={"response_metadata": {**chunk.response_metadata, "routing": routing}}
         )

@@ -11,11 +11,28 @@ streaming, batch, fallback, tracing, graph events) works unchanged. All levels s
 router instance and its embedding cache, so a prompt is embedded once.
 
 Each answer's `response_metadata["routing"]` names the model that answered (its `model`,
-`route` and `score` are the last level's), `cascade` lists the decision of every level the
-call went through, outermost first, and `fallback_from` names the first model that failed
-when any level fell back (so `RoutingCallbackHandler` counts the fallback). In traces, a
-level whose choice is the rest of the pool is tagged with its route only: the next level's run
-names the model (`routellm:model=<model>`), never the pool's `router-<name>-<threshold>`.
+`route`, `score` and `threshold` are the answering level's), `cascade` lists the decision of
+every level the call went through, outermost first, and `fallback_from` names the first model
+that failed when any level fell back (so `RoutingCallbackHandler` counts the fallback). When
+every model of an inner level failed (say gpt-4o and o1 for a mid-band prompt) and an outer
+level's cheaper model answered, that inner level is in `cascade` too, marked `"failed": True`.
+Decision events (`astream_events`, LangGraph's custom stream) name real models only: one per
+model tried, all on the outermost router run. In traces, a level whose choice is the rest of
+the pool is tagged with its route only: the next level's run names the model
+(`routellm:model=<model>`), never the pool's `router-<name>-<threshold>`.
+
+A pool takes no `controller`: a `StrongShareController` moves one threshold and a pool has one
+per band, and how the others should move with it is a policy of its own. To hold the share of
+the most capable model, route between it and a pool of the others — the controller moves that
+one cut, the fixed cuts split the rest:
+
+```python
+RouteLLMChat(
+    strong="openai/o1",
+    weak=routed_pool(["openai/gpt-4o-mini", "openai/gpt-4o"], [0.4]),
+    controller=StrongShareController(0.2),
+)
+```
 """
 
 from __future__ import annotations
@@ -45,8 +62,18 @@ def routed_pool(
         thresholds: len(models) − 1 increasing cut points in [0, 1]; model i answers scores in
             [thresholds[i − 1], thresholds[i]).
         router, router_checkpoint: the router every level shares.
-        options: any other `RouteLLMChat` field (api_base, api_key, timeout, route_on, …).
+        options: any other `RouteLLMChat` field (api_base, api_key, timeout, route_on, …)
+            but `controller` (see the module's docstring).
     """
+    if options.get("controller") is not None:
+        raise ValueError(
+            "routed_pool takes no controller: a StrongShareController moves one threshold, and "
+            "a pool has one per band. To hold the share of the most capable model, route "
+            "between it and a pool of the others: RouteLLMChat(strong=models[-1], "
+            "weak=routed_pool(models[:-1], thresholds[:-1]), controller=...); for two models, "
+            "RouteLLMChat(strong=..., weak=..., controller=...). Or calibrate fixed thresholds "
+            "on your traffic (`routellm-lc calibrate --prompts ...`)."
+        )
     if len(models) < 2:
         raise ValueError("A pool needs at least two models.")
     if len(thresholds) != len(models) - 1:

@@ -2,10 +2,51 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
+from langchain_core.caches import InMemoryCache
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.tracers.context import collect_runs
 
+from routellm_lc import RouteLLMChat
 from routellm_lc.budget import StrongShareController
+from routellm_lc.routers.base import Router
+
+
+class ScoreTable(Router):
+    """Scores from a table (0.5 for unknown prompts); counts its calls, optionally slowly."""
+
+    name = "table"
+
+    def __init__(self, scores: dict[str, float], delay: float = 0.0) -> None:
+        self.scores = scores
+        self.delay = delay
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def strong_win_rate(self, prompts):
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        return np.array([self.scores.get(p, 0.5) for p in prompts])
+
+
+def _chat(router: Router, controller: StrongShareController, **options) -> RouteLLMChat:
+    return RouteLLMChat(
+        router=router,
+        controller=controller,
+        strong=FakeListChatModel(responses=["S"]),
+        weak=FakeListChatModel(responses=["W"]),
+        **options,
+    )
+
+
+def _strong_share(messages) -> float:
+    return float(np.mean([m.response_metadata["routing"]["route"] == "strong" for m in messages]))
 
 
 def _routed_share(controller, scores):
@@ -34,9 +75,17 @@ def test_uses_initial_threshold_until_warm_and_validates():
     assert controller.threshold() == 0.3
     controller.observe([0.1])
     assert controller.threshold() != 0.3
-    assert StrongShareController(0.0).observe([0.2] * 100) == 1.0
-    with pytest.raises(ValueError, match="target_strong_share"):
-        StrongShareController(1.5)
+    for share in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="target_strong_share"):
+            StrongShareController(share)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_a_share_of_zero_or_one_is_refused_not_approximated(share):
+    """No threshold sends nothing strong (scores of exactly 1.0 pass 1.0), and until warm-up
+    the initial threshold would route ~a fifth of the calls strong: refused, as calibrate does."""
+    with pytest.raises(ValueError, match="strictly between 0 and 1.*call the weak"):
+        StrongShareController(share)
 
 
 def test_route_llm_chat_uses_the_controller_threshold():
@@ -50,3 +99,69 @@ def test_route_llm_chat_uses_the_controller_threshold():
     assert np.mean([d.route == "strong" for d in late]) == pytest.approx(0.25, abs=0.04)
     assert all(d.threshold == pytest.approx(controller.threshold(), abs=0.2) for d in late[-10:])
     assert decisions[0].threshold == 0.9  # before warm-up: the initial threshold
+
+
+def test_with_a_controller_the_model_name_says_so_and_cache_keys_stay_put():
+    scores = {f"p{i}": i / 100 for i in range(100)}
+    controller = StrongShareController(0.2, warmup=10)
+    llm = _chat(ScoreTable(scores), controller, threshold=0.5, cache=InMemoryCache())
+    assert llm.model_name == "router-table-share0.2"
+    assert llm._identifying_params == {
+        "router": "table",
+        "target_strong_share": 0.2,
+        "strong": "fake-list-chat-model",
+        "weak": "fake-list-chat-model",
+    }
+    with collect_runs() as runs:
+        first = llm.invoke("p95")
+    assert runs.traced_runs[0].extra["metadata"]["ls_model_name"] == "router-table-share0.2"
+    for i in range(100):
+        llm.invoke(f"p{i}")
+    assert controller.threshold() != 0.5  # the controller moved the threshold...
+    again = llm.invoke("p95")
+    assert again.content == first.content == "S"
+    # ...and the routed answer still came from the cache: the key holds no moving threshold
+    assert again.response_metadata["routing"] == first.response_metadata["routing"]
+
+
+def _traffic_with_a_hot_prompt() -> tuple[dict[str, float], list[str]]:
+    """300 prompts spread over [0, 1), plus one hard prompt (score 0.95) that is 10% of calls."""
+    scores = {f"p{i}": i / 300 for i in range(300)}
+    scores["hot"] = 0.95
+    traffic = []
+    for i in range(300):
+        traffic.append(f"p{i}")
+        if i % 9 == 0:
+            traffic.append("hot")
+    return scores, traffic
+
+
+def test_batch_counts_a_repeated_prompt_once_per_call():
+    """A batch scores a repeated prompt once, but each call is routed: the controller must see
+    it as often as it is sent, or the share it holds overshoots."""
+    scores, traffic = _traffic_with_a_hot_prompt()
+    controller = StrongShareController(0.2, warmup=20, window=1000)
+    llm = _chat(ScoreTable(scores), controller)
+    replies = []
+    for _ in range(4):
+        for start in range(0, len(traffic), 30):
+            replies += llm.batch(traffic[start : start + 30])
+    assert controller.state().observed == len(replies) == 4 * len(traffic)
+    assert _strong_share(replies[-len(traffic) :]) == pytest.approx(0.2, abs=0.02)
+
+
+def test_concurrent_batches_on_one_instance_keep_their_own_scores():
+    """Batches running at once on one chat model share prompts; one batch finishing must not
+    drop the scores another still routes with (they would be scored and counted again)."""
+    prompts = [f"p{i}" for i in range(100)]
+    router = ScoreTable({p: i / 100 for i, p in enumerate(prompts)}, delay=0.02)
+    controller = StrongShareController(0.2, warmup=20)
+    llm = _chat(router, controller)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: llm.batch(prompts), range(8)))
+    assert router.calls == 8  # one router pass per batch, none per call
+    assert controller.state().observed == 800
+    for replies in results:
+        routing = [r.response_metadata["routing"] for r in replies]
+        assert [r["score"] for r in routing] == [i / 100 for i in range(100)]
+        assert all(r["batch_size"] == 100 for r in routing)

@@ -38,6 +38,7 @@ class RoutedCall:
     router: str
     score: float
     threshold: float
+    """The threshold of the decision that chose `model` (in a pool: the answering level's)."""
     model: str
     """The model that answered (after a fallback: the one that took over)."""
     route: str
@@ -145,9 +146,10 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         routing = (message.response_metadata.get("routing") if message is not None else None) or (
             (response.llm_output or {}).get("routing")
         )
-        if routing:  # the final decision: after a fallback, the model that answered
-            call.model = routing["model"]
+        if routing:  # the final decision: after a fallback (or in a pool), the model that
+            call.model = routing["model"]  # answered, and the threshold its decision used
             call.route = routing["route"]
+            call.threshold = float(routing["threshold"])
             call.fallback_from = routing.get("fallback_from")
         usage = getattr(message, "usage_metadata", None) or {}
         call.usage = {k: int(usage[k]) for k in _TOKEN_KEYS if k in usage}

@@ -9,6 +9,10 @@ shows up
   `{"routellm_decision": {...decision, "run_id": ...}}`, from whichever node called the model
   (including prebuilt agents that never heard of routing).
 
+Every event names a real model: in a pool (`routellm_lc.pool`) a level that hands the prompt to
+the next level sends none, and the level that picks a model sends its decision on the
+outermost router run, so a call has one event per model tried, all with that run's id.
+
 This module imports only `langchain_core`; LangGraph is touched only when it is already loaded.
 """
 
