@@ -111,8 +111,15 @@ def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int]:
     output_tokens = int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0)
     details = usage.get("input_token_details") or {}
     openai_details = usage.get("prompt_tokens_details") or {}
-    cache_read = int(details.get("cache_read", openai_details.get("cached_tokens", 0)) or 0)
-    cache_write = int(details.get("cache_creation", 0) or 0)
+    cache_read = int(
+        details.get("cache_read")
+        or openai_details.get("cached_tokens")
+        or usage.get("cache_read_input_tokens")  # `RoutingCallbackHandler`'s flat key
+        or 0
+    )
+    cache_write = int(
+        details.get("cache_creation") or usage.get("cache_creation_input_tokens") or 0
+    )
     return input_tokens, output_tokens, cache_read, cache_write
 
 

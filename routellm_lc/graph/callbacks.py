@@ -23,6 +23,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
 _TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+#: Input tokens read from / written to the provider's prompt cache (LangChain's
+#: `input_token_details` names → the flat keys `RoutedCall.usage` keeps them under).
+_CACHE_KEYS = (
+    ("cache_read", "cache_read_input_tokens"),
+    ("cache_creation", "cache_creation_input_tokens"),
+)
 
 
 @dataclass
@@ -47,7 +53,9 @@ class RoutedCall:
     call_latency_ms: float | None
     """Wall time of the whole routed call (routing + model), None while unfinished."""
     usage: dict[str, int] = field(default_factory=dict)
-    """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them."""
+    """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them, and
+    `cache_read_input_tokens` / `cache_creation_input_tokens` when it reported prompt-cache use
+    (part of `input_tokens`, priced at the cache's rates)."""
     fallback_from: str | None = None
     error: str | None = None
     """The error message when the call failed (no model answered)."""
@@ -153,6 +161,10 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             call.fallback_from = routing.get("fallback_from")
         usage = getattr(message, "usage_metadata", None) or {}
         call.usage = {k: int(usage[k]) for k in _TOKEN_KEYS if k in usage}
+        details = usage.get("input_token_details") or {}
+        for detail, key in _CACHE_KEYS:  # priced apart: the savings report needs them
+            if details.get(detail):
+                call.usage[key] = int(details[detail])
         self._append(call)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -188,7 +200,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         for call in answered:
             totals = tokens.setdefault(call.model, dict.fromkeys(_TOKEN_KEYS, 0))
             for key, value in call.usage.items():
-                totals[key] += value
+                totals[key] = totals.get(key, 0) + value
         per_node: dict[str, Counter] = {}
         for call in answered:
             if call.node is not None:

@@ -117,3 +117,21 @@ async def test_streamed_graph_calls_are_recorded_with_usage(make_chat):
     (call,) = handler.calls
     assert (call.node, call.step, call.route) == ("agent", 1, "strong")
     assert call.usage["output_tokens"] > 0 and call.usage["input_tokens"] > 0
+
+
+def test_prompt_cache_reads_reach_the_savings_report(make_chat, fresh_backend):
+    """Input read from the provider's prompt cache is billed at its own (lower) rate: the
+    handler keeps the count, so a run's savings price it as the provider does."""
+    from routellm_lc.costs import call_cost, model_price
+
+    fresh_backend.configure(usage_details={"prompt_tokens_details": {"cached_tokens": 4}})
+    handler = RoutingCallbackHandler()
+    make_chat().invoke("a hard one", {"callbacks": [handler]})
+    (call,) = handler.calls
+    assert call.usage["cache_read_input_tokens"] == 4 and call.usage["input_tokens"] > 4
+    prices = {"openai/strong": model_price("openai/gpt-4o"), "openai/weak": None}
+    report = handler.savings("openai/strong", {k: v for k, v in prices.items() if v})
+    uncached = {k: v for k, v in call.usage.items() if not k.startswith("cache_")}
+    assert report.cost == pytest.approx(call_cost("openai/gpt-4o", call.usage))
+    assert report.cost < call_cost("openai/gpt-4o", uncached)  # the cached rate applied
+    assert handler.summary().tokens_per_model["openai/strong"]["cache_read_input_tokens"] == 4
