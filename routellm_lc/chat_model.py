@@ -431,7 +431,7 @@ class RouteLLMChat(BaseChatModel):
         config = ensure_config(config)
         if _DECISION_KWARG in kwargs:
             return config, kwargs
-        (decision,) = self.decide([value], _threshold_override(config))
+        (decision,) = self.decide([value], self._call_threshold(config))
         return self._decided(decision, config, kwargs)
 
     async def _awith_decision(
@@ -440,8 +440,21 @@ class RouteLLMChat(BaseChatModel):
         config = ensure_config(config)
         if _DECISION_KWARG in kwargs:
             return config, kwargs
-        (decision,) = await self.adecide([value], _threshold_override(config))
+        (decision,) = await self.adecide([value], self._call_threshold(config))
         return self._decided(decision, config, kwargs)
+
+    def _call_threshold(self, config: RunnableConfig) -> float | None:
+        """The per-call threshold (`configurable`), refused by a router whose side is another
+        router (a pool): one number cannot say where its bands' several cuts go, and it would
+        reach the inner levels only in some call paths (a graph's config, not `invoke`'s)."""
+        override = _threshold_override(config)
+        if override is not None and self._is_pool_level:
+            raise ValueError(
+                f"A per-call {THRESHOLD_CONFIG_KEY} ({override}) cannot move the cuts of a pool "
+                "or other nested router: set them when building it (routed_pool(models, "
+                "thresholds)), and leave routed_model_node's threshold unset for it."
+            )
+        return override
 
     def _decided(
         self, decision: RoutingDecision, config: RunnableConfig, kwargs: dict[str, Any]

@@ -306,3 +306,20 @@ def test_a_pool_refuses_a_controller_and_the_named_alternative_holds_the_top_sha
     shares = {name: second_pass.count(name) / len(prompts) for name in ("cheap", "mid", "top")}
     assert shares["top"] == pytest.approx(0.2, abs=0.03)
     assert shares["mid"] > 0.1 and shares["cheap"] > 0.3  # the fixed cut splits the rest
+
+
+def test_a_per_call_threshold_is_refused_by_a_pool_on_every_path(pool):
+    """One number cannot say where a pool's several cuts go; it used to move only the outer
+    cut on `invoke` but every cut inside a graph. Now it is refused on both, before any call."""
+    llm, _, backend = pool
+    config = {"configurable": {"routellm_threshold": 0.4}}
+    with pytest.raises(ValueError, match="cannot move the cuts of a pool"):
+        llm.invoke("medium one", config)
+    graph = StateGraph(RoutingState)
+    graph.add_node("model", routed_model_node(llm, threshold=0.4))
+    graph.add_edge(START, "model")
+    graph.add_edge("model", END)
+    with pytest.raises(ValueError, match="cannot move the cuts of a pool"):
+        graph.compile().invoke({"messages": [("user", "medium one")]})
+    assert backend.requests == []
+    assert llm.invoke("medium one").content.startswith("[mid]")  # without one: the bands
