@@ -11,7 +11,7 @@ appends the model node's decision to the same channel (use `RoutingAgentState` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
@@ -68,8 +68,8 @@ def routed_model_node(
         {} if threshold is None else {"configurable": {THRESHOLD_CONFIG_KEY: threshold}}
     )
 
-    def prepare(state: dict[str, Any], config: RunnableConfig) -> tuple[list, RunnableConfig]:
-        messages: list[BaseMessage | Any] = list(state[messages_key])
+    def prepare(state: Any, config: RunnableConfig) -> tuple[list, RunnableConfig]:
+        messages: list[BaseMessage | Any] = list(_field(state, messages_key) or [])
         if system_prompt:
             messages = [SystemMessage(system_prompt), *messages]
         return messages, merge_configs(config, node_config)
@@ -81,24 +81,34 @@ def routed_model_node(
         )
         return {messages_key: [reply], "routing_decisions": [record] if record else []}
 
-    def call(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    def call(state: Any, config: RunnableConfig) -> dict[str, Any]:
         messages, call_config = prepare(state, config)
         return update(bound.invoke(messages, call_config), config)
 
-    async def acall(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    async def acall(state: Any, config: RunnableConfig) -> dict[str, Any]:
         messages, call_config = prepare(state, config)
         return update(await bound.ainvoke(messages, call_config), config)
 
     return RunnableLambda(call, afunc=acall, name=name)
 
 
-def _last_routed_record(state: dict[str, Any]) -> dict[str, list[DecisionRecord]]:
-    messages = state.get("messages") or []
-    record = record_from_message(messages[-1]) if messages else None
+def _field(state: Any, key: str) -> Any:
+    """A state value, whether the graph's state is a dict (TypedDict) or an object (a
+    pydantic model or dataclass state, which LangGraph also supports)."""
+    return state.get(key) if isinstance(state, Mapping) else getattr(state, key, None)
+
+
+def _last_routed_record(state: Any) -> dict[str, list[DecisionRecord]]:
+    """The record of the model's latest reply: the last AI message, even when later hooks
+    appended messages after it (a structured-output tool message, a human-in-the-loop
+    rejection); the reducer ignores it if the state already holds it."""
+    messages = _field(state, "messages") or []
+    last_ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+    record = record_from_message(last_ai) if last_ai is not None else None
     return {"routing_decisions": [record] if record else []}
 
 
-def record_routing(state: dict[str, Any]) -> dict[str, list[DecisionRecord]]:
+def record_routing(state: Any) -> dict[str, list[DecisionRecord]]:
     """`post_model_hook` for `create_react_agent`: append the model node's decision.
 
     The step and node are the model call's own (carried by the decision), not the hook's.

@@ -36,19 +36,32 @@ class DecisionRecord(TypedDict, total=False):
     batch_size: int
     fallback_from: NotRequired[str]
     """The model that failed, when the other one answered instead."""
+    message_id: NotRequired[str]
+    """The id of the routed reply: what the reducer de-duplicates on (as `add_messages` does
+    on message ids), since a subgraph or agent node hands back records the state holds."""
 
 
 def add_decisions(
     left: Sequence[DecisionRecord] | None,
     right: DecisionRecord | Sequence[DecisionRecord] | None,
 ) -> list[DecisionRecord]:
-    """Reducer: append new records (one dict or a list) to the existing ones, in order."""
+    """Reducer: append new records (one dict or a list) to the existing ones, in order.
+
+    A record whose `message_id` the state already holds is the same routed call handed back
+    (a compiled subgraph or agent run as a node returns its whole state, old records
+    included): it is not appended again, as `add_messages` does not repeat a message."""
     existing = list(left or [])
     if right is None:
         return existing
-    if isinstance(right, Mapping):
-        return [*existing, right]  # type: ignore[list-item]
-    return [*existing, *right]
+    new = [right] if isinstance(right, Mapping) else list(right)
+    seen = {r.get("message_id") for r in existing} - {None}
+    for record in new:
+        key = record.get("message_id")
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        existing.append(record)
+    return existing
 
 
 class RoutingDecisionsState(TypedDict, total=False):
@@ -90,7 +103,10 @@ def record_from_message(
     routing = message.response_metadata.get("routing") if isinstance(message, AIMessage) else None
     if not routing:
         return None
-    return record_from_routing(routing, step=step, node=node)
+    record = record_from_routing(routing, step=step, node=node)
+    if message.id:
+        record["message_id"] = message.id
+    return record
 
 
 def decisions_from_messages(messages: Iterable[BaseMessage]) -> list[DecisionRecord]:
