@@ -70,9 +70,13 @@ def _answered(backend) -> list[str]:
 
 def _chat_openai(backend, name: str, **overrides):
     """langchain-openai's ChatOpenAI on the local backend: the reference chat model."""
+    import openai
     from langchain_openai import ChatOpenAI
 
     params = {"base_url": backend.base_url, "api_key": "k", "max_retries": 0, "timeout": 10}
+    # its own async client: ChatOpenAI shares one per base URL otherwise, and a connection
+    # pooled on an earlier test's closed event loop would fail an async test
+    params["http_async_client"] = openai.DefaultAsyncHttpxClient()
     return ChatOpenAI(model=name, **{**params, **overrides})
 
 

@@ -10,6 +10,7 @@ import sys
 from functools import reduce
 from typing import Any
 
+import openai
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.tools import tool
@@ -99,7 +100,12 @@ def test_bind_tools_strict_goes_in_each_function_definition(fresh_backend, stric
     assert "strict" not in body
     assert body["tool_choice"] == {"type": "function", "function": {"name": "magic_function"}}
     # The same tool definitions ChatOpenAI sends (strict schemas close their objects).
-    reference = ChatOpenAI(model="weak", base_url=fresh_backend.base_url, api_key="test-key")
+    reference = ChatOpenAI(
+        model="weak",
+        base_url=fresh_backend.base_url,
+        api_key="test-key",
+        http_async_client=openai.DefaultAsyncHttpxClient(),  # see test_usage_details_...
+    )
     reference.bind_tools(
         [magic_function, other_function], tool_choice="magic_function", strict=strict
     ).invoke("what is magic_function(3)?")
@@ -169,8 +175,14 @@ async def test_usage_details_reach_usage_metadata(details_backend, mode):
     assert usage["input_token_details"] == {"audio": 0, "cache_read": 3}
     assert usage["output_token_details"] == {"audio": 0, "reasoning": 2}
     # What ChatOpenAI reports for the same response.
+    # Its own async client: ChatOpenAI otherwise shares one per base URL across instances, and
+    # a connection pooled on an earlier test's (closed) event loop fails this one.
     reference = ChatOpenAI(
-        model="weak", base_url=details_backend.base_url, api_key="test-key", stream_usage=True
+        model="weak",
+        base_url=details_backend.base_url,
+        api_key="test-key",
+        stream_usage=True,
+        http_async_client=openai.DefaultAsyncHttpxClient(),
     )
     expected, _ = await _reply(reference, mode)
     assert usage == expected.usage_metadata
