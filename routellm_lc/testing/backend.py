@@ -284,12 +284,15 @@ def _schema_instance(schema: Mapping[str, Any]) -> dict:
 
 
 def _chosen_tool(body: Mapping[str, Any]) -> dict | None:
-    """The function to call, or None when the reply should be text."""
+    """The function to call, or None when the reply should be text: with `tool_choice`
+    "auto" (or unset) a tool is called only in answer to a user message (so agent loops
+    end); "required" or a named function forces a call whatever came last, as OpenAI does."""
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     choice = body.get("tool_choice")
     messages = body.get("messages") or []
     last_role = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
-    if not tools or choice == "none" or last_role != "user":
+    forced = choice == "required" or isinstance(choice, dict)
+    if not tools or choice == "none" or (last_role != "user" and not forced):
         return None
     functions = [t.get("function", t) for t in tools]
     if isinstance(choice, dict):

@@ -204,6 +204,30 @@ def test_scripted_tool_arguments_and_tool_result_round_trip(
     assert second.choices[0].message.content == "[m] tool result: rainy, 7C"
 
 
+def test_a_required_tool_is_called_after_tool_results_too(
+    client: openai.OpenAI, fresh_backend: LocalBackend
+) -> None:
+    """With "auto" the reply to tool results is text (agent loops end); "required" or a named
+    function forces a call whatever came last, as OpenAI does (structured output after an AI
+    turn relies on it)."""
+    history = _user("weather") + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "rainy"},
+    ]  # fmt: skip
+    auto = client.chat.completions.create(model="m", messages=history, tools=[WEATHER_TOOL])
+    assert auto.choices[0].message.tool_calls is None
+    for choice in ("required", {"type": "function", "function": {"name": "search"}}):
+        forced = client.chat.completions.create(
+            model="m", messages=history, tools=[WEATHER_TOOL, SEARCH_TOOL], tool_choice=choice
+        )
+        assert forced.choices[0].finish_reason == "tool_calls"
+        assert forced.choices[0].message.tool_calls[0].function.name == (
+            "search" if isinstance(choice, dict) else "get_weather"
+        )
+
+
 def test_streamed_tool_call_reassembles(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="m", messages=_user("weather"), tools=[WEATHER_TOOL], stream=True
