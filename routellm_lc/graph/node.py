@@ -32,9 +32,11 @@ ToolLike = dict[str, Any] | type | Callable | BaseTool
 
 
 class RoutingAgentState(AgentState):
-    """State of `create_react_agent` plus the `routing_decisions` channel."""
+    """State of `create_react_agent` plus the `routing_decisions` channel (and the
+    `structured_response` key its `response_format=` needs)."""
 
     routing_decisions: NotRequired[Annotated[list[DecisionRecord], add_decisions]]
+    structured_response: NotRequired[Any]
 
 
 def routed_model_node(

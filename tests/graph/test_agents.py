@@ -95,3 +95,26 @@ def test_agent_threshold_from_the_runs_configurable(make_chat, threshold, routes
     out = agent.invoke(QUESTION, {"configurable": {"routellm_threshold": threshold}})
     assert [r["route"] for r in out["routing_decisions"]] == routes
     assert {r["threshold"] for r in out["routing_decisions"]} == {threshold}
+
+
+def test_prebuilt_react_agent_with_a_response_format(make_chat, fresh_backend):
+    """`create_react_agent(response_format=...)` needs a `structured_response` key in its
+    state schema; RoutingAgentState has it (it used to raise at construction)."""
+    from langgraph.prebuilt import create_react_agent
+    from pydantic import BaseModel
+
+    class Topic(BaseModel):
+        topic: str
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = create_react_agent(
+            make_chat(route_on="conversation"),
+            TOOLS,
+            state_schema=RoutingAgentState,
+            post_model_hook=record_routing,
+            response_format=Topic,
+        )
+    out = agent.invoke(QUESTION)
+    assert isinstance(out["structured_response"], Topic)
+    assert [r["node"] for r in out["routing_decisions"]] == ["agent", "agent"]
