@@ -47,10 +47,10 @@ def cache_dir() -> Path:
 
 #: Characters per token that a prefix of `max_tokens` × this many characters almost always
 #: covers (English averages ~4; the bound only decides when the exact fallback runs).
-_CHARS_PER_TOKEN = 32
+CHARS_PER_TOKEN = 32
 
 
-def _whitespace_prefix(text: str, limit: int) -> str:
+def whitespace_prefix(text: str, limit: int) -> str:
     """`text` itself if it has at most `limit` characters, else its longest prefix within
     `limit` that ends just before whitespace (the text itself when there is none)."""
     if len(text) <= limit:
@@ -177,8 +177,8 @@ class LocalEmbedder:
         splits words anyway, so the prefix's tokens begin the text's tokens). When that
         prefix fills the window, its ids are exactly the full text's; when it does not (a
         long run without spaces), the full text is tokenised as before."""
-        limit = self.max_tokens * _CHARS_PER_TOKEN
-        heads = [_whitespace_prefix(t, limit) for t in texts]
+        limit = self.max_tokens * CHARS_PER_TOKEN
+        heads = [whitespace_prefix(t, limit) for t in texts]
         encodings = self._tokenizer.encode_batch(heads)
         redo = [
             i

@@ -172,6 +172,22 @@ class BertRouter(Router):
         limit = self.max_length or int(getattr(self.tokenizer_, "model_max_length", positions))
         return min(limit, positions)
 
+    def _heads(self, texts: list[str]) -> list[str]:
+        """The texts to tokenise: a very long prompt is cut to a whitespace-ended prefix when
+        that prefix still fills the token window (so the ids are exactly the full text's),
+        instead of tokenising megabytes to keep the first few hundred tokens."""
+        from routellm_lc.embeddings import CHARS_PER_TOKEN, whitespace_prefix
+
+        limit = self._token_limit()
+        heads = [whitespace_prefix(t, limit * CHARS_PER_TOKEN) for t in texts]
+        cut = [i for i, (h, t) in enumerate(zip(heads, texts, strict=True)) if len(h) < len(t)]
+        if cut:
+            ids = self.tokenizer_([heads[i] for i in cut], truncation=True, max_length=limit)
+            for i, encoded in zip(cut, ids["input_ids"], strict=True):
+                if len(encoded) < limit:  # the prefix did not fill the window: the whole text
+                    heads[i] = texts[i]
+        return heads
+
     def label_probabilities(self, prompts: Sequence[str]) -> np.ndarray:
         """(n, 3) softmax over (strong wins, tie, weak wins) per prompt."""
         import torch
@@ -186,7 +202,7 @@ class BertRouter(Router):
             for start in range(0, len(prompts), self.score_batch_size):
                 index = order[start : start + self.score_batch_size]
                 inputs = self.tokenizer_(
-                    [prompts[i] for i in index],
+                    self._heads([prompts[i] for i in index]),
                     return_tensors="pt",
                     padding=True,
                     truncation=True,

@@ -204,3 +204,25 @@ def test_score_cache_key_follows_the_token_limit(tmp_path):
     assert full.strong_win_rate(long_prompt)[0] != pytest.approx(
         short.strong_win_rate(long_prompt)[0]
     )
+
+
+def test_very_long_prompts_score_exactly_as_tokenising_them_whole(tmp_path):
+    """A prompt far past the token window is tokenised from a whitespace-ended prefix when
+    that prefix fills the window (megabytes used to be tokenised to keep 64 tokens here); the
+    scores are the full text's. A prefix that does not fill it falls back to the whole text."""
+    from transformers import AutoTokenizer
+
+    folder = _tiny_bert(tmp_path / "bert")
+    router = BertRouter.from_pretrained(folder)
+    long_words = " ".join(WORDS[i % len(WORDS)] for i in range(5_000))
+    spaceless = "x" * 5_000 + " " + " ".join(WORDS)  # no whitespace inside the limit
+    texts = [long_words, spaceless, PROMPTS[0]]
+    heads = router._heads(texts)
+    assert len(heads[0]) < len(long_words) and heads[1] == spaceless and heads[2] == PROMPTS[0]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    limit = router._token_limit()
+    for text, head in zip(texts, heads, strict=True):
+        full = tokenizer(text, truncation=True, max_length=limit)["input_ids"]
+        assert tokenizer(head, truncation=True, max_length=limit)["input_ids"] == full
+    expected = [_routellm_score(folder, t) for t in texts]
+    np.testing.assert_allclose(router.strong_win_rate(texts), expected, atol=1e-6)
