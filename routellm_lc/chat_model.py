@@ -55,6 +55,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, 
 
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
+from routellm_lc.errors import REQUEST_ERROR_STATUSES
 from routellm_lc.graph.events import aemit_decision, emit_decision
 from routellm_lc.models import (
     default_strong_model,
@@ -86,9 +87,6 @@ _ROUTERS_LOCK = threading.Lock()
 
 logger = logging.getLogger("routellm_lc")
 
-#: HTTP statuses meaning the request itself is wrong (bad parameters, a context too long): the
-#: other model would reject it too, so it is raised at once, as the server does.
-_REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
 #: Statuses meaning one model's configuration is broken (key, permissions, model name): the
 #: other model answers, and a warning names the broken one.
 _CONFIG_ERROR_STATUSES = frozenset({401, 403, 404})
@@ -243,7 +241,11 @@ class RouteLLMChat(BaseChatModel):
     @property
     def _is_pool_level(self) -> bool:
         """True for a level of a pool (`routellm_lc.pool`): one side is itself a router."""
-        return isinstance(self.strong, RouteLLMChat) or isinstance(self.weak, RouteLLMChat)
+        return self._to_router("strong") or self._to_router("weak")
+
+    def _to_router(self, route: str) -> bool:
+        """Whether `route` leads to another router (a pool's next level), not to a model."""
+        return isinstance(self.strong if route == "strong" else self.weak, RouteLLMChat)
 
     @property
     def _llm_type(self) -> str:
@@ -474,7 +476,7 @@ class RouteLLMChat(BaseChatModel):
         `router-…` name is no model: the nested router's run names the real one). A run that
         answers in place of a failed model is tagged `routellm:fallback`."""
         tags = [f"routellm:{decision.route}"]
-        if not isinstance(self._model(decision.route), RouteLLMChat):
+        if not self._to_router(decision.route):
             tags.append(f"routellm:model={decision.model}")
         if decision.fallback_from is not None:
             tags.append(_FALLBACK_TAG)
@@ -755,7 +757,7 @@ class RouteLLMChat(BaseChatModel):
     def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
         """The chosen model's run: named and tagged for the model that runs (its own tags,
         not the router run's: after a fallback they differ)."""
-        if isinstance(self._model(decision.route), RouteLLMChat):
+        if self._to_router(decision.route):
             # a pool's next level tags its own run with its own decision
             tags = [_FALLBACK_TAG] if decision.fallback_from is not None else []
         else:
@@ -773,7 +775,7 @@ class RouteLLMChat(BaseChatModel):
         if self.fallback:
             other = self.weak_name if decision.route == "strong" else self.strong_name
             attempts.append(decision.with_fallback(other))
-        levels = [isinstance(self._model(a.route), RouteLLMChat) for a in attempts]
+        levels = [self._to_router(a.route) for a in attempts]
         return _Attempts(attempts, levels)
 
     def _decision_event(
@@ -784,7 +786,7 @@ class RouteLLMChat(BaseChatModel):
 
         Inside a pool the event goes to the outermost router's run (see `_EventSink`), the
         one run that callers, `astream_events` and `RoutingCallbackHandler` see."""
-        if isinstance(self._model(attempt.route), RouteLLMChat):
+        if self._to_router(attempt.route):
             return None
         sink = _EVENT_SINK.get()
         if sink is None:
@@ -810,7 +812,7 @@ class RouteLLMChat(BaseChatModel):
         `_context_handlers_off`) and, when it is a pool's next level, this call's run as the
         destination of that level's decision events."""
         token = None
-        if isinstance(self._model(attempt.route), RouteLLMChat):
+        if self._to_router(attempt.route):
             outer = _EVENT_SINK.get()
             sink = (
                 _EventSink(run_manager, attempt.extra, attempt.fallback_from)
@@ -1139,7 +1141,7 @@ def _is_request_error(error: Exception) -> bool:
     """True when the request itself is wrong, so another model would reject it too."""
     status = _http_status(error)
     if status is not None:
-        return status in _REQUEST_ERROR_STATUSES
+        return status in REQUEST_ERROR_STATUSES
     if isinstance(error, _LANGCHAIN_REQUEST_ERRORS):
         return True
     if isinstance(error, _REPLY_ERRORS):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: Upstream HTTP statuses that mean the request itself is wrong (bad parameters, a body too
+#: large, a context too long): the other model would reject it too, so neither the server nor
+#: `RouteLLMChat` retries it there.
+REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
+
 
 class RouteLLMError(Exception):
     """Base class for every error this package raises on purpose."""

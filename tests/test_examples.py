@@ -34,18 +34,24 @@ CALIBRATED = re.compile(
 )
 
 
-def run_example(name: str, *args: str, router: str | None) -> tuple[str, str]:
-    """Run an example; its stdout and stderr."""
-    router_args = ["--router", router] if router else []
+def run_python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Python with `args` in the examples' environment; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *router_args, *args],
-        cwd=REPO,
+        [sys.executable, *args],
+        cwd=cwd,
         env=example_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def run_example(name: str, *args: str, router: str | None) -> tuple[str, str]:
+    """Run an example; its stdout and stderr."""
+    router_args = ["--router", router] if router else []
+    result = run_python([str(EXAMPLES / name), *router_args, *args], REPO)
     assert "local backend" in result.stderr  # no keys given: it started the bundled backend
     assert "mf router unavailable" not in result.stderr  # the default really is mf
     return result.stdout, result.stderr
@@ -97,15 +103,7 @@ def test_calibrated_thresholds_send_the_stated_share_of_the_sample_to_strong():
         print(json.dumps({"shares": shares, "keywords": _setup.threshold_for("keywords", 0.5)}))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=EXAMPLES,
-        env=example_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_python(["-c", script], EXAMPLES)
     data = json.loads(result.stdout)
     assert data["shares"] == {"0.1": 0.1, "0.3": 0.3, "0.5": 0.5, "0.9": 0.9}
     assert data["keywords"] == 0.5

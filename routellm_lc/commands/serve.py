@@ -65,17 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _checkpoints(values: list[str] | None) -> dict[str, str] | None:
-    from routellm_lc.server.config import ServerConfigError
+    from routellm_lc.server.config import parse_checkpoints
 
-    if not values:
-        return None
-    checkpoints = {}
-    for value in values:
-        router, sep, path = value.partition("=")
-        if not sep or not router or not path:
-            raise ServerConfigError(f"--checkpoint takes ROUTER=PATH, got {value!r}.")
-        checkpoints[router] = path
-    return checkpoints
+    return parse_checkpoints(values, "--checkpoint") if values else None
 
 
 def run(args: argparse.Namespace) -> int:

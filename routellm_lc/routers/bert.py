@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from routellm_lc.embeddings import CHARS_PER_TOKEN, whitespace_prefix
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
 from routellm_lc.routers.base import Router, register_router, resolve_device
@@ -176,8 +177,6 @@ class BertRouter(Router):
         """The texts to tokenise: a very long prompt is cut to a whitespace-ended prefix when
         that prefix still fills the token window (so the ids are exactly the full text's),
         instead of tokenising megabytes to keep the first few hundred tokens."""
-        from routellm_lc.embeddings import CHARS_PER_TOKEN, whitespace_prefix
-
         limit = self._token_limit()
         heads = [whitespace_prefix(t, limit * CHARS_PER_TOKEN) for t in texts]
         cut = [i for i, (h, t) in enumerate(zip(heads, texts, strict=True)) if len(h) < len(t)]

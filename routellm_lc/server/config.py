@@ -194,6 +194,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_checkpoints(pairs: list[Any], name: str = "checkpoint") -> dict[str, str]:
+    """`ROUTER=PATH` pairs (the `--checkpoint` flag's, or a config file's `checkpoint`) as a
+    router → checkpoint mapping."""
+    checkpoints = {}
+    for pair in pairs:
+        router, sep, folder = str(pair).partition("=")
+        if not sep or not router or not folder:
+            raise ServerConfigError(f"{name} takes ROUTER=PATH, got {pair!r}.")
+        checkpoints[router] = folder
+    return checkpoints
+
+
 def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """Accept the CLI flags' own names where they differ from the fields: `server_key`
     (`--server-key`), `checkpoint` (`--checkpoint ROUTER=PATH`, one or a list) and
@@ -206,13 +218,7 @@ def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
             raise ServerConfigError(f"{path} sets both {flag} and {name}: keep one.")
         value = data.pop(flag)
         if name == "checkpoints" and not isinstance(value, dict):
-            pairs = [value] if isinstance(value, str) else value
-            value = {}
-            for pair in pairs if isinstance(pairs, list) else [pairs]:
-                router, sep, folder = str(pair).partition("=")
-                if not sep or not router or not folder:
-                    raise ServerConfigError(f"checkpoint takes ROUTER=PATH, got {pair!r}.")
-                value[router] = folder
+            value = parse_checkpoints(value if isinstance(value, list) else [value])
         data[name] = [value] if name == "server_keys" and isinstance(value, str) else value
     if "no_fallback" in data:
         if "fallback" in data:

@@ -21,11 +21,12 @@ from typing import Any
 import aiohttp
 import orjson
 
+from routellm_lc.errors import REQUEST_ERROR_STATUSES
 from routellm_lc.models import _litellm
 from routellm_lc.server.errors import error_body
 
 #: Upstream statuses that are the client's fault: relayed, never retried on the other model.
-CLIENT_ERRORS = frozenset({400, 413, 422})
+CLIENT_ERRORS = REQUEST_ERROR_STATUSES
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
