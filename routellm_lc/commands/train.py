@@ -108,16 +108,17 @@ def _reproduce_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _card_eval(folder: str, router: str) -> dict[str, dict[str, float]]:
-    """{benchmark: {apgr, cpt50 (fraction)}} from `routellm-lc eval` JSON files in `folder`,
-    read before training: a folder without usable figures is an error, not a card without."""
+def _card_eval(folder: str, router: str) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """({benchmark: {apgr, cpt50 (fraction)}}, {benchmark: the scored checkpoint's identity})
+    from `routellm-lc eval` JSON files in `folder`, read before training: a folder without
+    usable figures is an error, not a card without."""
     from pathlib import Path
 
     from routellm_lc.training.fit import RecipeError
 
     if not Path(folder).is_dir():
         raise RecipeError(f"--card-eval {folder} is not a folder (an `eval --output` folder).")
-    results = {}
+    results, identities = {}, {}
     for name in ("mt-bench", "gsm8k", "mmlu"):
         path = Path(folder) / f"{name}.json"
         if not path.is_file():
@@ -133,12 +134,38 @@ def _card_eval(folder: str, router: str) -> dict[str, dict[str, float]]:
                 f"--card-eval: {path} has no APGR/CPT(50%) figure for {router} (null: the "
                 "strong and weak qualities were equal); the card would have nothing to show."
             )
+        if not isinstance(row.get("cache_key"), str):
+            raise RecipeError(
+                f"--card-eval: {path} does not say which {router} checkpoint it scored (no "
+                "cache_key): its figures cannot be matched to the checkpoint being trained."
+            )
         results[name] = {"apgr": row["apgr"], "cpt50": row["cpt50"] / 100}
+        identities[name] = row["cache_key"]
     if not results:
         raise RecipeError(
             f"--card-eval: no mt-bench/gsm8k/mmlu.json in {folder} with a row for {router}."
         )
-    return results
+    return results, identities
+
+
+def _check_card_eval(router: str, output: str, folder: str, identities: dict[str, str]) -> None:
+    """The figures of `--card-eval` belong on the card only if that eval scored exactly the
+    checkpoint just written: the eval's identity of it (content hash and load settings) must
+    equal the written folder's, as `routellm-lc eval --checkpoint` would record it."""
+    from routellm_lc.evals.harness import router_identity
+    from routellm_lc.routers import load_router
+    from routellm_lc.training.fit import RecipeError
+
+    written = router_identity(load_router(router, checkpoint=output), output)
+    other = {name: key for name, key in identities.items() if key != written}
+    if other:
+        listed = "; ".join(f"{name}.json scored {key}" for name, key in sorted(other.items()))
+        raise RecipeError(
+            f"--card-eval: the figures in {folder} are from another checkpoint ({listed}), "
+            f"not the one written to {output} ({written}). The checkpoint is saved with a card "
+            f"without them; run `routellm-lc eval --routers {router} --checkpoint "
+            f"{router}={output} --output DIR` and train again with --card-eval DIR."
+        )
 
 
 def _sources(args: argparse.Namespace) -> tuple[str, ...]:
@@ -214,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 )
     sources = _sources(args)
     _check_options(args, sources)
-    evals = _card_eval(args.card_eval, args.router) if args.card_eval else None
+    evals, identities = _card_eval(args.card_eval, args.router) if args.card_eval else (None, {})
     if args.device:
         from routellm_lc.routers.base import get_router_class, resolve_device
 
@@ -254,7 +281,13 @@ def run(args: argparse.Namespace) -> int:
         )
         raise MissingDataError(f"{exc} Or {instead}.", exc.folder) from None
     command = _reproduce_command(args)
-    router.save_pretrained(args.output, model_card=model_card(args.router, report, command, evals))
+    # Saved with a card without the eval figures first: they are added only once the written
+    # checkpoint is shown to be the one that eval scored.
+    router.save_pretrained(args.output, model_card=model_card(args.router, report, command, None))
+    if evals:
+        _check_card_eval(args.router, args.output, args.card_eval, identities)
+        card = model_card(args.router, report, command, evals)
+        (Path(args.output) / "README.md").write_text(card, encoding="utf-8")
     print(
         json.dumps(
             {

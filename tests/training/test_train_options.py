@@ -172,3 +172,52 @@ def test_user_battles_alone_count_after_decontamination_and_are_measured(
     from routellm_lc.routers import load_router
 
     assert load_router("mf", checkpoint=str(out)).strong_model == "big"
+
+
+def _eval_json(folder, cache_key, apgr=0.61, cpt50=42.0):
+    folder.mkdir(exist_ok=True)
+    row = {"routers": {"mf": {"apgr": apgr, "cpt50": cpt50, "cache_key": cache_key}}}
+    (folder / "mt-bench.json").write_text(json.dumps(row))
+    return folder
+
+
+def test_card_eval_figures_go_on_the_card_only_for_the_checkpoint_that_eval_scored(
+    tmp_path, capsys
+):
+    from routellm_lc.evals.harness import router_identity
+    from routellm_lc.routers import load_router
+
+    log = _log(tmp_path / "log.jsonl")
+    argv = ["train", "--user-battles", str(log), "--sources", "none", "--epochs", "2"]
+    first = tmp_path / "first"
+    assert main([*argv, "--output", str(first)]) == 0
+    key = router_identity(load_router("mf", checkpoint=str(first)), str(first))
+    assert key.startswith("mf:")
+
+    # The same seeded command again, with an eval of the first checkpoint: the same weights,
+    # so its figures are copied onto the card.
+    same = tmp_path / "same"
+    evals = _eval_json(tmp_path / "evals", key)
+    assert main([*argv, "--card-eval", str(evals), "--output", str(same)]) == 0
+    card = (same / "README.md").read_text()
+    assert "0.610" in card and "42.0%" in card
+
+    # Another seed trains other weights: the figures are refused, the checkpoint is kept with
+    # a card that does not claim them.
+    other = tmp_path / "other"
+    capsys.readouterr()
+    code = main([*argv, "--seed", "1", "--card-eval", str(evals), "--output", str(other)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "from another checkpoint" in err and key in err and "Traceback" not in err
+    assert (other / "model.safetensors").is_file()
+    assert "0.610" not in (other / "README.md").read_text()
+
+
+def test_card_eval_rows_without_a_checkpoint_identity_are_refused(tmp_path, capsys):
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    (evals / "mmlu.json").write_text(json.dumps({"routers": {"mf": {"apgr": 0.6, "cpt50": 40}}}))
+    argv = ["train", "--card-eval", str(evals), "--output", str(tmp_path / "out")]
+    _fails(capsys, argv, "does not say which mf checkpoint it scored")
+    assert not (tmp_path / "out").exists()
