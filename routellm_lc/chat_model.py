@@ -78,8 +78,8 @@ _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
 #: Router scores of the batches in progress, per RouteLLMChat (by id): `batch` sets it, and its
 #: per-item calls, which LangChain runs in copies of the batch's context, read it. A concurrent
 #: batch on the same instance runs in its own context, so neither sees nor removes the other's.
-_BATCH_SCORES: ContextVar[dict[int, dict[str, tuple[float, float, int]]] | None] = ContextVar(
-    "routellm_batch_scores", default=None
+_BATCH_SCORES: ContextVar[dict[int, dict[str, tuple[float, float, int, float]]] | None] = (
+    ContextVar("routellm_batch_scores", default=None)
 )
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
@@ -362,52 +362,76 @@ class RouteLLMChat(BaseChatModel):
     def _decide_texts(
         self, texts: list[str], threshold: float | None = None
     ) -> list[RoutingDecision]:
-        threshold = self.current_threshold() if threshold is None else threshold
         prescored = self._prescored_decisions(texts, threshold)
         return prescored if prescored is not None else self._score(texts, threshold)
 
     async def _adecide_texts(
         self, texts: list[str], threshold: float | None = None
     ) -> list[RoutingDecision]:
-        threshold = self.current_threshold() if threshold is None else threshold
         prescored = self._prescored_decisions(texts, threshold)
         if prescored is not None:  # a batch scored them already: no router call to wait for
             return prescored
         return await asyncio.to_thread(self._score, texts, threshold)
 
     def _prescored_decisions(
-        self, texts: list[str], threshold: float
+        self, texts: list[str], threshold: float | None
     ) -> list[RoutingDecision] | None:
-        """The decisions from the scores of the batch in progress, if it scored every text."""
+        """The decisions from the scores of the batch in progress, if it scored every text;
+        without an overriding `threshold`, each with the one in force at its batch position."""
         memo = (_BATCH_SCORES.get() or {}).get(id(self))
         if memo is None:
             return None
-        scores = [memo.get(t) for t in texts]
-        if any(s is None for s in scores):
+        scored = [memo.get(t) for t in texts]
+        if any(s is None for s in scored):
             return None
-        return [self._from_score(*s, threshold) for s in scores]  # type: ignore[misc]
+        return [
+            self._from_score(score, latency, size, at if threshold is None else threshold)
+            for score, latency, size, at in scored  # type: ignore[misc]
+        ]
 
     def _score(
-        self, texts: list[str], threshold: float, *, observe: bool = True
+        self, texts: list[str], threshold: float | None, *, observe: bool = True
     ) -> list[RoutingDecision]:
-        """One router call for all `texts` (blocking: async callers run it in a thread); with
-        `observe`, the controller sees each score (a batch observes per call instead)."""
+        """One router call for all `texts` (blocking: async callers run it in a thread).
+
+        `threshold` None: the model's own, or the controller's. With `observe`, the controller
+        sees each score and each text gets the threshold in force at its position, as if the
+        calls came one by one (a batch observes per call instead: `_Prescored`)."""
         decisions = decide(
             self.get_router(),
             texts,
-            threshold,
+            self.current_threshold() if threshold is None else threshold,
             strong_model=self.strong_name,
             weak_model=self.weak_name,
             router_name=self.router_name,
         )
-        if observe:
+        if not observe:
+            return decisions
+        if threshold is not None or self.controller is None:
             self._observe([d.score for d in decisions])
-        return decisions
+            return decisions
+        in_force = self._in_order([d.score for d in decisions])
+        return [
+            self._from_score(d.score, d.latency_ms, d.batch_size, at)
+            for d, at in zip(decisions, in_force, strict=True)
+        ]
 
     def _observe(self, scores: list[float]) -> None:
         """Count routed calls' scores in the controller, one score per call."""
         if self.controller is not None and scores:
             self.controller.observe(scores)
+
+    def _in_order(self, scores: Sequence[float]) -> list[float]:
+        """The threshold in force for each of these calls, in order, the controller seeing each
+        score after its call's threshold is read: a long batch is routed as its calls would be
+        one by one, not all with the threshold fitted to its end (or to what came before)."""
+        if self.controller is None:
+            return [self.threshold] * len(scores)
+        in_force = []
+        for score in scores:
+            in_force.append(self.controller.threshold())
+            self.controller.observe([score])
+        return in_force
 
     def _from_score(
         self, score: float, latency_ms: float, batch_size: int, threshold: float
@@ -890,6 +914,7 @@ class RouteLLMChat(BaseChatModel):
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
+            held: list[Any] = []  # blank opening chunks, sent once the model answers
             self._emit(attempt, run_of_call)
             calling = partial(self._calling, attempt, run_of_call)
             try:
@@ -900,13 +925,22 @@ class RouteLLMChat(BaseChatModel):
                     **call_kwargs,
                 )
                 while (chunk := _next_chunk(stream, calling)) is not _END:
-                    generation = _chunk(
-                        chunk, attempt, not started, self._is_pool_level, attempts.failed_levels
-                    )
-                    started = True
-                    if run_manager:
-                        run_manager.on_llm_new_token(generation.text, chunk=generation)
-                    yield generation
+                    if not started and _blank(chunk):
+                        held.append(chunk)
+                        continue
+                    for pending in [*held, chunk]:
+                        generation = _chunk(
+                            pending,
+                            attempt,
+                            not started,
+                            self._is_pool_level,
+                            attempts.failed_levels,
+                        )
+                        started = True
+                        if run_manager:
+                            run_manager.on_llm_new_token(generation.text, chunk=generation)
+                        yield generation
+                    held = []
             except Exception as error:
                 # Once tokens reached the caller a different model cannot take over cleanly.
                 if started:
@@ -914,8 +948,14 @@ class RouteLLMChat(BaseChatModel):
                 attempts.handle(error, position)
                 continue
             if not started:  # an empty stream still carries the decision
-                empty = AIMessageChunk(content="")
-                yield _chunk(empty, attempt, True, self._is_pool_level, attempts.failed_levels)
+                for index, pending in enumerate(held or [AIMessageChunk(content="")]):
+                    yield _chunk(
+                        pending,
+                        attempt,
+                        index == 0,
+                        self._is_pool_level,
+                        attempts.failed_levels,
+                    )
             return
 
     async def _astream(
@@ -930,6 +970,7 @@ class RouteLLMChat(BaseChatModel):
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
+            held: list[Any] = []  # blank opening chunks, sent once the model answers
             await self._aemit(attempt, run_of_call)
             calling = partial(self._calling, attempt, run_of_call)
             try:
@@ -940,21 +981,36 @@ class RouteLLMChat(BaseChatModel):
                     **call_kwargs,
                 )
                 while (chunk := await _anext_chunk(stream, calling)) is not _END:
-                    generation = _chunk(
-                        chunk, attempt, not started, self._is_pool_level, attempts.failed_levels
-                    )
-                    started = True
-                    if run_manager:
-                        await run_manager.on_llm_new_token(generation.text, chunk=generation)
-                    yield generation
+                    if not started and _blank(chunk):
+                        held.append(chunk)
+                        continue
+                    for pending in [*held, chunk]:
+                        generation = _chunk(
+                            pending,
+                            attempt,
+                            not started,
+                            self._is_pool_level,
+                            attempts.failed_levels,
+                        )
+                        started = True
+                        if run_manager:
+                            await run_manager.on_llm_new_token(generation.text, chunk=generation)
+                        yield generation
+                    held = []
             except Exception as error:
                 if started:
                     raise
                 attempts.handle(error, position)
                 continue
             if not started:
-                empty = AIMessageChunk(content="")
-                yield _chunk(empty, attempt, True, self._is_pool_level, attempts.failed_levels)
+                for index, pending in enumerate(held or [AIMessageChunk(content="")]):
+                    yield _chunk(
+                        pending,
+                        attempt,
+                        index == 0,
+                        self._is_pool_level,
+                        attempts.failed_levels,
+                    )
             return
 
 
@@ -994,26 +1050,48 @@ class _Prescored:
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:
-            threshold = self.chat.current_threshold()
-            self._remember(unique, self.chat._score(unique, threshold, observe=False))
+            self._remember(*self._score_all(unique))
         return self
 
     async def __aenter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:  # scored in a worker thread: the event loop keeps running
-            threshold = self.chat.current_threshold()
-            scored = await asyncio.to_thread(self.chat._score, unique, threshold, observe=False)
-            self._remember(unique, scored)
+            self._remember(*await asyncio.to_thread(self._score_all, unique))
         return self
 
+    def _score_all(self, texts: list[str]) -> tuple[list[str], list[RoutingDecision]]:
+        """The texts scored and their decisions: one router pass, or, when that pass fails,
+        one pass per text, so one prompt the router cannot score does not fail the whole
+        batch; a text that fails alone is left to its own call, which raises in its place."""
+        try:
+            return texts, self.chat._score(texts, None, observe=False)
+        except Exception:
+            if len(texts) == 1:
+                return [], []
+        scored: list[str] = []
+        decisions: list[RoutingDecision] = []
+        for text in texts:
+            try:
+                decisions += self.chat._score([text], None, observe=False)
+            except Exception:
+                continue
+            scored.append(text)
+        return scored, decisions
+
     def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> None:
-        scores = {
-            text: (decision.score, decision.latency_ms, len(self.texts))
+        """Keep each text's score and the threshold in force at its (first) position."""
+        scores = {text: decision.score for text, decision in zip(texts, decisions, strict=True)}
+        routed = [text for text in self.texts if text in scores]
+        in_force = self.chat._in_order([scores[t] for t in routed])
+        at: dict[str, float] = {}
+        for text, threshold in zip(routed, in_force, strict=True):
+            at.setdefault(text, threshold)
+        memo = {
+            text: (decision.score, decision.latency_ms, len(self.texts), at[text])
             for text, decision in zip(texts, decisions, strict=True)
         }
-        self.chat._observe([scores[text][0] for text in self.texts])
         batches = _BATCH_SCORES.get() or {}
-        self._token = _BATCH_SCORES.set({**batches, id(self.chat): scores})
+        self._token = _BATCH_SCORES.set({**batches, id(self.chat): memo})
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
@@ -1353,6 +1431,17 @@ def _result(
     )
     return ChatResult(
         generations=[ChatGeneration(message=message)], llm_output={"routing": routing}
+    )
+
+
+def _blank(chunk: BaseMessage) -> bool:
+    """A chunk that answers nothing yet, such as the role-only chunk OpenAI streams first: the
+    model has not started answering, so a failure after it may still fall back."""
+    return not (
+        chunk.content
+        or chunk.additional_kwargs
+        or getattr(chunk, "tool_call_chunks", None)
+        or getattr(chunk, "usage_metadata", None)
     )
 
 

@@ -324,6 +324,12 @@ class LiteLLMEmbedder:
         return vectors
 
 
+def _text_key(text: str) -> bytes:
+    """A cache key for `text`: a 128-bit digest of the exact text, so the cache holds 16 bytes
+    per prompt instead of the prompt (10,000 one-megabyte prompts would otherwise be 10 GB)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class CachedEmbedder:
     """Wraps an embedder with an LRU cache keyed by the exact text (repeated prompts are free)."""
 
@@ -331,7 +337,7 @@ class CachedEmbedder:
         self.inner = inner
         self.maxsize = maxsize
         self.name = inner.name
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -343,22 +349,23 @@ class CachedEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         found: dict[int, np.ndarray] = {}
-        missing: dict[str, list[int]] = {}
+        missing: dict[bytes, tuple[str, list[int]]] = {}
+        keys = [_text_key(text) for text in texts]
         with self._lock:
-            for i, text in enumerate(texts):
-                vector = self._cache.get(text)
+            for i, (text, key) in enumerate(zip(texts, keys, strict=True)):
+                vector = self._cache.get(key)
                 if vector is None:
-                    missing.setdefault(text, []).append(i)
+                    missing.setdefault(key, (text, []))[1].append(i)
                 else:
-                    self._cache.move_to_end(text)
+                    self._cache.move_to_end(key)
                     found[i] = vector
             self.hits += len(found)
             self.misses += len(texts) - len(found)
         if missing:
-            fresh = self.inner.embed(list(missing))
+            fresh = self.inner.embed([text for text, _ in missing.values()])
             with self._lock:
-                for (text, positions), vector in zip(missing.items(), fresh, strict=True):
-                    self._cache[text] = vector
+                for (key, (_, positions)), vector in zip(missing.items(), fresh, strict=True):
+                    self._cache[key] = vector
                     for i in positions:
                         found[i] = vector
                 while len(self._cache) > self.maxsize:

@@ -163,6 +163,36 @@ def test_batch_returns_an_unroutable_inputs_error_in_its_place(make_chat, router
         chat.batch(["hard one", ""])
 
 
+class PickyRouter(KeywordRouter):
+    """KeywordRouter that cannot score a prompt containing "poison" (a whole pass fails)."""
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        if any("poison" in p for p in prompts):
+            self.calls.append(list(prompts))
+            raise TypeError("cannot tokenise this text")
+        return super().strong_win_rate(prompts)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_prompt_the_router_cannot_score_fails_only_its_own_batch_item(
+    make_chat, asynchronous
+):
+    router = PickyRouter()
+    chat = make_chat(router=router)
+    inputs = ["hard one", "poison pill", "easy two"]
+    if asynchronous:
+        replies = asyncio.run(chat.abatch(inputs, return_exceptions=True))
+    else:
+        replies = chat.batch(inputs, return_exceptions=True)
+    assert replies[0].content == "[strong] echo: hard one"
+    assert isinstance(replies[1], TypeError)
+    assert replies[2].content == "[weak] echo: easy two"
+    # one pass for the batch, then one per prompt; the bad one is tried again by its own call
+    assert router.calls[0] == inputs
+    assert ["hard one"] in router.calls and ["easy two"] in router.calls
+    assert router.calls.count(["poison pill"]) == 2
+
+
 async def test_abatch_scores_all_prompts_in_one_router_call(make_chat, router):
     replies = await make_chat().abatch(PROMPTS)
     assert router.calls == [PROMPTS]
@@ -508,6 +538,27 @@ def _children(kind: str, backend) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["litellm", "chat_openai"])
+@pytest.mark.parametrize("fault", ["drop", "malformed"])
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_stream_falls_back_after_the_opening_role_chunk(
+    make_chat, fresh_backend, kind, fault, asynchronous
+):
+    # the backend's first SSE event is the role-only chunk (no content), as OpenAI's is
+    fresh_backend.fail(fault, after_chunks=1, model="strong", times=None)
+    chat = make_chat(**_children(kind, fresh_backend))
+
+    async def collect():
+        return [c async for c in chat.astream("a hard question")]
+
+    chunks = asyncio.run(collect()) if asynchronous else list(chat.stream("a hard question"))
+    assert "".join(c.content for c in chunks) == "[weak] echo: a hard question"
+    routing = [c.response_metadata["routing"] for c in chunks if "routing" in c.response_metadata]
+    assert len(routing) == 1
+    assert routing[0]["fallback_from"] == (STRONG if kind == "litellm" else "strong")
+    assert _answered(fresh_backend) == ["strong", "weak"]
+
+
+@pytest.mark.parametrize("kind", ["litellm", "chat_openai"])
 @pytest.mark.parametrize("status", [400, 413, 422])
 def test_an_invalid_request_is_not_sent_to_the_other_model(make_chat, fresh_backend, status, kind):
     fresh_backend.fail(status=status, model="strong", times=None, message="request is wrong")
@@ -832,3 +883,52 @@ def test_model_copy_with_a_new_router_scores_with_it(make_chat, router):
     copy = make_chat().model_copy(update={"router": other})
     copy.invoke("a hard one")
     assert other.calls == [["a hard one"]] and router.calls == []
+
+
+class TableRouter(Router):
+    """Scores from a table: a deterministic router for comparing routes call by call."""
+
+    name = "table"
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
+        return np.array([self.scores[p] for p in prompts])
+
+
+@pytest.mark.parametrize("how", ["batch", "abatch", "decide"])
+def test_a_controller_routes_a_long_batch_as_its_calls_one_by_one(how):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from routellm_lc.budget import StrongShareController
+
+    # 300 easy prompts, then 300 hard ones: a batch three times the controller's window
+    rng = np.random.default_rng(0)
+    easy = {f"easy {i}": float(s) for i, s in enumerate(rng.uniform(0.0, 0.5, 300))}
+    hard = {f"hard {i}": float(s) for i, s in enumerate(rng.uniform(0.5, 1.0, 300))}
+    prompts = [*easy, *hard]
+    router = TableRouter({**easy, **hard})
+
+    def chat() -> RouteLLMChat:
+        return RouteLLMChat(
+            router=router,
+            controller=StrongShareController(0.3, window=100, warmup=20),
+            strong=FakeListChatModel(responses=["S"]),
+            weak=FakeListChatModel(responses=["W"]),
+        )
+
+    one_by_one = chat()
+    expected = [one_by_one.invoke(p).response_metadata["routing"] for p in prompts]
+    batched = chat()
+    if how == "batch":
+        got = [m.response_metadata["routing"] for m in batched.batch(prompts)]
+    elif how == "abatch":
+        got = [m.response_metadata["routing"] for m in asyncio.run(batched.abatch(prompts))]
+    else:
+        got = [d.to_dict() for d in batched.decide(prompts)]
+    assert [r["threshold"] for r in got] == [r["threshold"] for r in expected]
+    assert [r["route"] for r in got] == [r["route"] for r in expected]
+    easy_share = np.mean([r["route"] == "strong" for r in got[:300]])
+    assert 0.2 < easy_share < 0.35  # not 0: the easy half is not judged by the hard half
+    assert batched.controller.state().observed == len(prompts)

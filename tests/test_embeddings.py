@@ -106,6 +106,17 @@ def test_cache_evicts_least_recently_used():
     assert inner.seen[-1] == ["b"]
 
 
+
+def test_cache_holds_a_digest_per_prompt_not_the_prompt():
+    inner = CountingEmbedder()
+    cache = CachedEmbedder(inner, maxsize=10)
+    big = "lorem ipsum " * 100_000  # 1.2 MB
+    lone_surrogate = "caf\udce9"  # what a surrogateescape-decoded byte gives
+    cache.embed([big, big + "!", lone_surrogate])
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in cache._cache)
+    cache.embed([big, lone_surrogate])
+    assert len(inner.seen) == 1 and (cache.hits, cache.misses) == (2, 3)
+
 # -- sentence-transformers from a Hub-layout folder, LiteLLM endpoint, specs ------------------
 def test_sentence_transformer_spec_loads_local_hub_layout_folder(onnx_vectors):
     embedder = get_embedder(f"st:{_bundled_model_path()}", cache=False)
