@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from routellm_lc.errors import EmptyPromptError, InvalidThresholdError
+from routellm_lc.routers.base import as_probabilities
 
 Route = Literal["strong", "weak"]
 RouteOn = Literal["last_user", "conversation"]
@@ -67,7 +68,7 @@ def validate_threshold(threshold: Any) -> float:
         ) from None
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise InvalidThresholdError(f"threshold must be in [0, 1], got {value!r}.")
-    return value
+    return value + 0.0  # -0.0 → 0.0, else a model id reads router-random--0
 
 
 def decide(
@@ -79,17 +80,20 @@ def decide(
     weak_model: str,
     router_name: str | None = None,
 ) -> list[RoutingDecision]:
-    """Score all `texts` in one router call and decide each (strong iff score ≥ threshold)."""
+    """Score all `texts` in one router call and decide each (strong iff score ≥ threshold).
+
+    Scores that are not one win rate in [0, 1] per text raise `RouterOutputError` naming the
+    router (a NaN would route every call weak, whatever the threshold).
+    """
     threshold = validate_threshold(threshold)
     if not texts:
         return []
     start = time.perf_counter()
-    scores = router.strong_win_rate(list(texts))
+    raw = router.strong_win_rate(list(texts))
     latency_ms = (time.perf_counter() - start) * 1000.0
     name = router_name or getattr(router, "name", None) or type(router).__name__
     decisions = []
-    for score in scores:
-        score = float(score)
+    for score in as_probabilities(raw, len(texts), name).tolist():
         strong = score >= threshold
         decisions.append(
             RoutingDecision(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,8 @@ from routellm_lc.decision import (
     routing_text,
     validate_threshold,
 )
-from routellm_lc.errors import EmptyPromptError, InvalidThresholdError
+from routellm_lc.errors import EmptyPromptError, InvalidThresholdError, RouteLLMError
+from routellm_lc.routers.base import Router, RouterOutputError
 
 
 class FixedRouter:
@@ -121,6 +123,12 @@ def test_invalid_thresholds(value):
         validate_threshold(value)
 
 
+def test_negative_zero_threshold_is_plain_zero():
+    """-0.0 used to be kept, so a model id built from it read `router-random--0`."""
+    value = validate_threshold(-0.0)
+    assert math.copysign(1.0, value) == 1.0 and f"{value:g}" == "0"
+
+
 # -- decide ------------------------------------------------------------------------------------
 def test_strong_iff_score_at_least_threshold():
     router = FixedRouter([0.3, 0.29999, 0.7])
@@ -153,6 +161,72 @@ def test_decide_empty_batch_does_not_call_router():
 def test_decide_rejects_bad_threshold():
     with pytest.raises(InvalidThresholdError):
         decide(FixedRouter([0.5]), ["a"], 2.0, strong_model="S", weak_model="W")
+
+
+@pytest.mark.parametrize("bad", [1.7, -0.3, float("nan"), float("inf"), 1 + 1e-5])
+def test_decide_refuses_scores_that_are_not_win_rates(bad):
+    """A NaN used to route every call weak, even at threshold 0; 1.7 was recorded as a score."""
+    router = FixedRouter([0.5, bad])
+    with pytest.raises(RouterOutputError, match=r"Router 'fixed'.*not win rates in \[0, 1\]"):
+        decide(router, ["a", "b"], 0.0, strong_model="S", weak_model="W")
+    with pytest.raises(RouteLLMError, match="Router 'mine'"):  # the name given wins
+        decide(router, ["a", "b"], 0.0, strong_model="S", weak_model="W", router_name="mine")
+
+
+def test_decide_clips_float_rounding_past_the_ends():
+    router = FixedRouter([1 + 1e-9, -1e-9])
+    decisions = decide(router, ["a", "b"], 1.0, strong_model="S", weak_model="W")
+    assert [(d.score, d.route) for d in decisions] == [(1.0, "strong"), (0.0, "weak")]
+
+
+@pytest.mark.parametrize("scores", [[], [0.5, 0.5, 0.5]])
+def test_decide_refuses_a_score_count_that_is_not_one_per_prompt(scores):
+    class Miscounting:
+        name = "miscount"
+
+        def strong_win_rate(self, prompts):
+            return np.asarray(scores)
+
+    with pytest.raises(RouterOutputError, match=rf"returned {len(scores)} score\(s\) for 2"):
+        decide(Miscounting(), ["a", "b"], 0.5, strong_model="S", weak_model="W")
+
+
+def test_decide_refuses_scores_that_are_not_numbers():
+    class Wordy:
+        name = "wordy"
+
+        def strong_win_rate(self, prompts):
+            return ["high" for _ in prompts]
+
+    with pytest.raises(RouterOutputError, match="Router 'wordy'.*not an array of numbers"):
+        decide(Wordy(), ["a"], 0.5, strong_model="S", weak_model="W")
+
+
+def test_router_route_refuses_bad_scores_too():
+    class Broken(Router):
+        name = "broken"
+
+        def strong_win_rate(self, prompts):
+            return np.full(len(prompts), np.nan)
+
+    with pytest.raises(RouterOutputError, match="Router 'broken'"):
+        Broken().route(["a"], 0.0)
+
+
+def test_chat_model_surfaces_a_broken_router_before_calling_a_model():
+    from routellm_lc.chat_model import RouteLLMChat
+
+    class Broken(Router):
+        name = "broken"
+
+        def strong_win_rate(self, prompts):
+            return np.full(len(prompts), 1.7)
+
+    llm = RouteLLMChat(
+        router=Broken(), strong="openai/s", weak="openai/w", api_base="http://127.0.0.1:9/v1"
+    )
+    with pytest.raises(RouterOutputError, match="Router 'broken'.*1.7"):
+        llm.invoke("hello")
 
 
 def test_fallback_records_the_failed_model():

@@ -24,7 +24,7 @@ import numpy as np
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.evals import metrics
 from routellm_lc.evals.benchmarks import Benchmark
-from routellm_lc.routers.base import Router
+from routellm_lc.routers.base import Router, as_probabilities
 
 BATCH_SIZE = 256
 BOOTSTRAP_RESAMPLES = 1000
@@ -170,17 +170,13 @@ def score_prompts(
     from tqdm.auto import tqdm
 
     batch_size = validate_batch_size(batch_size)
+    name = getattr(router, "name", None) or type(router).__name__
     scores = np.full(len(prompts), np.nan, dtype=np.float64)
     with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start : start + batch_size])
-            out = np.asarray(router.strong_win_rate(batch), dtype=np.float64).reshape(-1)
-            if out.shape != (len(batch),):
-                raise RouteLLMError(
-                    f"{desc or 'router'}: strong_win_rate returned {out.shape[0]} scores for "
-                    f"{len(batch)} prompts."
-                )
-            scores[start : start + len(batch)] = out
+            out = router.strong_win_rate(batch)
+            scores[start : start + len(batch)] = as_probabilities(out, len(batch), name)
             bar.update(len(batch))
     return scores
 

@@ -8,13 +8,14 @@ thresholds mean the same here).
 from __future__ import annotations
 
 import importlib
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from routellm_lc.errors import DeviceError, UnknownRouterError
+from routellm_lc.errors import DeviceError, RouteLLMError, UnknownRouterError
 
 R = TypeVar("R", bound="Router")
 
@@ -52,7 +53,7 @@ class Router(ABC):
         from routellm_lc.decision import validate_threshold
 
         threshold = validate_threshold(threshold)
-        return self.strong_win_rate(prompts) >= threshold
+        return as_probabilities(self.strong_win_rate(prompts), len(prompts), self.name) >= threshold
 
     @classmethod
     def from_pretrained(cls: type[R], checkpoint: str | None = None, **kwargs: Any) -> R:
@@ -166,6 +167,61 @@ def load_router(name: str, checkpoint: str | None = None, **kwargs: Any) -> Rout
     return get_router_class(name).from_pretrained(checkpoint, **kwargs)
 
 
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Clip to [0, 1] as float64 (guards against tiny numeric excursions)."""
-    return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+class RouterOutputError(RouteLLMError, RuntimeError):
+    """A router's `strong_win_rate` broke its contract (not one score in [0, 1] per prompt):
+    a bug in the router or its checkpoint, not in the request."""
+
+
+#: How far past [0, 1] a score may stray from float rounding before it counts as a bug.
+SCORE_TOLERANCE = 1e-6
+
+
+def as_probabilities(scores: Any, count: int, router: str) -> np.ndarray:
+    """`scores` from `router`'s `strong_win_rate` over `count` prompts as float64 win rates,
+    clipped to [0, 1] within `SCORE_TOLERANCE`. Anything else raises `RouterOutputError`
+    naming the router: a NaN would silently route every call weak (`nan >= t` is false), and
+    1.7 would be recorded as a probability."""
+    try:
+        values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise RouterOutputError(
+            f"Router {router!r}: strong_win_rate returned {type(scores).__name__}, not an array "
+            "of numbers."
+        ) from None
+    if len(values) != count:
+        raise RouterOutputError(
+            f"Router {router!r}: strong_win_rate returned {len(values)} score(s) for "
+            f"{count} prompt(s)."
+        )
+    bad = ~(np.abs(values - 0.5) <= 0.5 + SCORE_TOLERANCE)  # NaN compares false: bad too
+    if bad.any():
+        shown = ", ".join(repr(float(v)) for v in values[bad][:3])
+        raise RouterOutputError(
+            f"Router {router!r}: strong_win_rate returned {int(bad.sum())} score(s) that are "
+            f"not win rates in [0, 1] ({shown}{', …' if bad.sum() > 3 else ''})."
+        )
+    return np.clip(values, 0.0, 1.0)
+
+
+def battle_weights(weights: Iterable[Any]) -> np.ndarray:
+    """Battles' training weights as floats: None (none given) counts 1 and 0 counts nothing
+    (`w or 1.0` would turn 0 into 1). Negative or non-finite weights, or no weight above 0,
+    raise ValueError."""
+    values = []
+    for i, weight in enumerate(weights):
+        if weight is None:
+            values.append(1.0)
+            continue
+        try:
+            if isinstance(weight, bool):
+                raise TypeError
+            value = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"Battle {i}: weight must be a number, got {weight!r}.") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"Battle {i}: weight must be finite and ≥ 0, got {weight!r}.")
+        values.append(value)
+    array = np.array(values, dtype=np.float64)
+    if len(array) and not array.sum() > 0:
+        raise ValueError("Every battle has weight 0: there is nothing to learn from.")
+    return array

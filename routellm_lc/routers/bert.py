@@ -24,7 +24,7 @@ import numpy as np
 from routellm_lc.embeddings import CHARS_PER_TOKEN, whitespace_prefix
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
-from routellm_lc.routers.base import Router, register_router, resolve_device
+from routellm_lc.routers.base import Router, battle_weights, register_router, resolve_device
 
 #: RouteLLM's published BERT router, the default checkpoint.
 ROUTELLM_BERT_CHECKPOINT = "routellm/bert_gpt4_augmented"
@@ -240,13 +240,13 @@ class BertRouter(Router):
                 raise ValueError(f"Unknown battle winner {winner!r}: use model_a, model_b or tie.")
             prompts.append(str(_field(battle, "prompt")))
             labels.append(label)
-            weights.append(float(_field(battle, "weight", 1.0) or 0.0))
+            weights.append(_field(battle, "weight", None))
         if not prompts:
             raise ValueError(
                 f"No battle is between a strong model ({', '.join(sorted(strong))}) and a weak "
                 f"model ({', '.join(sorted(weak))})."
             )
-        return prompts, np.array(labels), np.array(weights)
+        return prompts, np.array(labels), battle_weights(weights)
 
     def fit(
         self, data: Sequence[Any] | tuple[Sequence[str], Sequence[int]], *, progress: bool = False

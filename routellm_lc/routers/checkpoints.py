@@ -9,6 +9,7 @@ Also holds what is needed to read RouteLLM's published checkpoints
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -122,17 +123,118 @@ def require_keys(config: Mapping[str, Any], keys: Iterable[str], folder: Path) -
         )
 
 
+def config_error(folder: Path, key: str, problem: str) -> CheckpointError:
+    """The error for a config.json field that is present but unusable."""
+    return CheckpointError(f"{folder / 'config.json'}: {key} {problem}.")
+
+
+def config_number(value: Any, key: str, folder: Path, *, minimum: float | None = None) -> float:
+    """`value` (config field `key`) as a finite float, at least `minimum`: a string or NaN
+    there would otherwise load and fail (or score NaN) on the first request."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise config_error(folder, key, f"must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise config_error(folder, key, f"must be a finite number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise config_error(folder, key, f"must be at least {minimum:g}, got {value!r}")
+    return number
+
+
+def config_whole(value: Any, key: str, folder: Path, *, minimum: int = 1) -> int:
+    """`value` (config field `key`) as a whole number, at least `minimum`."""
+    number = config_number(value, key, folder, minimum=minimum)
+    if not number.is_integer():
+        raise config_error(folder, key, f"must be a whole number, got {value!r}")
+    return int(number)
+
+
+def config_vector(
+    value: Any, key: str, folder: Path, *, length: int | None = None, min_length: int = 0
+) -> Any:
+    """`value` (config field `key`) as a 1-d float64 array of finite numbers: of `length`
+    when given (a shorter one would broadcast silently), and of at least `min_length`."""
+    import numpy as np
+
+    try:
+        if isinstance(value, str | bytes | Mapping):
+            raise TypeError
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise config_error(folder, key, "must be a list of numbers") from None
+    if array.ndim != 1:
+        raise config_error(folder, key, "must be a flat list of numbers")
+    if length is not None and len(array) != length:
+        raise config_error(folder, key, f"has {len(array)} values, expected {length}")
+    if len(array) < min_length:
+        raise config_error(folder, key, f"has {len(array)} values, needs at least {min_length}")
+    if not np.isfinite(array).all():
+        raise config_error(folder, key, "holds NaN or infinite values")
+    return array
+
+
+def config_names(value: Any, key: str, folder: Path) -> list[str]:
+    """`value` (config field `key`) as a list of distinct strings."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise config_error(folder, key, f"must be a list of names, got {value!r}")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise config_error(folder, key, f"repeats {', '.join(repeated)}")
+    return list(value)
+
+
+def check_embedder(embedder: Any, width: int, folder: Path) -> None:
+    """Refuse at load an embedder a checkpoint cannot use: an unknown spec, or one whose
+    output width is known without embedding anything and is not `width`.
+
+    The width is known for an embedder instance with a `dim` and for `local…` specs (building
+    one reads its model's config.json only). An `st:` spec would load its model here and a
+    `litellm:` one knows its width after a call: both are checked on first use instead
+    (`embedding_width_error`), as is an instance whose `dim` is unset.
+    """
+    if isinstance(embedder, str):
+        if embedder.startswith(("st:", "litellm:")):
+            return
+        from routellm_lc.embeddings import get_embedder
+
+        try:
+            embedder = get_embedder(embedder)
+        except (ValueError, CheckpointError) as exc:
+            raise config_error(folder, "embedder", f"cannot be used: {exc}") from None
+    got = getattr(embedder, "dim", None)
+    if isinstance(got, int) and got > 0 and got != width:
+        raise embedding_width_error(embedder, got, width, f"Checkpoint {folder}")
+
+
+def embedding_width_error(embedder: Any, got: int, width: int, where: str) -> CheckpointError:
+    """The error for an embedder whose vectors do not fit the checkpoint's weights."""
+    return CheckpointError(
+        f"{where}: embedder {embedder_label(embedder)!r} gives {got}-d embeddings, but the "
+        f"checkpoint was trained on {width}-d ones. Load it with the embedder it was trained "
+        "with (config.json 'embedder')."
+    )
+
+
 def load_tensors(folder: Path, name: str = "model.safetensors") -> dict[str, Any]:
-    """Tensors of a safetensors file as numpy arrays (no torch needed)."""
+    """Tensors of a safetensors file as numpy arrays (no torch needed). Refuses NaN or
+    infinite weights: they would load fine and turn every score into NaN."""
+    import numpy as np
     from safetensors.numpy import load_file
 
     path = folder / name
     if not path.is_file():
         raise CheckpointError(f"Checkpoint folder {folder} has no {name}.")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}.") from None
+    bad = [k for k, v in tensors.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or infinite values in: {', '.join(sorted(bad))}.")
+    return tensors
 
 
 def write_safetensors(path: Path, arrays: Mapping[str, Any]) -> None:

@@ -26,8 +26,8 @@ import numpy as np
 
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
-from routellm_lc.routers.base import Router, register_router
-from routellm_lc.routers.features import compute_features
+from routellm_lc.routers.base import Router, battle_weights, register_router
+from routellm_lc.routers.features import FEATURES, compute_features
 
 DEFAULT_CHECKPOINT = "mf_default"
 _WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
@@ -184,17 +184,31 @@ class MatrixFactorizationRouter(Router):
             prior[offset + self.features.index(name)] = float(weight)
         return prior
 
+    def _scoring_inputs(self, prompts: Sequence[str]) -> np.ndarray:
+        """`prompt_inputs`, refused when the embedder's width does not fit the weights (an
+        embedder whose width could not be checked at load: `st:`, `litellm:`)."""
+        x = self.prompt_inputs(prompts)
+        width = self.text_proj_.shape[1] if self.use_proj else self.P_.shape[1]
+        if x.shape[1] != width:
+            raise ckpt.embedding_width_error(
+                self.embedder,
+                x.shape[1] - len(self.features),
+                width - len(self.features),
+                "This mf router",
+            )
+        return x
+
     def model_scores(self, prompts: Sequence[str]) -> np.ndarray:
         """(n_prompts, n_models) matrix of s(m, x): every model's quality on every prompt."""
         self._check_fitted()
-        x = self.prompt_inputs(prompts)
+        x = self._scoring_inputs(prompts)
         projected = x @ self.text_proj_.T if self.use_proj else x
         return projected @ (_normalise_rows(self.P_) * self.classifier_).T
 
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
         if self._direction is None:
             self._direction = self.direction()
-        x = self.prompt_inputs(prompts)
+        x = self._scoring_inputs(prompts)
         if not self.score_cdfs:
             return _sigmoid(x @ self._direction + self.logit_bias)
         if self._cdf_tables is None:
@@ -237,7 +251,7 @@ class MatrixFactorizationRouter(Router):
             raise ValueError(
                 f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b or tie."
             ) from None
-        weights = np.array([float(_field(b, "weight", 1.0) or 1.0) for b in battles])
+        weights = battle_weights(_field(b, "weight") for b in battles)
         a = np.array([index[str(_field(b, "model_a"))] for b in battles])
         b_ = np.array([index[str(_field(b, "model_b"))] for b in battles])
 
@@ -399,7 +413,7 @@ class MatrixFactorizationRouter(Router):
                 ckpt.ROUTELLM_EMBEDDER,
             )
         else:
-            names = list(config["model_names"])
+            names = ckpt.config_names(config["model_names"], "model_names", folder)
             defaults = (
                 config.get("strong_model"),
                 config.get("weak_model"),
@@ -409,24 +423,14 @@ class MatrixFactorizationRouter(Router):
             strong_model=strong_model or defaults[0],
             weak_model=weak_model or defaults[1],
             embedder=embedder or defaults[2],
-            dim=int(config["dim"]),
-            use_proj=bool(config["use_proj"]),
-            features=config.get("features", ()),
-            logit_prior=config.get("logit_prior"),
-            logit_bias=float(config.get("logit_bias", 0.0)),
-            score_cdfs=config.get("score_cdfs"),
-            cdf_scale=float(config.get("cdf_scale", 4.0)),
+            **_settings_from_config(config, folder),
             **kwargs,
         )
         router._load_state(config, tensors, names, folder)
         router._checkpoint_id = ckpt.checkpoint_identity(folder)
+        width = router.text_proj_.shape[1] if router.use_proj else router.P_.shape[1]
+        ckpt.check_embedder(router.embedder, width - len(router.features), folder)
         router.direction()  # validates strong/weak names now, not on the first request
-        unknown = [p for p in router.score_cdfs if p != "projection" and p not in router.features]
-        if unknown:
-            raise CheckpointError(
-                f"{folder / 'config.json'}: score_cdfs names {unknown}, which are neither "
-                "'projection' nor features of this checkpoint."
-            )
         return router
 
     def _load_state(
@@ -446,12 +450,12 @@ class MatrixFactorizationRouter(Router):
             )
         P = np.asarray(tensors["P.weight"], dtype=np.float64)
         classifier = np.asarray(tensors["classifier.0.weight"], dtype=np.float64)
-        dim, num_models, text_dim = (
-            int(config["dim"]),
-            int(config["num_models"]),
-            int(config["text_dim"]),
-        )
+        dim = self.dim
+        num_models = ckpt.config_whole(config["num_models"], "num_models", folder)
+        text_dim = ckpt.config_whole(config["text_dim"], "text_dim", folder)
         problems = []
+        if (text_dim if self.use_proj else dim) <= len(self.features):
+            problems.append(f"text_dim={text_dim} leaves no room for an embedding and features")
         if P.shape != (num_models, dim):
             problems.append(f"P.weight has shape {P.shape}, config says ({num_models}, {dim})")
         if classifier.shape[-1] != dim:
@@ -472,13 +476,60 @@ class MatrixFactorizationRouter(Router):
                 f"Malformed mf checkpoint at {folder}: " + "; ".join(problems) + "."
             )
         if self.features:
-            self.feature_mean_ = np.asarray(config["feature_mean"], dtype=np.float64)
-            self.feature_std_ = np.asarray(config["feature_std"], dtype=np.float64)
+            ckpt.require_keys(config, ("feature_mean", "feature_std"), folder)
+            n = len(self.features)
+            mean = ckpt.config_vector(config["feature_mean"], "feature_mean", folder, length=n)
+            std = ckpt.config_vector(config["feature_std"], "feature_std", folder, length=n)
+            if not (std > 0).all():
+                raise ckpt.config_error(folder, "feature_std", "must hold positive values")
+            self.feature_mean_, self.feature_std_ = mean, std
         self.P_ = P
         self.classifier_ = classifier.reshape(-1)
         self._model_names = names
         self._direction = None
         self._cdf_tables = None
+
+
+def _settings_from_config(config: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """The constructor settings a checkpoint's config.json holds, each checked at load: a
+    malformed one would otherwise load and fail (or score wrong) on every request."""
+    features = ckpt.config_names(config.get("features") or [], "features", folder)
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise ckpt.config_error(
+            folder, "features", f"names unknown feature(s) {unknown}; known: {sorted(FEATURES)}"
+        )
+    if not isinstance(config["use_proj"], bool):
+        raise ckpt.config_error(
+            folder, "use_proj", f"must be true or false, got {config['use_proj']!r}"
+        )
+    prior = config.get("logit_prior") or {}
+    cdfs = config.get("score_cdfs") or {}
+    for key, table in (("logit_prior", prior), ("score_cdfs", cdfs)):
+        if not isinstance(table, Mapping):
+            raise ckpt.config_error(folder, key, f"must map names to values, got {table!r}")
+    if stray := [name for name in prior if name not in features]:
+        raise ckpt.config_error(folder, "logit_prior", f"names {stray}, which are not features")
+    if stray := [p for p in cdfs if p != "projection" and p not in features]:
+        raise ckpt.config_error(
+            folder, "score_cdfs", f"names {stray}, which are neither 'projection' nor features"
+        )
+    grids = {}
+    for part, grid in cdfs.items():
+        grids[part] = ckpt.config_vector(grid, f"score_cdfs.{part}", folder, min_length=2)
+        if (np.diff(grids[part]) < 0).any():
+            raise ckpt.config_error(folder, f"score_cdfs.{part}", "must be sorted ascending")
+    return {
+        "dim": ckpt.config_whole(config["dim"], "dim", folder),
+        "use_proj": config["use_proj"],
+        "features": features,
+        "logit_prior": {
+            name: ckpt.config_number(w, f"logit_prior.{name}", folder) for name, w in prior.items()
+        },
+        "logit_bias": ckpt.config_number(config.get("logit_bias", 0.0), "logit_bias", folder),
+        "score_cdfs": grids,
+        "cdf_scale": ckpt.config_number(config.get("cdf_scale", 4.0), "cdf_scale", folder),
+    }
 
 
 def _cdf_table(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

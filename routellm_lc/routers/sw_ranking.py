@@ -27,7 +27,7 @@ import numpy as np
 
 from routellm_lc.errors import CheckpointError
 from routellm_lc.routers import checkpoints as ckpt
-from routellm_lc.routers.base import Router, register_router
+from routellm_lc.routers.base import Router, battle_weights, register_router
 
 ELO_SCALE = 400.0
 ELO_BASE = 10.0
@@ -229,7 +229,7 @@ class SWRankingRouter(Router):
             raise ValueError(
                 f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b or tie."
             ) from None
-        weights = np.array([float(_field(b, "weight", 1.0) or 0.0) for b in battles])
+        weights = battle_weights(_field(b, "weight") for b in battles)
         models = sorted(set(side_a) | set(side_b))
         index = {m: i for i, m in enumerate(models)}
         unique, battle_prompt = np.unique(np.array(prompts, dtype=object), return_inverse=True)
@@ -336,6 +336,13 @@ class SWRankingRouter(Router):
         if len(prompts) == 0:
             return np.empty((0, len(self.tier_labels_)))
         queries = _normalise_rows(self._embedder().embed(list(prompts)))
+        if queries.shape[1] != self.prompt_embeddings_.shape[1]:
+            raise ckpt.embedding_width_error(
+                self.embedder,
+                queries.shape[1],
+                self.prompt_embeddings_.shape[1],
+                "This sw_ranking router",
+            )
         n_battles = max(len(self._battle_prompt), 1)
         chunk = max(1, _CHUNK_CELLS // n_battles)
         thetas = [
@@ -432,16 +439,19 @@ class SWRankingRouter(Router):
         config = ckpt.read_config(folder)
         ckpt.require_keys(config, ("models", "tiers", "embedding_dim"), folder)
         tensors = ckpt.load_tensors(folder)
+        if not isinstance(config["tiers"], Mapping):
+            raise ckpt.config_error(folder, "tiers", "must map each model to its tier")
         router = cls(
             strong_model=strong_model or config.get("strong_model"),
             weak_model=weak_model or config.get("weak_model"),
             embedder=embedder or config.get("embedder", "local"),
             tiers=config["tiers"],
-            l2=float(config.get("l2", 0.0)),
+            l2=ckpt.config_number(config.get("l2", 0.0), "l2", folder, minimum=0.0),
             **kwargs,
         )
         router._load_state(config, tensors, folder)
         router._checkpoint_id = ckpt.checkpoint_identity(folder)
+        ckpt.check_embedder(router.embedder, router.prompt_embeddings_.shape[1], folder)
         router._tier(router.strong_model, "strong")  # validate names now, not on first request
         router._tier(router.weak_model, "weak")
         return router
@@ -453,15 +463,20 @@ class SWRankingRouter(Router):
         missing = [k for k in _TENSORS if k not in tensors]
         if missing:
             raise CheckpointError(f"{path} is missing tensor(s): {', '.join(missing)}.")
-        models = list(config["models"])
+        models = ckpt.config_names(config["models"], "models", folder)
+        embedding_dim = ckpt.config_whole(config["embedding_dim"], "embedding_dim", folder)
         embeddings = np.asarray(tensors["prompt_embeddings"], dtype=np.float32)
+        flat = [k for k in _TENSORS[1:] if np.ndim(tensors[k]) != 1]
+        if flat:
+            raise CheckpointError(f"{path}: {', '.join(flat)} must be 1-d (one value a battle).")
         ids = {k: np.asarray(tensors[k]).astype(np.int64) for k in _TENSORS[1:4]}
-        n_battles = len(tensors["battle_outcome"])
+        outcome = np.asarray(tensors["battle_outcome"], dtype=np.float64)
+        weight = np.asarray(tensors["battle_weight"], dtype=np.float64)
+        n_battles = len(outcome)
         problems = []
-        if embeddings.ndim != 2 or embeddings.shape[1] != int(config["embedding_dim"]):
+        if embeddings.ndim != 2 or embeddings.shape[1] != embedding_dim:
             problems.append(
-                f"prompt_embeddings has shape {embeddings.shape}, config says "
-                f"(n, {config['embedding_dim']})"
+                f"prompt_embeddings has shape {embeddings.shape}, config says (n, {embedding_dim})"
             )
         for name in (*_TENSORS[1:4], "battle_weight"):
             if len(tensors[name]) != n_battles:
@@ -471,6 +486,12 @@ class SWRankingRouter(Router):
         for side in ("battle_model_a", "battle_model_b"):
             if n_battles and ids[side].max(initial=0) >= len(models):
                 problems.append(f"{side} points past the {len(models)} models in config.json")
+        if negative := [k for k in _TENSORS[1:4] if ids[k].min(initial=0) < 0]:
+            problems.append(f"{', '.join(negative)} hold negative ids")
+        if not ((outcome >= 0) & (outcome <= 1)).all():
+            problems.append("battle_outcome holds values outside [0, 1]")
+        if (weight < 0).any():
+            problems.append("battle_weight holds negative weights")
         absent = [m for m in models if m not in self.tiers]
         if absent:
             problems.append(f"tiers has no entry for {', '.join(absent)}")
@@ -483,8 +504,8 @@ class SWRankingRouter(Router):
         self.battle_prompt_ = ids["battle_prompt"]
         self.battle_model_a_ = ids["battle_model_a"]
         self.battle_model_b_ = ids["battle_model_b"]
-        self.battle_outcome_ = np.asarray(tensors["battle_outcome"], dtype=np.float64)
-        self.battle_weight_ = np.asarray(tensors["battle_weight"], dtype=np.float64)
+        self.battle_outcome_ = outcome
+        self.battle_weight_ = weight
         self.tiers_ = {m: self.tiers[m] for m in models}
         self._prepare()
 

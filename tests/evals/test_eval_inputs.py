@@ -21,6 +21,7 @@ from routellm_lc.evals.harness import (
     score_prompts,
 )
 from routellm_lc.routers import Router, register_router
+from routellm_lc.routers.base import RouterOutputError
 
 HEADER = "prompt,gpt-4-1106-preview,mistralai/Mixtral-8x7B-Instruct-v0.1\n"
 
@@ -113,10 +114,11 @@ def test_bad_batch_size_is_an_error_in_cli_and_api(tmp_path, capsys, size):
     assert not list((tmp_path / "cache").rglob("*.npz"))  # nothing cached
 
 
-def test_an_incomplete_scoring_is_never_cached(tmp_path):
+def test_scores_that_are_not_win_rates_are_an_error_and_never_cached(tmp_path):
     cache = ScoreCache(tmp_path / "scores")
     loaded = LoadedRouter("nan_router", NaNRouter(), None, "nan:1")
-    cached_scores(loaded, "b", ["a", "b"], cache, progress=False)
+    with pytest.raises(RouterOutputError, match="'nan_router'.*not win rates in \\[0, 1\\]"):
+        cached_scores(loaded, "b", ["a", "b"], cache, progress=False)
     assert not list((tmp_path / "scores").glob("*.npz"))
 
 

@@ -152,3 +152,18 @@ async def test_slow_router_scores_in_a_worker_thread_and_batches_concurrent_requ
         )
         assert float(raw.headers["x-routellm-score"]) == expected.score
         assert raw.headers["x-routellm-model"] == expected.model
+
+
+def test_a_router_whose_scores_are_not_win_rates_stops_the_server_starting():
+    from routellm_lc.routers.base import RouterOutputError
+    from routellm_lc.server.routing import RouterSlot
+
+    class NaNRouter(Router):
+        name = "nan_router"
+
+        def strong_win_rate(self, prompts):
+            return np.full(len(prompts), np.nan)
+
+    slot = RouterSlot("nan_router", NaNRouter(), "strong", "weak", None)
+    with pytest.raises(RouterOutputError, match="'nan_router'.*not win rates"):
+        slot.warm_up()
