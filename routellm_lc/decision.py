@@ -136,12 +136,26 @@ def _content_text(content: Any) -> str:
 
 
 def routing_text(messages: Sequence[Any], route_on: RouteOn = "last_user") -> str:
-    """The text the router scores for a conversation.
+    """The text the router scores for a conversation (text parts only; a lone surrogate, as
+    a surrogateescape-decoded byte gives, becomes "?": tokenizers refuse the whole text).
 
-    `last_user` (RouteLLM's behaviour): the last user message. `conversation`: the recent
-    turns (user, assistant, tool), most recent last, cut to the last `CONVERSATION_CHARS`
+    `last_user` (RouteLLM's behaviour): the last user message with text (a latest turn with
+    an image alone is scored by the user turn before it). `conversation`: the recent turns
+    (user, assistant, tool), most recent last, cut to the last `CONVERSATION_CHARS`
     characters, so a follow-up like "and now in Rust?" is scored with its context.
     """
+    return _encodable(_routing_text(messages, route_on))
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _routing_text(messages: Sequence[Any], route_on: RouteOn) -> str:
     if not messages:
         raise EmptyPromptError("Cannot route an empty message list: give at least one message.")
     turns = [_role_and_text(m) for m in messages]

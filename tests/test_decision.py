@@ -17,7 +17,7 @@ from routellm_lc.decision import (
     validate_threshold,
 )
 from routellm_lc.errors import EmptyPromptError, InvalidThresholdError, RouteLLMError
-from routellm_lc.routers.base import Router, RouterOutputError
+from routellm_lc.routers.base import Router, RouterOutputError, load_router
 
 
 class FixedRouter:
@@ -244,3 +244,11 @@ def test_fallback_records_the_failed_model():
         "latency_ms",
         "batch_size",
     }
+
+
+def test_a_lone_surrogate_is_scored_as_a_replacement_character():
+    text = b"caf\xe9 menu?".decode("utf-8", "surrogateescape")  # what stdin or argv can give
+    assert routing_text([HumanMessage(text)]) == "caf? menu?"
+    router = load_router("mf")
+    (score,) = router.strong_win_rate([routing_text([HumanMessage(text)])])
+    assert 0.0 <= score <= 1.0
