@@ -5,13 +5,21 @@ RouteLLM's thresholds are calibrated once, offline, on a public sample; real tra
 controller keeps a window of recent router scores and sets the threshold to the score quantile
 that would have sent `target_strong_share` of that window to the strong model — the same
 calibration rule as `routellm-lc calibrate`, applied continuously to live traffic.
+
+Its state (the window and the count of scores seen) can be saved and restored, so a service
+restart neither forgets the traffic it adapted to nor warms up again: `state().to_dict()` is
+JSON, `load_state(...)` takes it back. Pickling or deep-copying a controller copies it too: the
+copy adapts on its own from then on. Routers that should hold one share together must share
+the same object (a shallow `model_copy()`, `bind_tools` or `with_config` keeps it).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +28,19 @@ from routellm_lc.decision import validate_threshold
 
 @dataclass
 class ControllerState:
+    """A snapshot of a controller: what it routes at, and what `load_state` restores."""
+
     threshold: float
     observed: int
+    """Scores seen, those of a state it was loaded from included."""
     strong_share_window: float
+    """Share of the window's scores at or above `threshold`."""
+    scores: list[float] = field(default_factory=list, repr=False)
+    """The window, oldest first: the scores the threshold is the quantile of."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, to persist across restarts (`StrongShareController.load_state`)."""
+        return asdict(self)
 
 
 class StrongShareController:
@@ -73,19 +91,59 @@ class StrongShareController:
     def observe(self, scores: np.ndarray | list[float]) -> float:
         """Record router scores of calls just routed; returns the updated threshold."""
         with self._lock:
-            self._scores.extend(float(s) for s in np.atleast_1d(scores))
             self._observed += int(np.size(scores))
-            if len(self._scores) >= self.warmup:
-                self._threshold = _threshold_for_share(
-                    np.fromiter(self._scores, float), self.target_strong_share
-                )
-            return self._threshold
+            return self._record(np.atleast_1d(scores))
+
+    def _record(self, scores: np.ndarray | list[float]) -> float:
+        """Add scores to the window and move the threshold (the caller holds the lock)."""
+        self._scores.extend(float(s) for s in scores)
+        if len(self._scores) >= self.warmup:
+            self._threshold = _threshold_for_share(
+                np.fromiter(self._scores, float), self.target_strong_share
+            )
+        return self._threshold
 
     def state(self) -> ControllerState:
+        """The threshold, the count of scores seen and the score window (`load_state` takes
+        it back)."""
         with self._lock:
             window = np.fromiter(self._scores, float)
             share = float(np.mean(window >= self._threshold)) if window.size else 0.0
-            return ControllerState(self._threshold, self._observed, share)
+            return ControllerState(self._threshold, self._observed, share, window.tolist())
+
+    def load_state(self, state: ControllerState | Mapping[str, Any]) -> None:
+        """Resume from a saved `state()` (or its `to_dict()`), e.g. after a restart.
+
+        The window is restored (its newest `window` scores, if it holds more) and the threshold
+        follows from it under this controller's settings, as if the scores had been observed
+        here: a changed target takes effect at once, and a window shorter than `warmup` keeps
+        `initial_threshold` until it fills.
+        """
+        data = asdict(state) if isinstance(state, ControllerState) else state
+        scores = np.asarray(data.get("scores", []), dtype=float).reshape(-1)
+        if not np.all((scores >= 0.0) & (scores <= 1.0)):  # also rejects NaN
+            raise ValueError("a saved controller window holds scores in [0, 1] only")
+        observed = int(data.get("observed", scores.size))
+        if observed < scores.size:
+            raise ValueError(
+                f"observed ({observed}) cannot be less than the saved window ({scores.size})"
+            )
+        with self._lock:
+            self._scores.clear()
+            self._threshold = self.initial_threshold
+            self._observed = observed
+            self._record(scores)
+
+    # A lock cannot be pickled or deep-copied: a copy gets a fresh one (and its own window).
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = {**self.__dict__, "_scores": deque(self._scores, maxlen=self.window)}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def _threshold_for_share(scores: np.ndarray, share: float) -> float:

@@ -2,9 +2,10 @@
 
 Prices come from the JSON price map that ships inside the `litellm` package (found and read
 without importing LiteLLM: its import costs ~3 s and may try to download a fresher map), with
-cached-input and long-prompt rates where the map has them. Users pass their own prices for
-self-hosted or negotiated models (`prices={"my-llama": Price(0, 0)}`); a call to a model with
-no price is left out of a savings report's sums and named in it.
+cached-input, long-prompt and reasoning-token rates where the map has them. Users pass their
+own prices for self-hosted or negotiated models (`prices={"my-llama": Price(0, 0)}`, found as
+the map's entries are: `openai/my-llama` by its full name, else without the provider prefix); a
+call to a model with no price is left out of a savings report's sums and named in it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ class Price:
     """USD per token: input, output, and (where the provider prices them apart) cached input
     read from its prompt cache and input written to it (None: billed as input). `above`:
     (prompt-token threshold, Price) tiers; a prompt longer than a threshold bills all its
-    tokens at that tier's rates (LiteLLM's `*_above_200k_tokens` keys, e.g. Gemini 2.5 Pro)."""
+    tokens at that tier's rates (LiteLLM's `*_above_200k_tokens` keys, e.g. Gemini 2.5 Pro).
+    `reasoning`: output tokens spent reasoning, where they cost more than the answer's (e.g.
+    Qwen's thinking mode; None: billed as output)."""
 
     input: float
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
     above: tuple[tuple[int, Price], ...] = ()
+    reasoning: float | None = None
 
     @classmethod
     def per_million(cls, input: float, output: float, cache_read: float | None = None) -> Price:
@@ -64,6 +68,10 @@ def _price_map() -> dict[str, Any]:
 
 
 _TIER_KEY = re.compile(r"input_cost_per_token_above_(\d+)(k?)_tokens")
+#: Providers whose unlisted cache-read rate is a share of the input rate, as LiteLLM bills
+#: them (`litellm.constants.FIREWORKS_AI_DEFAULT_CACHE_READ_RATE_RATIO`: Fireworks' serverless
+#: prompt cache is half price).
+_DEFAULT_CACHE_READ_RATIO = {"fireworks_ai": 0.5}
 
 
 def _price_of(entry: Mapping[str, Any]) -> Price:
@@ -77,9 +85,13 @@ def _price_of(entry: Mapping[str, Any]) -> Price:
             float(get("output_cost_per_token", base.output if base else 0.0) or 0.0),
             get("cache_read_input_token_cost", base.cache_read if base else None),
             get("cache_creation_input_token_cost", base.cache_write if base else None),
+            reasoning=get("output_cost_per_reasoning_token", base.reasoning if base else None),
         )
 
     base = rates()
+    ratio = _DEFAULT_CACHE_READ_RATIO.get(str(entry.get("litellm_provider")))
+    if ratio is not None and base.cache_read is None:
+        base = replace(base, cache_read=base.input * ratio)
     tiers = []
     for key in entry:
         match = _TIER_KEY.fullmatch(key)
@@ -90,13 +102,18 @@ def _price_of(entry: Mapping[str, Any]) -> Price:
 
 
 def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of `model` (a LiteLLM string like `openai/gpt-4o` or a bare name), or None."""
-    if overrides and model in overrides:
-        return overrides[model]
-    prices = _price_map()
+    """The price of `model` (a LiteLLM string like `openai/gpt-4o` or a bare name), or None.
+
+    `overrides` win over LiteLLM's map, and both are looked up by the full name, then without
+    the provider prefix: a self-hosted model on an `api_base`, recorded as `openai/my-llama`,
+    is priced by `{"my-llama": ...}`."""
     candidates = [model]
     if "/" in model:
         candidates.append(model.split("/", 1)[1])
+    for name in candidates:
+        if overrides and name in overrides:
+            return overrides[name]
+    prices = _price_map()
     for name in candidates:
         entry = prices.get(name)
         if entry and "input_cost_per_token" in entry:
@@ -104,9 +121,9 @@ def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Pri
     return None
 
 
-def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """(input, output, cached input read, input written to the cache) from LangChain's usage
-    metadata or an OpenAI-shaped `usage`."""
+def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
+    """(input, output, cached input read, input written to the cache, reasoning output) from
+    LangChain's usage metadata or an OpenAI-shaped `usage`."""
     input_tokens = int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0)
     output_tokens = int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0)
     details = usage.get("input_token_details") or {}
@@ -120,7 +137,13 @@ def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int]:
     cache_write = int(
         details.get("cache_creation") or usage.get("cache_creation_input_tokens") or 0
     )
-    return input_tokens, output_tokens, cache_read, cache_write
+    reasoning = int(
+        (usage.get("output_token_details") or {}).get("reasoning")
+        or (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+        or usage.get("reasoning_output_tokens")  # `RoutingCallbackHandler`'s flat key
+        or 0
+    )
+    return input_tokens, output_tokens, cache_read, cache_write, reasoning
 
 
 def call_cost(
@@ -129,23 +152,36 @@ def call_cost(
     """USD cost of one call from its usage metadata, or None if the model has no price.
 
     Input tokens read from the provider's prompt cache (`input_token_details.cache_read`) and
-    written to it (`cache_creation`) are billed at their own rates where the price has them,
-    and a long prompt at its length tier's rates, as LiteLLM's `cost_per_token` bills them
-    (service tiers, batch and regional rates aside)."""
+    written to it (`cache_creation`), and output tokens spent reasoning
+    (`output_token_details.reasoning`, part of `output_tokens`), are billed at their own rates
+    where the price has them, and a long prompt at its length tier's rates, as LiteLLM's
+    `cost_per_token` bills them (service tiers, batch, regional and off-peak rates aside)."""
     price = model_price(model, overrides)
     if price is None or not usage:
         return None
-    input_tokens, output_tokens, cache_read, cache_write = _tokens(usage)
+    input_tokens, output_tokens, cache_read, cache_write, reasoning = _tokens(usage)
     rates = price.for_prompt(input_tokens)
     plain = max(input_tokens - cache_read - cache_write, 0)
     read_rate = rates.input if rates.cache_read is None else rates.cache_read
     write_rate = rates.input if rates.cache_write is None else rates.cache_write
+    reasoning_rate = rates.output if rates.reasoning is None else rates.reasoning
     return (
         plain * rates.input
         + cache_read * read_rate
         + cache_write * write_rate
-        + output_tokens * rates.output
+        + max(output_tokens - reasoning, 0) * rates.output
+        + reasoning * reasoning_rate
     )
+
+
+def strongest_route(decision: Mapping[str, Any]) -> str:
+    """The call's route counted as strong or weak: "strong" iff its most capable model answered.
+
+    For a plain router, its `route`. In a pool the answering level's `route` is "strong" for a
+    mid model too (gpt-4o over gpt-4o-mini, under o1); the top model answered only when every
+    level of `cascade` (outermost first) went strong, failed levels aside."""
+    levels = [d for d in decision.get("cascade") or [decision] if not d.get("failed")]
+    return "strong" if levels and all(d.get("route") == "strong" for d in levels) else "weak"
 
 
 @dataclass
@@ -158,6 +194,7 @@ class SavingsReport:
 
     calls: int = 0
     strong_calls: int = 0
+    """Calls the strong model answered (in a pool: its most capable one, `strongest_route`)."""
     cost: float = 0.0
     all_strong_cost: float = 0.0
     unpriced_calls: int = 0
@@ -185,12 +222,13 @@ class SavingsReport:
         strong_model: str,
         overrides: Mapping[str, Price] | None = None,
     ) -> SavingsReport:
-        """`calls`: (decision dict with `model` and `route`, usage metadata) pairs."""
+        """`calls`: (decision dict with `model` and `route`, and `cascade` in a pool, as in
+        `response_metadata["routing"]`; usage metadata) pairs."""
         report = cls()
         for decision, usage in calls:
             model = str(decision["model"])
             report.calls += 1
-            report.strong_calls += decision.get("route") == "strong"
+            report.strong_calls += strongest_route(decision) == "strong"
             report.calls_per_model[model] = report.calls_per_model.get(model, 0) + 1
             actual = call_cost(model, usage, overrides)
             counterfactual = call_cost(strong_model, usage, overrides)

@@ -165,3 +165,71 @@ def test_concurrent_batches_on_one_instance_keep_their_own_scores():
         routing = [r.response_metadata["routing"] for r in replies]
         assert [r["score"] for r in routing] == [i / 100 for i in range(100)]
         assert all(r["batch_size"] == 100 for r in routing)
+
+
+# -- copies and persistence ----------------------------------------------------------------------
+def _warm_controller() -> StrongShareController:
+    controller = StrongShareController(0.3, window=100, warmup=10)
+    controller.observe([i / 100 for i in range(100)])
+    return controller
+
+
+def test_a_controller_pickles_and_deep_copies_into_an_independent_one():
+    """Its lock cannot be copied: a copy gets its own, keeps the window and threshold, and
+    adapts on its own afterwards. A shallow model copy still shares the controller."""
+    import copy
+    import pickle
+
+    from routellm_lc.routers.random import RandomRouter
+
+    controller = _warm_controller()
+    llm = RouteLLMChat(router=RandomRouter(seed=0), strong="s", weak="w", controller=controller)
+    for clone in (
+        pickle.loads(pickle.dumps(controller)),
+        copy.deepcopy(controller),
+        llm.model_copy(deep=True).controller,
+    ):
+        assert clone is not controller
+        assert clone.state() == controller.state()
+        assert clone.state().scores == [i / 100 for i in range(100)]
+        clone.observe([1.0] * 100)  # its own lock works, and only the copy moves
+        assert clone.threshold() == 1.0
+        assert controller.threshold() == pytest.approx(0.693)
+    assert llm.model_copy().controller is controller
+
+
+def test_a_saved_state_resumes_after_a_restart_without_warming_up_again():
+    """`state().to_dict()` is JSON; a new controller that loads it routes at the same
+    threshold and moves with new traffic exactly as the old one would have."""
+    import json
+
+    old = _warm_controller()
+    saved = json.dumps(old.state().to_dict())
+    fresh = StrongShareController(0.3, window=100, warmup=10)
+    assert fresh.threshold() == 0.5  # without the state: back to warm-up
+    fresh.load_state(json.loads(saved))
+    assert fresh.state() == old.state() and fresh.threshold() == pytest.approx(0.693)
+    more = np.random.default_rng(1).uniform(0.6, 1.0, size=37)
+    assert fresh.observe(more) == old.observe(more)
+    assert fresh.state() == old.state() and fresh.state().observed == 137
+
+    smaller = StrongShareController(0.5, window=40, warmup=50)  # new settings apply at once
+    smaller.load_state(old.state())
+    assert smaller.state().scores == old.state().scores[-40:]
+    assert smaller.threshold() == pytest.approx(np.quantile(old.state().scores[-40:], 0.5))
+
+
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        ({"observed": 2, "scores": [0.1, float("nan")]}, r"in \[0, 1\]"),
+        ({"observed": 2, "scores": [0.1, 1.5]}, r"in \[0, 1\]"),
+        ({"observed": 1, "scores": [0.1, 0.2]}, "less than the saved window"),
+    ],
+)
+def test_load_state_refuses_a_state_no_controller_could_have(state, match):
+    controller = _warm_controller()
+    before = controller.state()
+    with pytest.raises(ValueError, match=match):
+        controller.load_state(state)
+    assert controller.state() == before  # left as it was

@@ -99,3 +99,122 @@ def test_the_price_map_is_read_without_importing_litellm():
     env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert done.stdout.split() == ["True", "False"], done.stderr
+
+
+def test_overrides_are_found_as_the_price_map_is():
+    """A self-hosted model on an `api_base` is recorded as `openai/my-llama`: the README's
+    `prices={"my-llama": ...}` prices it (full name first, then without the prefix), and an
+    override wins over LiteLLM's own price."""
+    usage = {"input_tokens": 100, "output_tokens": 50}
+    calls = [
+        ({"model": "openai/my-llama", "route": "weak"}, usage),
+        ({"model": "openai/gpt-4o", "route": "strong"}, usage),
+    ]
+    report = SavingsReport.from_calls(calls, "gpt-4o", {"my-llama": Price(0, 0)})
+    assert report.unpriced_calls == 0 and report.unpriced_models == []
+    assert report.cost_per_model["openai/my-llama"] == 0.0
+    assert report.cost == pytest.approx(call_cost("openai/gpt-4o", usage))
+    exact_first = {"openai/x": Price(1.0, 1.0), "x": Price(2.0, 2.0)}
+    assert model_price("openai/x", exact_first) == Price(1.0, 1.0)
+    assert model_price("openai/gpt-4o", {"gpt-4o": Price(0, 0)}) == Price(0, 0)
+
+
+def _litellm_cost(model: str, prompt: int, completion: int, **details: int) -> float:
+    """`litellm.cost_per_token` for a usage block with OpenAI-shaped token details."""
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+    from litellm.types.utils import (
+        CompletionTokensDetailsWrapper,
+        PromptTokensDetailsWrapper,
+        Usage,
+    )
+
+    reasoning, cached = details.get("reasoning", 0), details.get("cached", 0)
+    usage = Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=cached) if cached else None,
+        completion_tokens_details=(
+            CompletionTokensDetailsWrapper(reasoning_tokens=reasoning) if reasoning else None
+        ),
+    )
+    provider = model.split("/", 1)[0] if "/" in model else None
+    return sum(
+        litellm.cost_per_token(model=model, usage_object=usage, custom_llm_provider=provider)
+    )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "dashscope/qwen-plus-2025-04-28",  # thinking output at 3.3× the answer's rate
+        "perplexity/sonar-deep-research",  # reasoning cheaper than the answer
+        "o1",  # no separate rate: reasoning is output
+    ],
+)
+def test_reasoning_tokens_bill_as_litellm_does(model):
+    """Reasoning tokens are part of the output count; where the price map has a reasoning rate
+    LiteLLM bills them at it and the rest of the output at the output rate."""
+    expected = _litellm_cost(model, 1_000, 600, reasoning=400)
+    langchain_usage = {
+        "input_tokens": 1_000,
+        "output_tokens": 600,
+        "output_token_details": {"reasoning": 400},
+    }
+    openai_usage = {
+        "prompt_tokens": 1_000,
+        "completion_tokens": 600,
+        "completion_tokens_details": {"reasoning_tokens": 400},
+    }
+    flat_usage = {"input_tokens": 1_000, "output_tokens": 600, "reasoning_output_tokens": 400}
+    for usage in (langchain_usage, openai_usage, flat_usage):
+        assert call_cost(model, usage) == pytest.approx(expected, rel=1e-9)
+    price = model_price(model)
+    plain = call_cost(model, {"input_tokens": 1_000, "output_tokens": 600})
+    if price.reasoning is None:
+        assert expected == pytest.approx(plain)
+    else:
+        assert expected == pytest.approx(plain + 400 * (price.reasoning - price.output))
+        assert expected != pytest.approx(plain)
+
+
+def test_fireworks_cache_reads_get_litellms_default_discount():
+    """Fireworks lists no cache-read rate for most models; LiteLLM bills their cached input
+    at half the input rate, and so does `call_cost`."""
+    model = "fireworks_ai/accounts/fireworks/models/deepseek-coder-v2-instruct"
+    price = model_price(model)
+    assert price is not None and price.cache_read == pytest.approx(price.input / 2)
+    usage = {
+        "input_tokens": 1_000,
+        "output_tokens": 500,
+        "input_token_details": {"cache_read": 400},
+    }
+    assert call_cost(model, usage) == pytest.approx(
+        _litellm_cost(model, 1_000, 500, cached=400), rel=1e-9
+    )
+    assert model_price("openai/gpt-3.5-turbo-0125").cache_read is None  # no default elsewhere
+
+
+def test_strong_calls_in_a_pool_count_its_top_model_only():
+    """Under `RouteLLMChat(strong=o1, weak=routed_pool([mini, 4o]))` gpt-4o's own level says
+    "strong": the report counts o1's calls, as the `cascade` (outermost first) shows them."""
+    usage = {"input_tokens": 10, "output_tokens": 10}
+    o1 = {"route": "strong", "model": "openai/o1", "threshold": 0.8}
+    to_pool = {"route": "weak", "model": "router-mf-0.4", "threshold": 0.8}
+    mid = {"route": "strong", "model": "openai/gpt-4o", "threshold": 0.4}
+    cheap = {"route": "weak", "model": "openai/gpt-4o-mini", "threshold": 0.4}
+    calls = [
+        ({**o1, "cascade": [o1]}, usage),
+        ({**mid, "cascade": [to_pool, mid]}, usage),
+        ({**cheap, "cascade": [to_pool, cheap]}, usage),
+        ({**mid, "cascade": [to_pool, mid]}, usage),
+    ]
+    report = SavingsReport.from_calls(calls, "openai/o1")
+    assert (report.calls, report.strong_calls, report.strong_share) == (4, 1, 0.25)
+    # o1 failed, the pool's gpt-4o answered: not a strong call (the levels show the fallback)
+    fell_back = {**to_pool, "fallback_from": "openai/o1"}
+    report = SavingsReport.from_calls([({**mid, "cascade": [fell_back, mid]}, usage)], "openai/o1")
+    assert report.strong_calls == 0

@@ -3,7 +3,8 @@
 Attach it like any LangChain callback (`config={"callbacks": [handler]}`) to a chain, an agent
 or a graph: each `RouteLLMChat` call becomes a `RoutedCall` with its run ids, graph step and node,
 the decision, the model call's latency and its token usage; `summary()` gives the strong share,
-calls per model and tokens per model.
+calls per model and tokens per model. In a pool (or a router over a pool) "strong" means the
+most capable model answered: every level of the call's `cascade` went strong.
 
 It reads the router's own run (its metadata carries the decision; see `RouteLLMChat`), so it sees
 exactly one record per routed call; the chosen model's child run goes only to tracers.
@@ -22,12 +23,16 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
+from routellm_lc.costs import SavingsReport, strongest_route
+
 _TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
-#: Input tokens read from / written to the provider's prompt cache (LangChain's
-#: `input_token_details` names → the flat keys `RoutedCall.usage` keeps them under).
-_CACHE_KEYS = (
-    ("cache_read", "cache_read_input_tokens"),
-    ("cache_creation", "cache_creation_input_tokens"),
+#: Token counts priced apart (LangChain's `input_token_details` / `output_token_details` names →
+#: the flat keys `RoutedCall.usage` keeps them under): input read from / written to the
+#: provider's prompt cache, and output spent reasoning.
+_DETAIL_KEYS = (
+    ("input_token_details", "cache_read", "cache_read_input_tokens"),
+    ("input_token_details", "cache_creation", "cache_creation_input_tokens"),
+    ("output_token_details", "reasoning", "reasoning_output_tokens"),
 )
 
 
@@ -48,17 +53,28 @@ class RoutedCall:
     model: str
     """The model that answered (after a fallback: the one that took over)."""
     route: str
+    """The route of the decision that chose `model` (in a pool: the answering level's, so
+    "strong" for a mid model too; `cascade` has every level's)."""
     routing_latency_ms: float
     """Time the router took to score the call."""
     call_latency_ms: float | None
     """Wall time of the whole routed call (routing + model), None while unfinished."""
     usage: dict[str, int] = field(default_factory=dict)
-    """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them, and
+    """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them,
     `cache_read_input_tokens` / `cache_creation_input_tokens` when it reported prompt-cache use
-    (part of `input_tokens`, priced at the cache's rates)."""
+    (part of `input_tokens`, priced at the cache's rates) and `reasoning_output_tokens` when it
+    reported reasoning (part of `output_tokens`, priced at the reasoning rate)."""
     fallback_from: str | None = None
     error: str | None = None
     """The error message when the call failed (no model answered)."""
+    cascade: list[dict[str, Any]] = field(default_factory=list)
+    """In a pool: each level's decision, outermost first (`response_metadata["routing"]`'s
+    `cascade`); empty for a plain router."""
+
+    @property
+    def strongest(self) -> bool:
+        """Whether the most capable model answered: `route` is "strong" at every level."""
+        return strongest_route({"route": self.route, "cascade": self.cascade}) == "strong"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,11 +87,13 @@ class RoutingSummary:
     calls: int
     strong_calls: int
     strong_share: float
-    """Share of calls answered by the strong model (0 when there were none)."""
+    """Share of calls answered by the strong model (0 when there were none). In a pool, by its
+    most capable model (`RoutedCall.strongest`): under `RouteLLMChat(strong="openai/o1",
+    weak=routed_pool([...]), controller=...)`, o1's share, the one the controller holds."""
     calls_per_model: dict[str, int]
     tokens_per_model: dict[str, dict[str, int]]
     calls_per_node: dict[str, Counter]
-    """Per graph node: how many calls went to each route."""
+    """Per graph node: how many calls went to each route ("strong" as in `strong_calls`)."""
     fallbacks: int
     errors: int
     mean_routing_latency_ms: float | None
@@ -159,12 +177,13 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             call.route = routing["route"]
             call.threshold = float(routing["threshold"])
             call.fallback_from = routing.get("fallback_from")
+            call.cascade = [dict(level) for level in routing.get("cascade") or ()]
         usage = getattr(message, "usage_metadata", None) or {}
         call.usage = {k: int(usage[k]) for k in _TOKEN_KEYS if k in usage}
-        details = usage.get("input_token_details") or {}
-        for detail, key in _CACHE_KEYS:  # priced apart: the savings report needs them
-            if details.get(detail):
-                call.usage[key] = int(details[detail])
+        for side, detail, key in _DETAIL_KEYS:  # priced apart: the savings report needs them
+            count = (usage.get(side) or {}).get(detail)
+            if count:
+                call.usage[key] = int(count)
         self._append(call)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -175,7 +194,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         self._append(call)
 
     # -- results ---------------------------------------------------------------------------
-    def savings(self, strong_model: str, prices: Mapping[str, Any] | None = None) -> Any:
+    def savings(self, strong_model: str, prices: Mapping[str, Any] | None = None) -> SavingsReport:
         """Cost of the recorded calls vs. all-strong (`routellm_lc.costs.SavingsReport`)."""
         with self._lock:
             calls = list(self.calls)
@@ -195,7 +214,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         with self._lock:
             calls = list(self.calls)
         answered = [c for c in calls if c.error is None]
-        strong = sum(c.route == "strong" for c in answered)
+        strong = sum(c.strongest for c in answered)
         tokens: dict[str, dict[str, int]] = {}
         for call in answered:
             totals = tokens.setdefault(call.model, dict.fromkeys(_TOKEN_KEYS, 0))
@@ -204,7 +223,9 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         per_node: dict[str, Counter] = {}
         for call in answered:
             if call.node is not None:
-                per_node.setdefault(call.node, Counter())[call.route] += 1
+                per_node.setdefault(call.node, Counter())[
+                    "strong" if call.strongest else "weak"
+                ] += 1
         latencies = [c.routing_latency_ms for c in calls]
         return RoutingSummary(
             calls=len(answered),
@@ -221,14 +242,14 @@ class RoutingCallbackHandler(BaseCallbackHandler):
 
 def savings_report(
     calls: list[RoutedCall], strong_model: str, prices: Mapping[str, Any] | None = None
-) -> Any:
+) -> SavingsReport:
     """A `routellm_lc.costs.SavingsReport` over answered calls (LiteLLM's price map, or
     `prices`: model → `costs.Price`)."""
-    from routellm_lc.costs import SavingsReport
-
     answered = [c for c in calls if c.error is None]
     return SavingsReport.from_calls(
-        [({"model": c.model, "route": c.route}, c.usage) for c in answered], strong_model, prices
+        [({"model": c.model, "route": c.route, "cascade": c.cascade}, c.usage) for c in answered],
+        strong_model,
+        prices,
     )
 
 

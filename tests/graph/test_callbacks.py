@@ -135,3 +135,69 @@ def test_prompt_cache_reads_reach_the_savings_report(make_chat, fresh_backend):
     assert report.cost == pytest.approx(call_cost("openai/gpt-4o", call.usage))
     assert report.cost < call_cost("openai/gpt-4o", uncached)  # the cached rate applied
     assert handler.summary().tokens_per_model["openai/strong"]["cache_read_input_tokens"] == 4
+
+
+def test_reasoning_tokens_reach_the_savings_report(make_chat, fresh_backend):
+    """Reasoning output is billed at its own rate where the price map has one (Qwen's thinking
+    mode costs 3.3× its answers): the handler keeps the count, so a run's savings use it."""
+    from routellm_lc.costs import call_cost, model_price
+
+    fresh_backend.configure(usage_details={"completion_tokens_details": {"reasoning_tokens": 2}})
+    handler = RoutingCallbackHandler()
+    make_chat().invoke("a hard one", {"callbacks": [handler]})
+    (call,) = handler.calls
+    assert call.usage["reasoning_output_tokens"] == 2 and call.usage["output_tokens"] > 2
+    qwen = "dashscope/qwen-plus-2025-04-28"
+    report = handler.savings("openai/strong", {"strong": model_price(qwen)})
+    plain = {k: v for k, v in call.usage.items() if k != "reasoning_output_tokens"}
+    assert report.cost == pytest.approx(call_cost(qwen, call.usage))
+    assert report.cost > call_cost(qwen, plain)  # the reasoning rate applied
+    assert handler.summary().tokens_per_model["openai/strong"]["reasoning_output_tokens"] == 2
+
+
+def test_strong_share_under_a_router_over_a_pool_counts_the_top_model(make_chat, fresh_backend):
+    """README's composition, top over a pool of [cheap, mid]: mid's own level says "strong",
+    but the strong share (summary, per node, savings) is the top model's, the share a
+    controller on the outer router holds."""
+    from routellm_lc.costs import Price
+    from routellm_lc.pool import routed_pool
+
+    router = make_chat().router
+    pool = routed_pool(
+        ["openai/cheap", "openai/mid"],
+        [0.3],
+        router=router,
+        api_base=fresh_backend.base_url,
+        api_key="test-key",
+    )
+    graph = StateGraph(RoutingState)
+    outer = make_chat(strong="openai/top", weak=pool, threshold=0.7)
+    graph.add_node("agent", routed_model_node(outer))
+    graph.add_edge(START, "agent")
+    graph.add_edge("agent", END)
+    app = graph.compile()
+    handler = RoutingCallbackHandler()
+    for prompt in ("a hard one", "a medium one", "an easy one"):  # scores 0.9, 0.5, 0.1
+        app.invoke({"messages": [HumanMessage(prompt)]}, {"callbacks": [handler]})
+    calls = handler.calls
+    assert [(c.model, c.route, c.strongest) for c in calls] == [
+        ("openai/top", "strong", True),
+        ("openai/mid", "strong", False),  # the pool level's route
+        ("openai/cheap", "weak", False),
+    ]
+    assert [[level["route"] for level in c.cascade] for c in calls] == [
+        ["strong"],
+        ["weak", "strong"],
+        ["weak", "weak"],
+    ]
+    summary = handler.summary()
+    assert (summary.calls, summary.strong_calls) == (3, 1)
+    assert summary.strong_share == pytest.approx(1 / 3)
+    assert {k: dict(v) for k, v in summary.calls_per_node.items()} == {
+        "agent": {"strong": 1, "weak": 2}
+    }
+    assert "strong: 1 (33%)" in summary.format()
+    prices = {name: Price(1e-6, 2e-6) for name in ("top", "mid", "cheap")}
+    report = handler.savings("openai/top", prices)
+    assert (report.strong_calls, report.unpriced_calls) == (1, 0)
+    assert report.strong_share == pytest.approx(1 / 3)
