@@ -8,10 +8,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 from collections.abc import Sequence
 
 COMMANDS = ("route", "serve", "train", "eval", "calibrate", "data")
+PACKAGE = "routellm-lc"
+#: Exit status of a run whose output pipe closed early (`routellm-lc route ... | head -1`):
+#: 128 + SIGPIPE, what a shell reports for a program killed by it.
+BROKEN_PIPE_EXIT = 141
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="routellm-lc",
         description="Cost-aware LLM routing: score prompts, serve, train, evaluate, calibrate, fetch data.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -31,15 +47,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cli_wording(message: str, command: str) -> str:
+    """Errors raised for Python callers name keyword arguments (`checkpoint=<folder>`); on the
+    command line the same advice is a flag (`--checkpoint`, `ROUTER=PATH` where it is
+    repeatable)."""
+
+    def flag(match: re.Match[str]) -> str:
+        router = match[1]
+        pair = f"{router}=" if command in ("eval", "serve") else ""
+        return f"{router} has no bundled checkpoint: pass --checkpoint {pair}"
+
+    return re.sub(r"(\w+) has no bundled checkpoint: pass checkpoint=", flag, message)
+
+
+def _os_error(exc: OSError) -> str:
+    """`OSError` in words: "<file>: <reason>" rather than "[Errno 20] ..."."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        return f"{where}: {reason}"
+    return reason
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null, so that the interpreter's final flush
+    of what is still buffered does not fail again (Python's documented recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (an embedding host)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from routellm_lc.errors import RouteLLMError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        _quiet_stdout()
+        return BROKEN_PIPE_EXIT
     except RouteLLMError as exc:
-        print(f"routellm-lc {args.command}: error: {exc}", file=sys.stderr)
+        message = _cli_wording(str(exc), args.command)
+        print(f"routellm-lc {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command could not read or write
+        print(f"routellm-lc {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

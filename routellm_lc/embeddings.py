@@ -12,11 +12,13 @@ Every embedder returns float32 arrays of shape (n, dim), rows L2-normalised.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -233,8 +235,37 @@ class _PooledEncoder:
         return Pooled(encoder).eval()
 
 
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence what a first run's one-off ONNX export prints on stderr and that is no concern
+    of the user's: transformers' "Loading weights" progress bar, the tracer's TracerWarning
+    (the traced Python branch is the same for every input of the exported graph) and
+    torch.onnx's note on how `aten::index` is exported (its indices are never negative
+    here). Other warnings still show."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"Exporting aten::index operator", category=UserWarning
+            )
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _export_onnx(model_path: Path, target: Path) -> None:
     """Export the pooled encoder to ONNX at `target` (atomically: concurrent users are safe)."""
+    with _quiet_export():
+        _export_onnx_quietly(model_path, target)
+
+
+def _export_onnx_quietly(model_path: Path, target: Path) -> None:
     import torch
 
     model = _PooledEncoder.load(model_path)

@@ -212,7 +212,9 @@ def fetch(
             raise FetchError(f"Unknown data folder {name!r}; fetchable: {sorted(known)}.")
         origin = known[name]
     base = base_url or os.environ.get(BASE_ENV) or GITHUB_RAW
-    folder = Path(into).expanduser() / name
+    from routellm_lc.data import check_output_dir
+
+    folder = check_output_dir(Path(into).expanduser() / name, "--into", "the data")
     report = FetchReport(folder)
     from tqdm.auto import tqdm
 

@@ -253,3 +253,14 @@ def test_fetched_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "data" / "toy" / "t.csv").stat().st_mode) == 0o644
+
+
+def test_an_into_that_cannot_be_created_is_refused_before_any_download(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("x")
+    # nothing listens on port 9: had it tried to download, the error would be another
+    argv = ["data", "fetch", "routellm_evals", "--base-url", "http://127.0.0.1:9"]
+    assert main([*argv, "--into", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --into" in err and "x.txt is a file, not a folder" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "x.txt").read_text() == "x"

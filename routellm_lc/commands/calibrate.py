@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
-from routellm_lc.commands import add_device_argument
+from routellm_lc.commands import add_device_argument, refuse_checkpoint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
     parser.add_argument("--data-dir", help="data folder for the default sample")
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (threshold, strong_pct, measured_share, n_prompts, ...)",
+    )
     add_device_argument(parser)
     parser.set_defaults(func=run)
 
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from routellm_lc.calibrate import calibrate, read_prompt_file, validate_strong_pct
 
     strong_pct = validate_strong_pct(args.strong_pct)  # fail before loading anything
+    refuse_checkpoint(args.router, args.checkpoint)
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     result = calibrate(
         args.router,
@@ -50,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         device=args.device,
     )
-    print(result)
+    print(json.dumps(dataclasses.asdict(result)) if args.json else result)
     if result.note:
         print(f"note: {result.note}", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from routellm_lc.commands import add_device_argument
+from routellm_lc.commands import add_device_argument, refuse_checkpoint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "prompts", nargs="*", help="prompts to route ('-' reads stdin, one per line)"
     )
-    parser.add_argument("--file", help="a file of prompts, one per line")
+    parser.add_argument(
+        "--file",
+        help='a file of prompts, UTF-8: one per line, or .jsonl/.json with a "prompt" field '
+        "per line (as calibrate --prompts)",
+    )
     parser.add_argument("--router", default="mf", help="router name (default: mf)")
     parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
     parser.add_argument("--threshold", default="0.5", help="cost threshold in [0, 1]")
@@ -31,16 +35,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _stdin_prompts() -> list[str]:
+    from routellm_lc.errors import RouteLLMError
+
+    stream = getattr(sys.stdin, "buffer", None)  # bytes: decoded strictly, whatever the locale
+    try:
+        text = stream.read().decode("utf-8-sig") if stream is not None else sys.stdin.read()
+        lines = text.splitlines()
+    except UnicodeDecodeError as exc:
+        raise RouteLLMError(
+            f"standard input is not UTF-8 text (byte {exc.start}: {exc.reason}); send UTF-8."
+        ) from None
+    return [line for line in lines if line.strip()]
+
+
 def _read_prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts of the arguments, stdin ('-') and --file (calibrate's reader: a missing,
+    folder or non-UTF-8 file is one clear error). Blank lines of a file or stdin are
+    skipped; a blank prompt given as an argument is an error, as RouteLLMChat's."""
+    from routellm_lc.calibrate import read_prompt_file
+    from routellm_lc.errors import EmptyPromptError
+
     prompts: list[str] = []
-    for prompt in args.prompts:
+    for number, prompt in enumerate(args.prompts, 1):
         if prompt == "-":
-            prompts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+            prompts += _stdin_prompts()
+        elif not prompt.strip():
+            raise EmptyPromptError(
+                f"Prompt {number} is empty: there is nothing to route on (give some text)."
+            )
         else:
             prompts.append(prompt)
     if args.file:
-        with open(args.file, encoding="utf-8") as handle:
-            prompts += [line.rstrip("\n") for line in handle if line.strip()]
+        from_file = read_prompt_file(args.file)
+        blank = next((i for i, prompt in enumerate(from_file, 1) if not prompt.strip()), None)
+        if blank is not None:
+            raise EmptyPromptError(f"{args.file}: prompt {blank} is empty (nothing to route on).")
+        prompts += from_file
     return prompts
 
 
@@ -51,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from routellm_lc.models import default_strong_model, default_weak_model
 
     threshold = validate_threshold(args.threshold)
+    refuse_checkpoint(args.router, args.checkpoint)
     prompts = _read_prompts(args)
     if not prompts:
         raise EmptyPromptError("No prompts given: pass them as arguments, with --file, or '-'.")

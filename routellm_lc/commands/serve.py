@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from routellm_lc.commands import add_device_argument
+from routellm_lc.commands import add_device_argument, port_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bearer key clients must send (repeatable; none: no auth)",
     )
     add("--host", help="interface to bind (default 127.0.0.1: this machine only)")
-    add("--port", type=int, help="port (default 6060)")
+    add("--port", type=port_number, help="port, 0 to 65535 (default 6060)")
     add("--route-on", choices=["last_user", "conversation"], help="what the router scores")
     add("--timeout", type=float, help="seconds per upstream call (default 60)")
     add("--connect-timeout", type=float, help="seconds to connect upstream (default 5)")

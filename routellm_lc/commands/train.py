@@ -186,6 +186,7 @@ def _sources(args: argparse.Namespace) -> tuple[str, ...]:
 def _check_options(args: argparse.Namespace, sources: tuple[str, ...]) -> None:
     """Refuse options the chosen router and recipe would silently ignore (they would also be
     recorded in the card's reproduce command), before any data is read."""
+    from routellm_lc.data import check_output_dir
     from routellm_lc.routers.base import get_router_class
     from routellm_lc.training.fit import RecipeError
 
@@ -219,9 +220,8 @@ def _check_options(args: argparse.Namespace, sources: tuple[str, ...]) -> None:
     takes_epochs = args.router == "mf" or "epochs" in inspect.signature(cls).parameters
     if args.epochs is not None and not takes_epochs:
         raise RecipeError(f"--router {args.router} has no training epochs: drop --epochs.")
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise RecipeError(f"--output {output} is a file; name a folder for the checkpoint.")
+    # Before any data is read: training takes minutes, its checkpoint must have a place to go.
+    check_output_dir(args.output, "--output", "the checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -301,11 +301,9 @@ def run_eval(
     if not router_names:
         raise RouterLoadError("No routers to evaluate: pass --routers NAME [NAME ...].")
     batch_size = validate_batch_size(batch_size)
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise RouteLLMError(
-            f"--output {output} is a file; name a folder for the .json and .png results."
-        )
+    from routellm_lc.data import check_output_dir
+
+    output = check_output_dir(output, "--output", "the .json and .png results")
     specs = list(dict.fromkeys(benchmarks))  # the same benchmark twice is evaluated once
     loaded_benchmarks = [
         load_benchmark(spec, data_dir, strong_model or STRONG_MODEL, weak_model or WEAK_MODEL)

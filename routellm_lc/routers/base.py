@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -141,13 +142,42 @@ def available_routers() -> list[str]:
     return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES) | set(_plugins()))
 
 
+class RouterPluginError(UnknownRouterError):
+    """A router installed under the `routellm_lc.routers` entry-point group cannot be used: its
+    module fails to import, or the entry point names something that is not a `Router`."""
+
+
+def _load_plugin(name: str, entry_point: Any) -> None:
+    """Import a plugin router's entry point and register its class; a failure says which
+    entry point and package, and what went wrong, instead of an import traceback."""
+    package = getattr(getattr(entry_point, "dist", None), "name", None)
+    where = f"entry point '{name} = {entry_point.value}'" + (
+        f" of the installed package {package}" if package else ""
+    )
+    try:
+        loaded = entry_point.load()  # a module that registers it, or the class itself
+    except Exception as exc:  # the plugin's own import error, whatever its type
+        raise RouterPluginError(
+            f"Router {name!r} ({where}) could not be loaded: {type(exc).__name__}: {exc}. "
+            "Fix or reinstall that package."
+        ) from exc
+    if isinstance(loaded, type) and issubclass(loaded, Router):
+        register_router(name)(loaded)
+    elif name not in _REGISTRY:
+        what = (
+            f"module {loaded.__name__}, which does not register a router named {name!r} "
+            f"(@register_router({name!r}))"
+            if isinstance(loaded, types.ModuleType)
+            else f"{loaded!r}, not a Router subclass"
+        )
+        raise RouterPluginError(f"Router {name!r} ({where}) is {what}.")
+
+
 def get_router_class(name: str) -> type[Router]:
     if name not in _REGISTRY and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _REGISTRY and name in (plugins := _plugins()):
-        loaded = plugins[name].load()  # a module that registers it, or the class itself
-        if isinstance(loaded, type) and issubclass(loaded, Router):
-            register_router(name)(loaded)
+        _load_plugin(name, plugins[name])
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -23,13 +23,14 @@ Any instruct model can also be used zero-shot: label tokens "1" … "5" after an
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from routellm_lc.errors import CheckpointError
+from routellm_lc.errors import CheckpointError, RouteLLMError
 from routellm_lc.routers import checkpoints as ckpt
 from routellm_lc.routers.base import Router, register_router, resolve_device
 from routellm_lc.routers.bert import (
@@ -62,6 +63,39 @@ DEFAULT_SYSTEM_MESSAGE = (
     "- 1 or 2: the assistant will struggle (hard, vague, or beyond its abilities).\n"
 )
 DEFAULT_CLASSIFIER_MESSAGE = "[Question]\n{question}\n\nPrediction:\n"
+
+
+#: What loading a GGUF file needs besides the base install (transformers reads it with gguf).
+GGUF_MIN_VERSION = "0.10.0"
+GGUF_EXTRA = "routellm-lc[gguf]"
+
+
+class MissingDependencyError(RouteLLMError, ImportError):
+    """An optional package this checkpoint needs is not installed (its extra names it)."""
+
+
+def _gguf_missing(detail: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"Loading a GGUF checkpoint needs the gguf package ({detail}): "
+        f"pip install '{GGUF_EXTRA}' (or 'gguf>={GGUF_MIN_VERSION}')."
+    )
+
+
+def _require_gguf() -> None:
+    """Fail before anything loads, with the extra to install, when gguf is missing or older
+    than transformers accepts (transformers itself raises a bare ImportError deep inside)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    if importlib.util.find_spec("gguf") is None:
+        raise _gguf_missing("it is not installed")
+    try:
+        installed = version("gguf")
+    except PackageNotFoundError:  # importable without metadata (a source tree): let it try
+        return
+    release = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
+    if release < tuple(int(part) for part in GGUF_MIN_VERSION.split(".")):
+        raise _gguf_missing(f"{installed} is installed, {GGUF_MIN_VERSION} or later is needed")
 
 
 def _gguf_file_of(checkpoint: str | Path) -> tuple[str | Path, str | None]:
@@ -290,7 +324,9 @@ class CausalLLMRouter(Router):
         folder = ckpt.resolve_checkpoint(checkpoint, required, revision=revision)
         settings = read_router_config(folder)
         gguf_file = gguf_file or settings.get("gguf_file")
-        if not gguf_file:
+        if gguf_file:
+            _require_gguf()
+        else:
             _require_weights(folder)
         options = {k: settings[k] for k in _SETTINGS if k in settings} | kwargs
         options.setdefault("system_message", _read_text(folder / SYSTEM_FILE))
@@ -425,6 +461,10 @@ def _load_tokenizer(folder: Path, gguf_file: str | None, fallback: str | Path) -
         if source == str(fallback):
             source = str(_tokenizer_files(source))
         return AutoTokenizer.from_pretrained(source, **options)
+    except ImportError as exc:
+        if gguf_file:
+            raise _gguf_missing(f"transformers: {exc}") from exc
+        raise
     except (OSError, ValueError, CheckpointError) as exc:
         raise CheckpointError(
             f"causal_llm checkpoint folder {folder} has no tokenizer files, and the tokenizer "
@@ -455,6 +495,10 @@ def _load_model(folder: Path, gguf_file: str | None, dtype: str | None, device: 
         options["dtype"] = dtype
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), **options)
+    except ImportError as exc:
+        if gguf_file:
+            raise _gguf_missing(f"transformers: {exc}") from exc
+        raise
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"Could not load the causal_llm model at {folder}: {type(exc).__name__}: {exc}"

@@ -99,6 +99,8 @@ class ServerConfig:
             raise ServerConfigError("timeout and connect_timeout must be positive seconds.")
         if self.max_body_bytes <= 0:
             raise ServerConfigError("max_body_bytes must be a positive number of bytes.")
+        if not 0 <= self.port <= 65535:
+            raise ServerConfigError(f"port must be 0 to 65535, got {self.port}.")
         if self.max_retries < 0 or self.max_connections < 1:
             raise ServerConfigError("max_retries must be ≥ 0 and max_connections ≥ 1.")
         self.log_level = self.log_level.lower()

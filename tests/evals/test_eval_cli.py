@@ -166,3 +166,14 @@ def test_cache_identity_follows_the_checkpoint(tmp_path):
     keyed = PromptLengthRouter()
     keyed.cache_key = "mf:0123abcd"  # a router's own key (mf: its checkpoint hash) wins
     assert router_identity(keyed, str(folder)) == "mf:0123abcd"
+
+
+def test_an_output_that_cannot_be_created_is_refused_before_scoring(tmp_path, capsys):
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    (tmp_path / "x.txt").write_text("x")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "test_prompt_length"]
+    assert main([*argv, "--output", str(tmp_path / "x.txt" / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --output" in err and "x.txt is a file, not a folder" in err
+    assert "Traceback" not in err
+    assert PromptLengthRouter.calls == 0

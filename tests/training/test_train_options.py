@@ -4,6 +4,7 @@ mistake is one `error:` line and exit 2, never a traceback or a checkpoint that 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -221,3 +222,23 @@ def test_card_eval_rows_without_a_checkpoint_identity_are_refused(tmp_path, caps
     argv = ["train", "--card-eval", str(evals), "--output", str(tmp_path / "out")]
     _fails(capsys, argv, "does not say which mf checkpoint it scored")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_created_is_refused_before_any_data_is_read(tmp_path, capsys):
+    """Training takes minutes: a checkpoint folder under a file (or in a folder this user
+    cannot write) fails at once, before the data directory is even looked at."""
+    (tmp_path / "x.txt").write_text("x")
+    argv = ["train", "--data-dir", str(tmp_path / "no-data"), "--output"]
+    _fails(capsys, [*argv, str(tmp_path / "x.txt" / "ck")], "cannot be created: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_output_folder_is_refused_before_training(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        argv = ["train", "--data-dir", str(tmp_path / "no-data"), "--output"]
+        _fails(capsys, [*argv, str(locked / "ck")], "is not writable")
+    finally:
+        locked.chmod(0o700)
