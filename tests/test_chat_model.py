@@ -174,9 +174,7 @@ class PickyRouter(KeywordRouter):
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_prompt_the_router_cannot_score_fails_only_its_own_batch_item(
-    make_chat, asynchronous
-):
+def test_a_prompt_the_router_cannot_score_fails_only_its_own_batch_item(make_chat, asynchronous):
     router = PickyRouter()
     chat = make_chat(router=router)
     inputs = ["hard one", "poison pill", "easy two"]

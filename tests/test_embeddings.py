@@ -106,7 +106,6 @@ def test_cache_evicts_least_recently_used():
     assert inner.seen[-1] == ["b"]
 
 
-
 def test_cache_holds_a_digest_per_prompt_not_the_prompt():
     inner = CountingEmbedder()
     cache = CachedEmbedder(inner, maxsize=10)
@@ -116,6 +115,7 @@ def test_cache_holds_a_digest_per_prompt_not_the_prompt():
     assert all(isinstance(k, bytes) and len(k) == 16 for k in cache._cache)
     cache.embed([big, lone_surrogate])
     assert len(inner.seen) == 1 and (cache.hits, cache.misses) == (2, 3)
+
 
 # -- sentence-transformers from a Hub-layout folder, LiteLLM endpoint, specs ------------------
 def test_sentence_transformer_spec_loads_local_hub_layout_folder(onnx_vectors):
