@@ -93,8 +93,26 @@ class Reply:
     body: bytes
 
 
+def _answers(payload: Any) -> bool:
+    """Whether a stream event carries any of the answer: content, a tool call, a finish
+    reason, usage or an error. The opening role-only event does not (nor Azure's choice-less
+    filter event), so a failure right after it may still go to the other model."""
+    if not isinstance(payload, dict):
+        return True
+    if payload.get("usage") or payload.get("error"):
+        return True
+    for choice in payload.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or {}
+        if any(value not in (None, "", [], {}) for key, value in delta.items() if key != "role"):
+            return True
+    return False
+
+
 class Stream:
-    """An upstream SSE stream whose first events have arrived (so it can no longer fall back).
+    """An upstream SSE stream whose answer has begun (so it can no longer fall back): `first`
+    holds its events up to the first that carries any of the answer.
 
     `next()` returns the next batch of complete, validated events (None at the end) or raises
     `UpstreamFailure`; `close()` releases the upstream connection.
@@ -157,6 +175,7 @@ class _EventReader:
         self._target = target
         self._buffer = b""
         self.done = False
+        self.answered = False  # an event with any of the answer has arrived
 
     async def next_batch(self) -> bytes | None:
         while True:
@@ -192,11 +211,12 @@ class _EventReader:
                 self.done = True
                 continue
             try:
-                orjson.loads(payload)
+                parsed = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 raise UpstreamFailure(
                     self._target.name, "malformed", "stream event is not valid JSON"
                 ) from None
+            self.answered = self.answered or _answers(parsed)
 
 
 def _timeout(target: Target) -> UpstreamFailure:
@@ -277,6 +297,11 @@ class DirectForwarder:
             first = await reader.next_batch()
             if first is None:
                 raise UpstreamFailure(target.name, "malformed", "empty stream")
+            while not (reader.answered or reader.done):  # held: the answer has not begun
+                more = await reader.next_batch()
+                if more is None:
+                    break
+                first += more
         except TimeoutError:
             response.close()
             raise _timeout(target) from None
@@ -366,10 +391,17 @@ class LiteLLMForwarder:
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         params = self._params(target, body)
         params["stream"] = True
+        ended = False  # the upstream ended before its answer began
         try:
             stream = await _litellm().acompletion(**params)
             chunks = aiter(stream)
-            first = await anext(chunks)
+            opening = [await anext(chunks)]
+            while not _answers(_payload(opening[-1])):  # held: the answer has not begun
+                try:
+                    opening.append(await anext(chunks))
+                except StopAsyncIteration:
+                    ended = True
+                    break
         except StopAsyncIteration:
             raise UpstreamFailure(target.name, "malformed", "empty stream") from None
         except Exception as exc:
@@ -380,6 +412,9 @@ class LiteLLMForwarder:
             nonlocal finished
             if finished:
                 return None
+            if ended:
+                finished = True
+                return DONE_EVENT
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
@@ -398,11 +433,15 @@ class LiteLLMForwarder:
             if closer is not None:
                 await closer()
 
-        return Stream(_sse(first), next_batch, close)
+        return Stream(b"".join(map(_sse, opening)), next_batch, close)
+
+
+def _payload(chunk: Any) -> dict[str, Any]:
+    return chunk.model_dump(exclude_none=True)
 
 
 def _sse(chunk: Any) -> bytes:
-    return b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True), default=str) + b"\n\n"
+    return b"data: " + orjson.dumps(_payload(chunk), default=str) + b"\n\n"
 
 
 Forwarder = DirectForwarder | LiteLLMForwarder

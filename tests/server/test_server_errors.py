@@ -272,6 +272,22 @@ def test_connection_dropped_before_answer_falls_back(server, fresh_backend):
     assert response.text.rstrip().endswith("data: [DONE]")
 
 
+@pytest.mark.parametrize("kind", ["drop", "malformed"])
+def test_a_stream_failing_after_its_role_only_event_falls_back(server, fresh_backend, kind):
+    # the backend's first event is the role-only one (as OpenAI's): no answer has begun
+    fresh_backend.configure(chunk_delay_ms=20)  # the first event arrives on its own
+    fresh_backend.fail(kind=kind, after_chunks=1, times=None, model="strong-model")
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10)
+    raw = client.chat.completions.with_raw_response.create(
+        model="router-test_keyword-0.5", messages=HARD, stream=True
+    )
+    assert raw.headers["x-routellm-fallback-from"] == "openai/strong-model"
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("[weak-model]")
+    assert [c.choices[0].delta.role for c in chunks if c.choices][0] == "assistant"
+
+
 def test_mid_stream_drop_ends_with_an_error_event_and_no_hang(server, fresh_backend):
     fresh_backend.fail(kind="drop", after_chunks=3, times=None)
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10)

@@ -62,6 +62,23 @@ def test_litellm_timeout_gets_504_fast(start_server, fresh_backend):
     assert time.monotonic() - started < 5
 
 
+def test_litellm_stream_failing_after_its_role_only_event_falls_back(
+    litellm_server, fresh_backend
+):
+    fresh_backend.configure(chunk_delay_ms=20)
+    fresh_backend.fail(kind="drop", after_chunks=1, times=None, model="strong-model")
+    body = {
+        "model": "router-test_keyword-0.5",
+        "messages": [{"role": "user", "content": "a hard question"}],
+        "stream": True,
+    }
+    response = httpx.post(f"{litellm_server.base_url}/chat/completions", json=body, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["x-routellm-fallback-from"] == "openai/strong-model"
+    assert "[weak-model]" in response.text and '"error"' not in response.text
+    assert response.text.rstrip().endswith("data: [DONE]")
+
+
 def test_litellm_mid_stream_drop_ends_the_stream_with_an_error_event(litellm_server, fresh_backend):
     fresh_backend.fail(kind="drop", after_chunks=3, times=None)
     client = openai.OpenAI(base_url=litellm_server.base_url, api_key="x", max_retries=0, timeout=10)
