@@ -646,7 +646,7 @@ class LocalBackend:
         kinds: ``status`` (an OpenAI-style error with ``status``), ``timeout`` (sleep ``sleep_s``
         before answering normally), ``drop`` (close the connection before answering, or after
         ``after_chunks`` chunks of a stream), ``malformed`` (200 with a truncated JSON body / a
-        broken SSE event).
+        broken SSE event after ``after_chunks`` events, at least the first).
         """
         if kind not in ("status", "timeout", "drop", "malformed"):
             raise ValueError(f"unknown fault kind {kind!r}")
@@ -779,7 +779,8 @@ class LocalBackend:
             reply.drop_after = fault.after_chunks if reply.chunks is not None else 0
         elif fault.kind == "malformed":
             if reply.chunks is not None:
-                reply.chunks = reply.chunks[:1] + [b'data: {"id": "chatcmpl-broken", "choi\n\n']
+                keep = max(fault.after_chunks, 1)
+                reply.chunks = reply.chunks[:keep] + [b'data: {"id": "chatcmpl-broken", "choi\n\n']
             else:
                 reply.body = reply.body[: max(len(reply.body) // 2, 1)]
         return reply

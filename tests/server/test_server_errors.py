@@ -244,17 +244,22 @@ def test_malformed_backend_response_gets_502(server, fresh_backend, stream):
     assert_openai_error(post(server, body), 502, "upstream_error")
 
 
-def test_malformed_event_after_the_stream_started_ends_it_with_an_error_event(
-    server, fresh_backend
-):
-    fresh_backend.configure(chunk_delay_ms=20)  # the first event arrives on its own
-    fresh_backend.fail(kind="malformed", times=None)
+def test_malformed_event_after_the_answer_began_ends_it_with_an_error_event(server, fresh_backend):
+    fresh_backend.configure(chunk_delay_ms=20)  # the first events arrive on their own
+    fresh_backend.fail(kind="malformed", after_chunks=3, times=None)
     body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": True}
     response = post(server, body)
     assert response.status_code == 200
     events = [event for event in response.text.split("\n\n") if event]
-    assert events[0].startswith("data: {") and '"chatcmpl-broken"' not in response.text
+    assert len(events) == 4 and '"chatcmpl-broken"' not in response.text
     assert '"error"' in events[-1] and "not valid JSON" in events[-1]
+
+
+def test_streams_broken_before_their_answers_began_are_a_clean_502(server, fresh_backend):
+    fresh_backend.configure(chunk_delay_ms=20)
+    fresh_backend.fail(kind="malformed", after_chunks=1, times=None)  # both models
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, "stream": True}
+    assert_openai_error(post(server, body), 502, "upstream_error")
 
 
 def test_malformed_first_answer_falls_back(server, fresh_backend):

@@ -62,9 +62,7 @@ def test_litellm_timeout_gets_504_fast(start_server, fresh_backend):
     assert time.monotonic() - started < 5
 
 
-def test_litellm_stream_failing_after_its_role_only_event_falls_back(
-    litellm_server, fresh_backend
-):
+def test_litellm_stream_failing_after_its_role_only_event_falls_back(litellm_server, fresh_backend):
     fresh_backend.configure(chunk_delay_ms=20)
     fresh_backend.fail(kind="drop", after_chunks=1, times=None, model="strong-model")
     body = {
