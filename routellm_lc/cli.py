@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 from collections.abc import Sequence
 
@@ -47,19 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cli_wording(message: str, command: str) -> str:
-    """Errors raised for Python callers name keyword arguments (`checkpoint=<folder>`); on the
-    command line the same advice is a flag (`--checkpoint`, `ROUTER=PATH` where it is
-    repeatable)."""
-
-    def flag(match: re.Match[str]) -> str:
-        router = match[1]
-        pair = f"{router}=" if command in ("eval", "serve") else ""
-        return f"{router} has no bundled checkpoint: pass --checkpoint {pair}"
-
-    return re.sub(r"(\w+) has no bundled checkpoint: pass checkpoint=", flag, message)
-
-
 def _os_error(exc: OSError) -> str:
     """`OSError` in words: "<file>: <reason>" rather than "[Errno 20] ..."."""
     reason = exc.strerror or str(exc) or type(exc).__name__
@@ -92,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return BROKEN_PIPE_EXIT
     except RouteLLMError as exc:
-        message = _cli_wording(str(exc), args.command)
-        print(f"routellm-lc {args.command}: error: {message}", file=sys.stderr)
+        print(f"routellm-lc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file or folder the command could not read or write
         print(f"routellm-lc {args.command}: error: {_os_error(exc)}", file=sys.stderr)

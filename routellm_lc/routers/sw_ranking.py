@@ -429,9 +429,10 @@ class SWRankingRouter(Router):
         """Load a checkpoint folder written by `save_pretrained` (local path or Hub id)."""
         if checkpoint is None:
             raise CheckpointError(
-                "sw_ranking has no bundled checkpoint: pass checkpoint=<folder or Hub id>, or "
-                "train one (`routellm-lc train --router sw_ranking --output DIR`, or "
-                "SWRankingRouter(strong, weak).fit(battles))."
+                "sw_ranking has no bundled checkpoint: give it one, a folder or Hub id "
+                "(`checkpoint=` in Python; on the command line `--checkpoint`, in `eval` and "
+                "`serve` `--checkpoint sw_ranking=`), or train one (`routellm-lc train --router "
+                "sw_ranking --output DIR`, or SWRankingRouter(strong, weak).fit(battles))."
             )
         folder = ckpt.resolve_checkpoint(
             checkpoint, ("config.json", "model.safetensors"), revision=revision
