@@ -8,10 +8,11 @@ import inspect
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any, Literal, NoReturn, Self
@@ -78,8 +79,8 @@ _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
 #: Router scores of the batches in progress, per RouteLLMChat (by id): `batch` sets it, and its
 #: per-item calls, which LangChain runs in copies of the batch's context, read it. A concurrent
 #: batch on the same instance runs in its own context, so neither sees nor removes the other's.
-_BATCH_SCORES: ContextVar[dict[int, dict[str, tuple[float, float, int, float]]] | None] = (
-    ContextVar("routellm_batch_scores", default=None)
+_BATCH_SCORES: ContextVar[dict[int, dict[str, _Scored]] | None] = ContextVar(
+    "routellm_batch_scores", default=None
 )
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
@@ -384,10 +385,19 @@ class RouteLLMChat(BaseChatModel):
         scored = [memo.get(t) for t in texts]
         if any(s is None for s in scored):
             return None
-        return [
-            self._from_score(score, latency, size, at if threshold is None else threshold)
-            for score, latency, size, at in scored  # type: ignore[misc]
-        ]
+        decisions = []
+        for item in scored:
+            assert item is not None
+            at = item.next_threshold()  # taken even when overridden: later copies keep theirs
+            decisions.append(
+                self._from_score(
+                    item.score,
+                    item.latency_ms,
+                    item.batch_size,
+                    at if threshold is None else threshold,
+                )
+            )
+        return decisions
 
     def _score(
         self, texts: list[str], threshold: float | None, *, observe: bool = True
@@ -1028,6 +1038,28 @@ class _EventSink:
 _EVENT_SINK: ContextVar[_EventSink | None] = ContextVar("routellm_event_sink", default=None)
 
 
+@dataclass
+class _Scored:
+    """A batch's score for one text, and the threshold in force at each position the text
+    holds in the batch, handed out in order: a prompt sent twice is routed twice, each time
+    as the controller stood at that point (copies run concurrently may swap the two, which
+    only matters as to which of two identical prompts got which)."""
+
+    score: float
+    latency_ms: float
+    batch_size: int
+    thresholds: deque[float] = field(default_factory=deque)
+    last: float | None = None
+
+    def next_threshold(self) -> float:
+        try:
+            self.last = self.thresholds.popleft()  # atomic: per-item calls run in threads
+        except IndexError:  # more calls than positions (the same text routed again)
+            pass
+        assert self.last is not None
+        return self.last
+
+
 class _Prescored:
     """Scores a batch's prompts in one router pass; per-item calls then reuse the scores.
 
@@ -1044,7 +1076,7 @@ class _Prescored:
         the error, so `batch(..., return_exceptions=True)` returns it in that item's place."""
         try:
             return routing_text(self.chat._to_messages(value), self.chat.route_on)
-        except ValueError:  # EmptyPromptError, or an input LangChain cannot convert
+        except Exception:  # EmptyPromptError, or an input LangChain cannot convert
             return None
 
     def __enter__(self) -> _Prescored:
@@ -1079,17 +1111,15 @@ class _Prescored:
         return scored, decisions
 
     def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> None:
-        """Keep each text's score and the threshold in force at its (first) position."""
-        scores = {text: decision.score for text, decision in zip(texts, decisions, strict=True)}
-        routed = [text for text in self.texts if text in scores]
-        in_force = self.chat._in_order([scores[t] for t in routed])
-        at: dict[str, float] = {}
-        for text, threshold in zip(routed, in_force, strict=True):
-            at.setdefault(text, threshold)
+        """Keep each text's score and the thresholds in force at its positions, in order."""
         memo = {
-            text: (decision.score, decision.latency_ms, len(self.texts), at[text])
+            text: _Scored(decision.score, decision.latency_ms, len(self.texts))
             for text, decision in zip(texts, decisions, strict=True)
         }
+        routed = [text for text in self.texts if text in memo]
+        in_force = self.chat._in_order([memo[text].score for text in routed])
+        for text, threshold in zip(routed, in_force, strict=True):
+            memo[text].thresholds.append(threshold)
         batches = _BATCH_SCORES.get() or {}
         self._token = _BATCH_SCORES.set({**batches, id(self.chat): memo})
 

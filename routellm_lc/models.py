@@ -401,7 +401,9 @@ def _generation_chunk(raw: Any, requested: str) -> ChatGenerationChunk | None:
         tool_call_chunks=tool_chunks,
         usage_metadata=usage,
         response_metadata={**metadata, "model_provider": _PROVIDER},
-        id=data.get("id"),
+        # No provider id on chunks (as ChatOpenAI): LangChain gives every chunk of the run,
+        # its closing `chunk_position="last"` one included, the run's id; a provider id on
+        # the others would read as a second message to clients that group chunks by id.
     )
     return ChatGenerationChunk(message=message)
 

@@ -901,11 +901,14 @@ def test_a_controller_routes_a_long_batch_as_its_calls_one_by_one(how):
 
     from routellm_lc.budget import StrongShareController
 
-    # 300 easy prompts, then 300 hard ones: a batch three times the controller's window
+    # 300 easy prompts, then 300 hard ones: a batch three times the controller's window;
+    # some prompts come again later, when the controller has moved
     rng = np.random.default_rng(0)
     easy = {f"easy {i}": float(s) for i, s in enumerate(rng.uniform(0.0, 0.5, 300))}
     hard = {f"hard {i}": float(s) for i, s in enumerate(rng.uniform(0.5, 1.0, 300))}
     prompts = [*easy, *hard]
+    for position, again in ((150, "hard 7"), (320, "easy 3"), (450, "easy 3"), (599, "hard 7")):
+        prompts.insert(position, again)
     router = TableRouter({**easy, **hard})
 
     def chat() -> RouteLLMChat:
@@ -927,6 +930,14 @@ def test_a_controller_routes_a_long_batch_as_its_calls_one_by_one(how):
         got = [d.to_dict() for d in batched.decide(prompts)]
     assert [r["threshold"] for r in got] == [r["threshold"] for r in expected]
     assert [r["route"] for r in got] == [r["route"] for r in expected]
+    assert [r["score"] for r in got] == [router.scores[p] for p in prompts]
     easy_share = np.mean([r["route"] == "strong" for r in got[:300]])
     assert 0.2 < easy_share < 0.35  # not 0: the easy half is not judged by the hard half
     assert batched.controller.state().observed == len(prompts)
+
+
+def test_an_input_langchain_cannot_convert_fails_only_its_batch_item(make_chat):
+    replies = make_chat().batch(["hard one", [("user",)], "easy two"], return_exceptions=True)
+    assert replies[0].content == "[strong] echo: hard one"
+    assert isinstance(replies[1], NotImplementedError)
+    assert replies[2].content == "[weak] echo: easy two"

@@ -203,6 +203,15 @@ async def test_streamed_chunks_carry_model_provider(fresh_backend, mode):
     assert reply.response_metadata["model_provider"] == invoked.response_metadata["model_provider"]
 
 
+@pytest.mark.parametrize("mode", STREAM_MODES)
+async def test_a_stream_is_one_message_by_id(fresh_backend, mode):
+    """Clients that group chunks by id (LangGraph's "messages" stream, UIs) see one message,
+    closing chunk included, as with ChatOpenAI."""
+    _, chunks = await _reply(_model(fresh_backend), mode)
+    assert len(chunks) > 2 and chunks[-1].chunk_position == "last"
+    assert len({c.id for c in chunks}) == 1
+
+
 _IMPORT_PROBE = """
 import asyncio, sys
 from routellm_lc.models import LiteLLMChatModel
