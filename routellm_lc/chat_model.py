@@ -221,6 +221,15 @@ class RouteLLMChat(BaseChatModel):
         copy._router = None
         return copy
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """The fields deep-copied (`copy.deepcopy`, `model_copy(deep=True)`); the loaded router
+        and resolved models are caches the copy rebuilds: a loaded router holds locks and
+        inference sessions, which cannot be copied."""
+        shallow = self.__copy__()
+        private = {**(self.__pydantic_private__ or {}), "_resolved": {}, "_router": None}
+        shallow.__pydantic_private__ = private
+        return super(RouteLLMChat, shallow).__deepcopy__(memo)
+
     def _model(self, route: str) -> BaseChatModel:
         """The strong or weak chat model, resolved from the current fields."""
         spec = self.strong if route == "strong" else self.weak

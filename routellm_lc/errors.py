@@ -30,3 +30,8 @@ class EmptyPromptError(RouteLLMError, ValueError):
 
 class DeviceError(RouteLLMError, ValueError):
     """The torch device asked for is unknown or not present on this machine."""
+
+
+class RouterOutputError(RouteLLMError, RuntimeError):
+    """A router's `strong_win_rate` broke its contract (not one score in [0, 1] per prompt):
+    a bug in the router or its checkpoint, not in the request."""

@@ -866,6 +866,16 @@ def test_model_copy_with_a_new_model_answers_with_it(make_chat, fresh_backend):
     assert big.invoke("a hard one").content == "[big] echo: a hard one"
 
 
+def test_deep_copies_after_a_call_rebuild_their_router_and_models(make_chat):
+    import copy
+
+    chat = make_chat(router="mf", threshold=0.0)  # a named router: loaded on the first call
+    assert chat.invoke("hello").content == "[strong] echo: hello"
+    for twin in (copy.deepcopy(chat), chat.model_copy(deep=True)):
+        assert twin.invoke("hello again").content == "[strong] echo: hello again"
+        assert twin.get_router() is chat.get_router()  # named routers are shared, not copied
+
+
 def test_model_copy_with_new_client_options_uses_them(make_chat):
     from routellm_lc.testing import LocalBackend
 

@@ -161,7 +161,7 @@ def no_server(monkeypatch):
     """A server that would start is a failure (and must not bind or block the test)."""
     from routellm_lc.server import runner
 
-    def started(config):
+    def started(config, **options):
         raise AssertionError(f"serve started on port {config.port}")
 
     monkeypatch.setattr(runner, "serve", started)

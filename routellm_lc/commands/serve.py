@@ -103,10 +103,13 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.WARNING))
     auth = f"{len(config.server_keys)} key(s)" if config.server_keys else "none"
-    print(
-        f"routellm-lc serve: routers {', '.join(config.routers)}; strong {config.strong}, "
-        f"weak {config.weak}; auth {auth}; http://{config.host}:{config.port}/v1",
-        flush=True,
-    )
-    serve(config)
+
+    def announce(url: str) -> None:  # once the routers passed their start-up check
+        print(
+            f"routellm-lc serve: routers {', '.join(config.routers)}; strong {config.strong}, "
+            f"weak {config.weak}; auth {auth}; {url}",
+            flush=True,
+        )
+
+    serve(config, announce=announce)
     return 0

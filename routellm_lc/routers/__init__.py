@@ -1,5 +1,6 @@
 """Routers: prompts in, strong-model win rates in [0, 1] out."""
 
+from routellm_lc.errors import RouterOutputError
 from routellm_lc.routers.base import (
     Router,
     available_routers,
@@ -11,6 +12,7 @@ from routellm_lc.routers.base import (
 
 __all__ = [
     "Router",
+    "RouterOutputError",
     "available_routers",
     "get_router_class",
     "load_router",

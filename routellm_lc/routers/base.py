@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from routellm_lc.errors import DeviceError, RouteLLMError, UnknownRouterError
+from routellm_lc.errors import DeviceError, RouterOutputError, UnknownRouterError
 
 R = TypeVar("R", bound="Router")
 
@@ -195,11 +195,6 @@ def load_router(name: str, checkpoint: str | None = None, **kwargs: Any) -> Rout
     if not isinstance(name, str):
         raise UnknownRouterError(f"Router name must be a string, got {type(name).__name__}.")
     return get_router_class(name).from_pretrained(checkpoint, **kwargs)
-
-
-class RouterOutputError(RouteLLMError, RuntimeError):
-    """A router's `strong_win_rate` broke its contract (not one score in [0, 1] per prompt):
-    a bug in the router or its checkpoint, not in the request."""
 
 
 #: How far past [0, 1] a score may stray from float rounding before it counts as a bug.

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from routellm_lc.server.config import ServerConfig
@@ -55,18 +56,23 @@ def load_routing(config: ServerConfig) -> Any:
     return routing
 
 
-def serve(config: ServerConfig) -> None:
-    """Serve until interrupted (blocks)."""
+def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted (blocks). `announce` gets the API's base URL once the routers
+    are loaded and checked and the port is bound (with `port=0`, the free port taken)."""
     import uvicorn
 
     from routellm_lc.server.app import create_app
 
     routing = load_routing(config)
     app = create_app(config, routing=routing)
-    server = uvicorn.Server(_uvicorn_config(app, config))
+    settings = _uvicorn_config(app, config)
+    server = uvicorn.Server(settings)
+    sock = settings.bind_socket()  # a port in use ends here, as uvicorn's own start-up would
+    if announce is not None:
+        announce(f"http://{config.host}:{sock.getsockname()[1]}/v1")
     gc.collect()
     gc.freeze()
-    server.run()
+    server.run(sockets=[sock])
 
 
 class ServerThread:

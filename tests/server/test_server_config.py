@@ -201,7 +201,38 @@ def test_serve_leaves_the_hub_settings_to_the_user(monkeypatch):
 
     seen = {}
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(runner, "serve", lambda config: seen.update(os.environ))
+    monkeypatch.setattr(runner, "serve", lambda config, **_: seen.update(os.environ))
     args = build_parser().parse_args(["serve", "--routers", "random", "--port", "0"])
     assert args.func(args) == 0
     assert seen and "HF_HUB_OFFLINE" not in seen
+
+
+def test_serve_announces_the_port_it_bound_after_loading_its_routers(monkeypatch):
+    import numpy as np
+    import uvicorn
+
+    from routellm_lc.errors import RouterOutputError
+    from routellm_lc.routers import Router, register_router
+    from routellm_lc.server import runner
+
+    served = {}
+
+    def run(self, sockets=None):  # stands in for the blocking loop: records what it was given
+        served["port"] = sockets[0].getsockname()[1]
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    announced = []
+    runner.serve(ServerConfig(routers=["random"], port=0), announce=announced.append)
+    assert served["port"] > 0
+    assert announced == [f"http://127.0.0.1:{served['port']}/v1"]
+
+    @register_router("test_config_nan")
+    class NaNRouter(Router):
+        def strong_win_rate(self, prompts):
+            return np.full(len(prompts), np.nan)
+
+    served.clear()
+    with pytest.raises(RouterOutputError, match="not win rates"):
+        runner.serve(ServerConfig(routers=["test_config_nan"], port=0), announce=announced.append)
+    assert len(announced) == 1 and not served  # a broken router: nothing bound or announced
