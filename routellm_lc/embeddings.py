@@ -177,20 +177,52 @@ class LocalEmbedder:
 
         A long text is tokenised from a prefix that ends at whitespace (where the tokenizer
         splits words anyway, so the prefix's tokens begin the text's tokens). When that
-        prefix fills the window, its ids are exactly the full text's; when it does not (a
-        long run without spaces), the full text is tokenised as before."""
+        prefix fills the window, its ids are exactly the full text's. A long run without
+        whitespace (CJK text, minified JSON, base64) is cut at `limit` characters instead,
+        which a BERT tokenizer's pipeline makes exact too (`_exact_cut`). Whatever cut is not
+        provably exact, the full text is tokenised."""
         limit = self.max_tokens * CHARS_PER_TOKEN
         heads = [whitespace_prefix(t, limit) for t in texts]
+        # No whitespace to cut at: the first `limit` characters, checked by `_exact_cut`.
+        heads = [h[:limit] if len(h) > limit else h for h in heads]
         encodings = self._tokenizer.encode_batch(heads)
-        redo = [
-            i
-            for i, (text, head) in enumerate(zip(texts, heads, strict=True))
-            if len(head) < len(text) and len(encodings[i].ids) < self.max_tokens
-        ]
-        full = self._tokenizer.encode_batch([texts[i] for i in redo]) if redo else []
-        for i, encoding in zip(redo, full, strict=True):
-            encodings[i] = encoding
+        for i, (text, head) in enumerate(zip(texts, heads, strict=True)):
+            if len(head) == len(text):
+                continue  # the whole text
+            if len(encodings[i].ids) == self.max_tokens and (
+                text[len(head)] in " \n\t\r" or self._exact_cut(head, encodings[i])
+            ):
+                continue
+            if len(head) < limit:  # the whitespace came early ("Translate: 数学…")
+                head = text[:limit]
+                encodings[i] = self._tokenizer.encode(head)
+                if len(encodings[i].ids) == self.max_tokens and self._exact_cut(head, encodings[i]):
+                    continue
+            encodings[i] = self._tokenizer.encode(text)
         return encodings
+
+    def _exact_cut(self, head: str, encoding: Any) -> bool:
+        """Whether `encoding`, of a prefix `head` cut anywhere and filling the window, is the
+        full text's.
+
+        With BERT's pipeline (a per-character normaliser, words split at whitespace and at
+        each punctuation or CJK character, WordPiece per word) a prefix holds the text's
+        words in order, only its last one possibly cut short. So when the window holds only
+        tokens of earlier words, it is the full text's window."""
+        from tokenizers.models import WordPiece
+        from tokenizers.normalizers import BertNormalizer
+        from tokenizers.pre_tokenizers import BertPreTokenizer
+
+        tokenizer = self._tokenizer
+        if not (
+            isinstance(tokenizer.normalizer, BertNormalizer)
+            and isinstance(tokenizer.pre_tokenizer, BertPreTokenizer)
+            and isinstance(tokenizer.model, WordPiece)
+        ):
+            return False
+        words = tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(head))
+        last_in_window = max((w for w in encoding.word_ids if w is not None), default=-1)
+        return last_in_window < len(words) - 1
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         types = np.zeros_like(ids)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from routellm_lc.embeddings import (
+    CHARS_PER_TOKEN,
     CachedEmbedder,
     LiteLLMEmbedder,
     LocalEmbedder,
@@ -165,15 +167,21 @@ def test_local_embedder_names_are_specs_that_reload(tmp_path):
 
 
 def test_long_prompts_embed_exactly_as_tokenising_them_whole():
-    """A long prompt is tokenised from a whitespace-ended prefix (a 4 MB prompt took seconds
-    to tokenise, for a 256-token window); the ids, hence the vectors, are the full text's."""
+    """A long prompt is tokenised from a prefix (a 4 MB prompt took seconds to tokenise, for
+    a 256-token window): ended at whitespace, or for a run without whitespace cut anywhere
+    where BERT's pipeline makes that exact. The ids, hence the vectors, are the full text's."""
     from tokenizers import Tokenizer
 
     embedder = LocalEmbedder(backend="onnx")
     words = " ".join(f"word{i % 97} and, more:\n{i}" for i in range(4_000))  # ~90k chars
-    spaceless = "x" * 20_000 + " tail"  # no whitespace inside the limit: tokenised whole
-    cjk = "数学题" * 5_000  # no whitespace at all; fills the window on its own
-    texts = [words, spaceless, cjk, PROMPTS[0]]
+    spaceless = "x" * 20_000 + " tail"  # one 20k-character word: tokenised whole
+    cjk = "数学题" * 5_000  # no whitespace at all: cut anywhere, each CJK character a word
+    late = "Translate: " + "数学" * 20_000  # whitespace only before the cut
+    minified = ",".join(f'{{"k":{i},"v":"abc"}}' for i in range(5_000))  # punctuation splits
+    blob = "QUJD" * 10_000 + "+/" + "QUJD" * 10_000  # base64: one word until "+", then "/"
+    emoji = "😀" * 20_000  # one word: no cut is exact, tokenised whole
+    cut_word = "a" * 8_190 + "b" * 100 + ",x" * 1_000  # the cut lands inside a word
+    texts = [words, spaceless, cjk, late, minified, blob, emoji, cut_word, PROMPTS[0]]
     embedder.embed(["warm"])
     heads = embedder._encode(texts)
     whole = Tokenizer.from_file(str(embedder.model_path / "tokenizer.json"))
@@ -183,4 +191,43 @@ def test_long_prompts_embed_exactly_as_tokenising_them_whole():
         assert encoding.ids == whole.encode(text).ids
     assert len(heads[0].ids) == embedder.max_tokens  # the window is full: the case that matters
     vectors = embedder.embed(texts)
-    np.testing.assert_allclose(vectors[3], embedder.embed([PROMPTS[0]])[0], atol=1e-6)
+    np.testing.assert_allclose(vectors[-1], embedder.embed([PROMPTS[0]])[0], atol=1e-6)
+
+
+class _RecordingTokenizer:
+    """The embedder's tokenizer, recording the length of every text it is given."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.lengths: list[int] = []
+
+    def encode(self, text):
+        self.lengths.append(len(text))
+        return self.inner.encode(text)
+
+    def encode_batch(self, texts):
+        self.lengths += [len(t) for t in texts]
+        return self.inner.encode_batch(texts)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "数学题" * 100_000,  # CJK: no whitespace at all
+        "Translate: " + "数学" * 100_000,  # whitespace only at the start
+        ",".join(f'{{"k":{i},"v":"abc"}}' for i in range(30_000)),  # minified JSON
+        base64.b64encode(bytes(range(256)) * 2_000).decode(),  # base64: "+" and "/" split it
+    ],
+    ids=["cjk", "late-whitespace", "minified-json", "base64"],
+)
+def test_long_runs_without_whitespace_are_not_tokenised_whole(text):
+    embedder = LocalEmbedder(backend="onnx")
+    embedder.embed(["warm"])
+    recording = _RecordingTokenizer(embedder._tokenizer)
+    embedder._tokenizer = recording
+    embedder._encode([text])
+    limit = embedder.max_tokens * CHARS_PER_TOKEN
+    assert recording.lengths and max(recording.lengths) <= limit < len(text)
