@@ -549,12 +549,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.stop()
     results["startup"] = startup
-    results["load_avg_at_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(markdown(results))
-    print(f"\nwritten to {args.out}")
+    save(results, args.out, markdown(results))
     return 0
+
+
+def save(results: dict[str, Any], out: str, table: str) -> None:
+    """Write `results` (with the load average at the end) to `out` as JSON; print `table`."""
+    results["load_avg_at_end"] = os.getloadavg()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2))
+    print(table)
+    print(f"\nwritten to {out}")
 
 
 def markdown(results: dict[str, Any]) -> str:

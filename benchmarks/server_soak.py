@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -149,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.stop()
     finally:
         backend.stop()
-    results["load_avg_at_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(markdown(results))
-    print(f"\nwritten to {args.out}")
+    so.save(results, args.out, markdown(results))
     return 0
 
 

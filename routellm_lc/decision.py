@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from routellm_lc.errors import EmptyPromptError, InvalidThresholdError
-from routellm_lc.routers.base import as_probabilities
+from routellm_lc.routers.base import as_probabilities, router_label
 
 Route = Literal["strong", "weak"]
 RouteOn = Literal["last_user", "conversation"]
@@ -91,7 +91,7 @@ def decide(
     start = time.perf_counter()
     raw = router.strong_win_rate(list(texts))
     latency_ms = (time.perf_counter() - start) * 1000.0
-    name = router_name or getattr(router, "name", None) or type(router).__name__
+    name = router_name or router_label(router)
     decisions = []
     for score in as_probabilities(raw, len(texts), name).tolist():
         strong = score >= threshold

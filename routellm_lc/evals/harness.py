@@ -24,7 +24,7 @@ import numpy as np
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.evals import metrics
 from routellm_lc.evals.benchmarks import Benchmark
-from routellm_lc.routers.base import Router, as_probabilities
+from routellm_lc.routers.base import Router, as_probabilities, router_label
 
 BATCH_SIZE = 256
 BOOTSTRAP_RESAMPLES = 1000
@@ -170,7 +170,7 @@ def score_prompts(
     from tqdm.auto import tqdm
 
     batch_size = validate_batch_size(batch_size)
-    name = getattr(router, "name", None) or type(router).__name__
+    name = router_label(router)
     scores = np.full(len(prompts), np.nan, dtype=np.float64)
     with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):

@@ -201,6 +201,11 @@ def load_router(name: str, checkpoint: str | None = None, **kwargs: Any) -> Rout
 SCORE_TOLERANCE = 1e-6
 
 
+def router_label(router: Any) -> str:
+    """How errors and decisions name a router: its `name`, else its class."""
+    return getattr(router, "name", None) or type(router).__name__
+
+
 def as_probabilities(scores: Any, count: int, router: str) -> np.ndarray:
     """`scores` from `router`'s `strong_win_rate` over `count` prompts as float64 win rates,
     clipped to [0, 1] within `SCORE_TOLERANCE`. Anything else raises `RouterOutputError`

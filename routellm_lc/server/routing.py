@@ -21,7 +21,7 @@ from typing import Any
 
 from routellm_lc.decision import RoutingDecision, decide, validate_threshold
 from routellm_lc.errors import InvalidThresholdError
-from routellm_lc.routers.base import as_probabilities
+from routellm_lc.routers.base import as_probabilities, router_label
 from routellm_lc.server.errors import APIError
 
 MODEL_PREFIX = "router-"
@@ -96,8 +96,8 @@ class RouterSlot:
 
     def warm_up(self) -> float:
         """Score once (first calls build sessions), time a second call, pick inline or worker."""
-        name = getattr(self.router, "name", None) or type(self.router).__name__
-        as_probabilities(self.router.strong_win_rate(["warm-up"]), 1, name)  # a broken router
+        scores = self.router.strong_win_rate(["warm-up"])
+        as_probabilities(scores, 1, router_label(self.router))  # a broken router
         started = time.perf_counter()  # stops the server starting, not every request
         self.router.strong_win_rate(["How do I sort a list in Python?"])
         elapsed = time.perf_counter() - started
