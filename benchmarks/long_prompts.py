@@ -1,4 +1,5 @@
-"""Scoring time of very long prompts (the server's body limit is 4 MiB) with the bundled `mf`.
+"""Scoring time of very long prompts (the server's body limit is 4 MiB) with the bundled `mf`:
+embedding (the first 256 tokens) and the prompt features (over the whole text).
 
     .venv/bin/python benchmarks/long_prompts.py [LABEL]
 
@@ -24,6 +25,10 @@ CASES = {
     ),
     "1 MB emoji": "😀" * 1_000_000,
     "1 MB words": " ".join(f"word{i}" for i in range(110_000)),
+    "3.9 MB hex dump after a request": "Summarise this: " + "0123456789abcdef" * 243_750,
+    "3.9 MB of one letter": "a" * 3_900_000,
+    "2.7 MB of 9k-character words": " ".join("a" * 9_000 for _ in range(300)),
+    "3.9 MB words": " ".join(f"word{i}" for i in range(430_000)),
 }
 
 

@@ -4,6 +4,7 @@ model with a learned router (RouteLLM's rule: strong iff score ≥ threshold).""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import json
 import logging
@@ -82,6 +83,26 @@ _ACTIVE_CALL: ContextVar[tuple[int, Any, RunnableConfig] | None] = ContextVar(
 _BATCH_SCORES: ContextVar[dict[int, dict[str, _Scored]] | None] = ContextVar(
     "routellm_batch_scores", default=None
 )
+
+#: Options of a pool's outermost level only (`routellm_lc.pool`): the per-call and
+#: observability ones. The outermost level's run is the call (its callbacks, tags and metadata
+#: see it once, its rate limiter is acquired once, its cache keys the whole pool); the inner
+#: levels run as its children.
+POOL_OUTER_ONLY = frozenset(
+    {
+        "name",
+        "cache",
+        "verbose",
+        "callbacks",
+        "tags",
+        "metadata",
+        "rate_limiter",
+        "custom_get_token_ids",
+        "profile",
+    }
+)
+#: Fields each router level has for itself: its two sides, its cut, its controller.
+_LEVEL_OWN = frozenset({"strong", "weak", "threshold", "controller"})
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
 _ROUTERS_LOCK = threading.Lock()
@@ -178,6 +199,19 @@ class RouteLLMChat(BaseChatModel):
     """Retries inside the provider client for LiteLLM-string models."""
     fallback: bool = True
     """If the chosen model fails, answer with the other one (recorded in the decision)."""
+    temperature: float | None = None
+    """Sampling temperature for every call, whichever model answers; `None`: each model's
+    own. A call's own `temperature=` wins."""
+    max_tokens: int | None = None
+    """Most tokens to generate, for every call; `None`: each model's own."""
+    stop: list[str] | None = None
+    """Stop sequences for every call (a call's own `stop` replaces them)."""
+    streaming: bool = False
+    """Answer `invoke` through the models' streams (callbacks get each token), as LangChain
+    chat models do with `streaming=True`."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other parameters sent with every call to the chosen model (`{"top_p": 0.9}`, `seed`,
+    ...), under the call's own keyword arguments."""
     controller: StrongShareController | None = None
     """Optional online controller that adapts the threshold to hold a target strong share
     (see `routellm_lc.budget`); when set, it decides the threshold instead of `threshold`."""
@@ -192,8 +226,39 @@ class RouteLLMChat(BaseChatModel):
     # another model, endpoint or router (`model_copy(update=...)`) answers with those.
     _resolved: dict[str, tuple[tuple[Any, ...], BaseChatModel]] = PrivateAttr(default_factory=dict)
     _router: tuple[tuple[str, str | None], Router] | None = PrivateAttr(default=None)
+    # True for a pool's inner level (see `routellm_lc.pool`): the level it is a side of gives
+    # it its pool-wide options (`POOL_OUTER_ONLY` and the cut excepted) on a copy.
+    _follows_outer: bool = PrivateAttr(default=False)
 
     # -- construction ----------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _check_names(cls, data: Any) -> Any:
+        """Refuse a keyword that is no field (a misspelt `treshold` would otherwise be
+        dropped silently), and take `checkpoint`, as `load_router` and the CLI call it, for
+        `router_checkpoint`."""
+        if not isinstance(data, dict):
+            return data
+        if "checkpoint" in data:
+            if "router_checkpoint" in data:
+                raise ValueError("Give `router_checkpoint` or `checkpoint`, not both")
+            data = {**data, "router_checkpoint": data["checkpoint"]}
+            del data["checkpoint"]
+        known = {name for name in cls.model_fields} | {
+            field.alias for field in cls.model_fields.values() if field.alias
+        }
+        unknown = sorted(set(data) - known)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(
+                f"{cls.__name__} has no field {', '.join(hints)}; its fields: "
+                f"{', '.join(sorted(known))}"
+            )
+        return data
+
     @field_validator("threshold", mode="before")
     @classmethod
     def _check_threshold(cls, value: Any) -> float:
@@ -208,6 +273,12 @@ class RouteLLMChat(BaseChatModel):
 
     @model_validator(mode="after")
     def _resolve_models(self) -> RouteLLMChat:
+        if isinstance(self.router, Router) and self.router_checkpoint is not None:
+            raise ValueError(
+                "`router_checkpoint` loads a named router's checkpoint; with a Router instance, "
+                "load the checkpoint into it (`load_router(name, checkpoint=...)`)"
+            )
+        self._share_pool_options()  # a pool rebuilt with other options (configurable_fields)
         self._model("strong")  # a model that cannot be resolved fails here, not on a call
         self._model("weak")
         return self
@@ -215,11 +286,31 @@ class RouteLLMChat(BaseChatModel):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy with `update` applied; it answers with its own fields' models and router
         (e.g. `update={"weak": "openai/gpt-4o-mini"}` or `{"api_base": ...}`) and shares no
-        cached state with this one."""
+        cached state with this one. A pool's copy (`routed_pool`) applies its pool-wide
+        options (`api_base`, `route_on`, `fallback`, ...) to every level."""
         copy = super().model_copy(update=update, deep=deep)
         copy._resolved = {}
         copy._router = None
+        copy._share_pool_options()
         return copy
+
+    def _share_pool_options(self) -> None:
+        """Give the pool's inner levels on either side this level's pool-wide options where
+        theirs differ (as copies: the levels may be shared with the pool this one was copied
+        from). Every field is pool-wide but each level's own (its sides, its cut) and the
+        outermost level's own (`POOL_OUTER_ONLY`)."""
+        for route in ("strong", "weak"):
+            side = self.strong if route == "strong" else self.weak
+            if not (isinstance(side, RouteLLMChat) and side._follows_outer):
+                continue
+            shared = set(type(self).model_fields) & set(type(side).model_fields)
+            update = {
+                name: getattr(self, name)
+                for name in sorted(shared - POOL_OUTER_ONLY - _LEVEL_OWN)
+                if getattr(side, name) != getattr(self, name)
+            }
+            if update:
+                setattr(self, route, side.model_copy(update=update))
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
         """The fields deep-copied (`copy.deepcopy`, `model_copy(deep=True)`); the loaded router
@@ -293,9 +384,17 @@ class RouteLLMChat(BaseChatModel):
         return {
             "router": self.router_name,
             **policy,
-            "strong": self.strong_name,
-            "weak": self.weak_name,
+            "strong": self._side_params("strong"),
+            "weak": self._side_params("weak"),
+            **self._call_defaults(),
+            **({"stop": self.stop} if self.stop is not None else {}),
         }
+
+    def _side_params(self, route: str) -> str | dict[str, Any]:
+        """A side's name; a pool's next level, whose `router-…` name is no model: its params,
+        naming the real models."""
+        side = self.strong if route == "strong" else self.weak
+        return side._identifying_params if isinstance(side, RouteLLMChat) else model_name(side)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -303,17 +402,41 @@ class RouteLLMChat(BaseChatModel):
             ls_model_name=kwargs.get("model") or self.model_name,  # a per-call override
             ls_model_type="chat",
         )
-        if stop:
+        call = {**self._call_defaults(), **kwargs}
+        if call.get("temperature") is not None:
+            params["ls_temperature"] = call["temperature"]
+        if call.get("max_tokens") is not None:
+            params["ls_max_tokens"] = call["max_tokens"]
+        if stop := self._stop(stop):
             params["ls_stop"] = stop
         return params
 
     def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
         """The cache key's model part: the chosen model, not the whole per-call decision
-        (its score and latency would make every key unique)."""
+        (its score and latency would make every key unique), and each side's own cache key
+        (its endpoint, sampling parameters, ...; a pool's next level: its own, naming its
+        models), so routers that differ in any of these never share an answer."""
         decision = kwargs.pop(_DECISION_KWARG, None)
         if decision is not None:
-            kwargs["routed_model"] = decision["model"]
+            kwargs["routed_model"] = self._answering_model(decision)
+        kwargs["sides"] = {
+            route: self._model(route)._get_llm_string() for route in ("strong", "weak")
+        }
         return super()._get_llm_string(stop=stop, **kwargs)
+
+    def _answering_model(self, decision: Mapping[str, Any]) -> str:
+        """The model a decision sends the call to: in a pool, the model of the score's band
+        (the next levels cut the same score: `_CarriedScore`); the chosen level's `router-…`
+        name when that level scores for itself (another router or `route_on`)."""
+        level, route, score = self, decision["route"], decision["score"]
+        while level._to_router(route):
+            inner = level.strong if route == "strong" else level.weak
+            assert isinstance(inner, RouteLLMChat)
+            if inner.route_on != level.route_on or inner.get_router() is not level.get_router():
+                return decision["model"]
+            route = "strong" if score >= inner.current_threshold() else "weak"
+            level = inner
+        return level.strong_name if route == "strong" else level.weak_name
 
     # -- token counting ----------------------------------------------------------------------
     def get_num_tokens(self, text: str) -> int:
@@ -372,16 +495,31 @@ class RouteLLMChat(BaseChatModel):
     def _decide_texts(
         self, texts: list[str], threshold: float | None = None
     ) -> list[RoutingDecision]:
-        prescored = self._prescored_decisions(texts, threshold)
-        return prescored if prescored is not None else self._score(texts, threshold)
+        known = self._known_decisions(texts, threshold)
+        return known if known is not None else self._score(texts, threshold)
 
     async def _adecide_texts(
         self, texts: list[str], threshold: float | None = None
     ) -> list[RoutingDecision]:
-        prescored = self._prescored_decisions(texts, threshold)
-        if prescored is not None:  # a batch scored them already: no router call to wait for
-            return prescored
+        known = self._known_decisions(texts, threshold)
+        if known is not None:  # scored already: no router call to wait for
+            return known
         return await asyncio.to_thread(self._score, texts, threshold)
+
+    def _known_decisions(
+        self, texts: list[str], threshold: float | None
+    ) -> list[RoutingDecision] | None:
+        """The decisions from scores made already, if any: the batch in progress's, or, for a
+        pool's next level, the score the level above gave this call (`_CarriedScore`)."""
+        prescored = self._prescored_decisions(texts, threshold)
+        if prescored is not None:
+            return prescored
+        carried = _CARRIED_SCORE.get()
+        if carried is None or len(texts) != 1 or not carried.is_for(self, texts[0]):
+            return None
+        at = self.current_threshold() if threshold is None else threshold
+        decision = self._from_score(carried.score, carried.latency_ms, carried.batch_size, at)
+        return self._settled([decision], threshold)
 
     def _prescored_decisions(
         self, texts: list[str], threshold: float | None
@@ -424,8 +562,12 @@ class RouteLLMChat(BaseChatModel):
             weak_model=self.weak_name,
             router_name=self.router_name,
         )
-        if not observe:
-            return decisions
+        return self._settled(decisions, threshold) if observe else decisions
+
+    def _settled(
+        self, decisions: list[RoutingDecision], threshold: float | None
+    ) -> list[RoutingDecision]:
+        """The decisions of routed calls, the controller seeing their scores (see `_score`)."""
         if threshold is not None or self.controller is None:
             self._observe([d.score for d in decisions])
             return decisions
@@ -780,8 +922,11 @@ class RouteLLMChat(BaseChatModel):
         return None if given is None else RoutingDecision(**given)
 
     def _target(self, route: str, kwargs: dict[str, Any]) -> tuple[Runnable, dict[str, Any]]:
-        """The chosen model, and the call kwargs its `bind_tools` adds (tools in its format)."""
+        """The chosen model, and the call kwargs: the model's own parameters (`temperature`,
+        `max_tokens`, `model_kwargs`) under the call's, and what its `bind_tools` adds (tools
+        in its format)."""
         model = self._model(route)
+        kwargs = {**self._call_defaults(), **kwargs}
         tools = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
         if tools is None:
@@ -796,6 +941,14 @@ class RouteLLMChat(BaseChatModel):
         if isinstance(bound, RunnableBinding) and not bound.config and not bound.config_factories:
             return bound.bound, {**kwargs, **bound.kwargs}
         return bound, kwargs
+
+    def _call_defaults(self) -> dict[str, Any]:
+        """The parameters set on the model itself, sent with every call."""
+        sampling = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {**self.model_kwargs, **{k: v for k, v in sampling.items() if v is not None}}
+
+    def _stop(self, stop: list[str] | None) -> list[str] | None:
+        return self.stop if stop is None else stop
 
     def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
         """The chosen model's run: named and tagged for the model that runs (its own tags,
@@ -849,12 +1002,33 @@ class RouteLLMChat(BaseChatModel):
         if event := self._decision_event(attempt, run_manager):
             await aemit_decision(*event)
 
+    def _routing_text_of(self, messages: list[BaseMessage]) -> str | None:
+        """The text this call was routed on, when a side is a pool's next level (which reuses
+        its score: `_carried`); None otherwise."""
+        return routing_text(messages, self.route_on) if self._is_pool_level else None
+
+    def _carried(self, attempt: RoutingDecision, text: str | None) -> _CarriedScore | None:
+        """The score the attempt's next router level reuses (None: the attempt is a model)."""
+        if text is None or not self._to_router(attempt.route):
+            return None
+        return _CarriedScore(
+            level=id(self._model(attempt.route)),
+            router=self.get_router(),
+            text=text,
+            score=attempt.score,
+            latency_ms=attempt.latency_ms,
+            batch_size=attempt.batch_size,
+        )
+
     @contextmanager
-    def _calling(self, attempt: RoutingDecision, run_manager: Any) -> Iterator[None]:
+    def _calling(
+        self, attempt: RoutingDecision, run_manager: Any, carried: _CarriedScore | None = None
+    ) -> Iterator[None]:
         """The context the attempt's model runs in: LangChain's context handlers unset (see
         `_context_handlers_off`) and, when it is a pool's next level, this call's run as the
-        destination of that level's decision events."""
-        token = None
+        destination of that level's decision events and this call's score (`carried`) as
+        that level's: a pool scores each prompt once, and every level cuts the same score."""
+        tokens: list[tuple[ContextVar[Any], Token[Any]]] = []
         if self._to_router(attempt.route):
             outer = _EVENT_SINK.get()
             sink = (
@@ -862,14 +1036,15 @@ class RouteLLMChat(BaseChatModel):
                 if outer is None
                 else replace(outer, fallback_from=outer.fallback_from or attempt.fallback_from)
             )
-            token = _EVENT_SINK.set(sink)
+            tokens.append((_EVENT_SINK, _EVENT_SINK.set(sink)))
+            tokens.append((_CARRIED_SCORE, _CARRIED_SCORE.set(carried)))
         try:
             with _context_handlers_off():
                 yield
         finally:
-            if token is not None:
+            for var, token in reversed(tokens):
                 with suppress(ValueError):  # a generator finalised in another context
-                    _EVENT_SINK.reset(token)
+                    var.reset(token)
 
     def _generate(
         self,
@@ -879,15 +1054,16 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         attempts = self._attempts(self._decision_for(messages, kwargs))
+        text = self._routing_text_of(messages)
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             self._emit(attempt, run_manager)
             try:
-                with self._calling(attempt, run_manager):
+                with self._calling(attempt, run_manager, self._carried(attempt, text)):
                     message = target.invoke(
                         messages,
                         self._child_config(attempt, run_manager),
-                        stop=stop,
+                        stop=self._stop(stop),
                         **call_kwargs,
                     )
             except Exception as error:
@@ -904,15 +1080,16 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         attempts = self._attempts(await self._adecision_for(messages, kwargs))
+        text = self._routing_text_of(messages)
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             await self._aemit(attempt, run_manager)
             try:
-                with self._calling(attempt, run_manager):
+                with self._calling(attempt, run_manager, self._carried(attempt, text)):
                     message = await target.ainvoke(
                         messages,
                         self._child_config(attempt, run_manager),
-                        stop=stop,
+                        stop=self._stop(stop),
                         **call_kwargs,
                     )
             except Exception as error:
@@ -930,17 +1107,18 @@ class RouteLLMChat(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         attempts = self._attempts(self._decision_for(messages, kwargs))
         run_of_call = run_manager or self._detached_run_manager(async_api=False)
+        text = self._routing_text_of(messages)
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
             held: list[Any] = []  # blank opening chunks, sent once the model answers
             self._emit(attempt, run_of_call)
-            calling = partial(self._calling, attempt, run_of_call)
+            calling = partial(self._calling, attempt, run_of_call, self._carried(attempt, text))
             try:
                 stream = target.stream(
                     messages,
                     self._child_config(attempt, run_of_call),
-                    stop=stop,
+                    stop=self._stop(stop),
                     **call_kwargs,
                 )
                 while (chunk := _next_chunk(stream, calling)) is not _END:
@@ -986,17 +1164,18 @@ class RouteLLMChat(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         attempts = self._attempts(await self._adecision_for(messages, kwargs))
         run_of_call = run_manager or self._detached_run_manager(async_api=True)
+        text = self._routing_text_of(messages)
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             started = False
             held: list[Any] = []  # blank opening chunks, sent once the model answers
             await self._aemit(attempt, run_of_call)
-            calling = partial(self._calling, attempt, run_of_call)
+            calling = partial(self._calling, attempt, run_of_call, self._carried(attempt, text))
             try:
                 stream = target.astream(
                     messages,
                     self._child_config(attempt, run_of_call),
-                    stop=stop,
+                    stop=self._stop(stop),
                     **call_kwargs,
                 )
                 while (chunk := await _anext_chunk(stream, calling)) is not _END:
@@ -1045,6 +1224,30 @@ class _EventSink:
 
 
 _EVENT_SINK: ContextVar[_EventSink | None] = ContextVar("routellm_event_sink", default=None)
+
+
+@dataclass(frozen=True)
+class _CarriedScore:
+    """The score a pool level gave a call, for the next level (`level`, by id) to decide with
+    instead of scoring the prompt again: one router call per prompt, and the score every level
+    cuts is the same one, so each model answers exactly its band (a random or otherwise
+    non-deterministic router would score each level differently). A next level with another
+    router, or routing on another text (its own `route_on`), scores for itself."""
+
+    level: int
+    router: Any
+    text: str
+    score: float
+    latency_ms: float
+    batch_size: int
+
+    def is_for(self, chat: RouteLLMChat, text: str) -> bool:
+        return self.level == id(chat) and self.text == text and self.router is chat.get_router()
+
+
+_CARRIED_SCORE: ContextVar[_CarriedScore | None] = ContextVar(
+    "routellm_carried_score", default=None
+)
 
 
 @dataclass

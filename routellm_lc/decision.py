@@ -109,16 +109,36 @@ def decide(
     return decisions
 
 
+#: A LangChain message's `type`, or a role as LangChain accepts it (`("human", "hi")`,
+#: `ChatMessage(role="ai")`), as the OpenAI role the model receives it with (see
+#: `langchain_core.messages.convert_to_openai_messages`). Anything else is kept as it is.
+_ROLES = {
+    "human": "user",
+    "HumanMessageChunk": "user",
+    "ai": "assistant",
+    "AIMessageChunk": "assistant",
+    "developer": "system",
+    "SystemMessageChunk": "system",
+    "ToolMessageChunk": "tool",
+    "FunctionMessageChunk": "function",
+}
+#: Types of the LangChain messages that carry their own `role` (`ChatMessage`, its chunk).
+_ROLE_CARRYING_TYPES = ("chat", "ChatMessageChunk")
+
+
 def _role_and_text(message: Any) -> tuple[str, str]:
-    """(role, text) of a LangChain message or an OpenAI-style dict."""
+    """(role, text) of a LangChain message or an OpenAI-style dict; the role as OpenAI's:
+    user, assistant, system, tool (a `ChatMessage` by its own `role`, a chunk as its
+    message)."""
     if isinstance(message, Mapping):
         role = str(message.get("role", ""))
         content = message.get("content")
     else:
-        role = getattr(message, "type", "")
+        role = str(getattr(message, "type", ""))
+        if role in _ROLE_CARRYING_TYPES:
+            role = str(getattr(message, "role", ""))
         content = getattr(message, "content", "")
-    role = {"human": "user", "ai": "assistant", "developer": "system"}.get(role, role)
-    return role, _content_text(content)
+    return _ROLES.get(role, role), _content_text(content)
 
 
 def _content_text(content: Any) -> str:

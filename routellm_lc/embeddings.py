@@ -13,9 +13,12 @@ Every embedder returns float32 arrays of shape (n, dim), rows L2-normalised.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+import string
 import threading
+import unicodedata
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -59,6 +62,59 @@ def whitespace_prefix(text: str, limit: int) -> str:
         return text
     cut = max(text.rfind(space, 0, limit + 1) for space in (" ", "\n", "\t", "\r"))
     return text[:cut] if cut > 0 else text
+
+
+_BREAK_TABLE_SIZE = 0x20000
+
+
+@functools.cache
+def _word_breaks() -> np.ndarray:
+    """A table over code points of the characters that may end a word in BERT's pipeline:
+    whitespace, punctuation (Unicode's and ASCII's), control, format and unassigned ones, and
+    CJK ideographs, as they are or once normalised (NFD, lower case). It may hold characters
+    that do not end a word, never the reverse. Code points from U+20000 all count."""
+    table = np.ones(_BREAK_TABLE_SIZE + 1, dtype=bool)
+
+    def breaks(char: str) -> bool:
+        code = ord(char)
+        return (
+            char.isspace()
+            or unicodedata.category(char)[0] in "ZPC"
+            or char in string.punctuation
+            or 0x3400 <= code <= 0x9FFF
+            or 0xF900 <= code <= 0xFAFF
+            or code >= _BREAK_TABLE_SIZE
+        )
+
+    for code in range(_BREAK_TABLE_SIZE):
+        char = chr(code)
+        forms = (char, char.lower(), unicodedata.normalize("NFD", char.lower()))
+        table[code] = any(breaks(c) for form in forms for c in unicodedata.normalize("NFD", form))
+    return table
+
+
+def _shorten_long_words(text: str, tokenizer: Any) -> str:
+    """`text` with each run of characters that cannot end a word (`_word_breaks`), if longer
+    than twice WordPiece's `max_input_chars_per_word`, cut down to a stub that still has more
+    than that many characters once normalised.
+
+    WordPiece makes a word of more than `max_input_chars_per_word` characters one `[UNK]`,
+    however long. Such a run lies inside one word, so the word holding it is one `[UNK]`
+    before and after: the shorter text's tokens are the text's."""
+    longest = tokenizer.model.max_input_chars_per_word
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    breaks = np.flatnonzero(_word_breaks()[np.minimum(codes, _BREAK_TABLE_SIZE)])
+    edges = np.concatenate(([-1], breaks, [len(text)]))
+    long_runs = np.flatnonzero(np.diff(edges) - 1 > 2 * longest)
+    pieces, kept = [], 0
+    for start, end in zip(edges[long_runs] + 1, edges[long_runs + 1], strict=True):
+        for size in (2 * longest, 8 * longest):
+            stub = text[start : start + size]
+            if start + size < end and len(tokenizer.normalizer.normalize_str(stub)) > longest:
+                pieces += [text[kept:start], stub]
+                kept = int(end)
+                break
+    return "".join(pieces) + text[kept:] if pieces else text
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -179,47 +235,64 @@ class LocalEmbedder:
         splits words anyway, so the prefix's tokens begin the text's tokens). When that
         prefix fills the window, its ids are exactly the full text's. A long run without
         whitespace (CJK text, minified JSON, base64) is cut at `limit` characters instead,
-        which a BERT tokenizer's pipeline makes exact too (`_exact_cut`). Whatever cut is not
-        provably exact, the full text is tokenised."""
+        which a BERT tokenizer's pipeline makes exact too (`_exact_cut`). Failing both, words
+        too long for WordPiece are shortened and longer prefixes tried (`_encode_long`)."""
         limit = self.max_tokens * CHARS_PER_TOKEN
         heads = [whitespace_prefix(t, limit) for t in texts]
         # No whitespace to cut at: the first `limit` characters, checked by `_exact_cut`.
         heads = [h[:limit] if len(h) > limit else h for h in heads]
         encodings = self._tokenizer.encode_batch(heads)
         for i, (text, head) in enumerate(zip(texts, heads, strict=True)):
-            if len(head) == len(text):
-                continue  # the whole text
-            if len(encodings[i].ids) == self.max_tokens and (
-                text[len(head)] in " \n\t\r" or self._exact_cut(head, encodings[i])
-            ):
-                continue
-            if len(head) < limit:  # the whitespace came early ("Translate: 数学…")
-                head = text[:limit]
-                encodings[i] = self._tokenizer.encode(head)
-                if len(encodings[i].ids) == self.max_tokens and self._exact_cut(head, encodings[i]):
-                    continue
-            encodings[i] = self._tokenizer.encode(text)
+            if len(head) < len(text) and not self._fills_window(text, head, encodings[i]):
+                encodings[i] = self._encode_long(text, tried=head)
         return encodings
 
-    def _exact_cut(self, head: str, encoding: Any) -> bool:
-        """Whether `encoding`, of a prefix `head` cut anywhere and filling the window, is the
-        full text's.
+    def _fills_window(self, text: str, head: str, encoding: Any) -> bool:
+        """Whether `encoding` of `head`, a prefix of `text`, is provably the text's own."""
+        return len(encoding.ids) == self.max_tokens and (
+            text[len(head)] in " \n\t\r" or self._exact_cut(head, encoding)
+        )
 
-        With BERT's pipeline (a per-character normaliser, words split at whitespace and at
-        each punctuation or CJK character, WordPiece per word) a prefix holds the text's
-        words in order, only its last one possibly cut short. So when the window holds only
-        tokens of earlier words, it is the full text's window."""
+    def _encode_long(self, text: str, tried: str) -> Any:
+        """`_encode` for a text whose prefix `tried` did not settle it: its words too long for
+        WordPiece shortened (`_shorten_long_words`), then prefixes four times longer each time
+        until one provably gives the text's window, else the whole (shortened) text."""
+        if self._bert_pipeline():
+            text = _shorten_long_words(text, self._tokenizer)
+        size = self.max_tokens * CHARS_PER_TOKEN
+        while size < len(text):
+            for head in dict.fromkeys((whitespace_prefix(text, size)[:size], text[:size])):
+                if head != tried:
+                    encoding = self._tokenizer.encode(head)
+                    if self._fills_window(text, head, encoding):
+                        return encoding
+            size *= 4
+        return self._tokenizer.encode(text)
+
+    def _bert_pipeline(self) -> bool:
+        """Whether the tokenizer is BERT's: a per-character normaliser, words split at
+        whitespace and at each punctuation or CJK character, WordPiece per word."""
         from tokenizers.models import WordPiece
         from tokenizers.normalizers import BertNormalizer
         from tokenizers.pre_tokenizers import BertPreTokenizer
 
         tokenizer = self._tokenizer
-        if not (
+        return (
             isinstance(tokenizer.normalizer, BertNormalizer)
             and isinstance(tokenizer.pre_tokenizer, BertPreTokenizer)
             and isinstance(tokenizer.model, WordPiece)
-        ):
+        )
+
+    def _exact_cut(self, head: str, encoding: Any) -> bool:
+        """Whether `encoding`, of a prefix `head` cut anywhere and filling the window, is the
+        full text's.
+
+        With BERT's pipeline a prefix holds the text's words in order, only its last one
+        possibly cut short. So when the window holds only tokens of earlier words, it is the
+        full text's window."""
+        if not self._bert_pipeline():
             return False
+        tokenizer = self._tokenizer
         words = tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(head))
         last_in_window = max((w for w in encoding.word_ids if w is not None), default=-1)
         return last_in_window < len(words) - 1

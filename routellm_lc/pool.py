@@ -8,7 +8,15 @@ last threshold, the most capable model answers. With two models it is exactly Ro
 It is built from `RouteLLMChat` itself — each level is a strong/weak router whose strong side
 is the rest of the pool — so everything a `RouteLLMChat` does (tools, structured output,
 streaming, batch, fallback, tracing, graph events) works unchanged. All levels share one
-router instance and its embedding cache, so a prompt is embedded once.
+router instance, and a prompt is scored once: each inner level cuts the score the level above
+gave the call, so every model answers exactly its band, even with a non-deterministic router
+(`random`), and a slow router runs once per prompt, not once per level.
+
+Options given to `routed_pool` go to every level (a copy of the pool, `model_copy(update=...)`
+or `configurable_fields`, gives them to every level too), but the per-call and observability
+ones (callbacks, tags, metadata, verbose, cache, rate_limiter, name), which belong to the
+outermost level, the pool's one run per call: a handler sees each call once, a rate limiter is
+acquired once, and the cache keys an answer by the model of the prompt's band.
 
 Each answer's `response_metadata["routing"]` names the model that answered (its `model`,
 `route`, `score` and `threshold` are the answering level's), `cascade` lists the decision of
@@ -42,7 +50,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from routellm_lc.chat_model import RouteLLMChat, shared_router
+from routellm_lc.chat_model import POOL_OUTER_ONLY, RouteLLMChat, shared_router
 from routellm_lc.decision import validate_threshold
 from routellm_lc.routers.base import Router
 
@@ -62,8 +70,13 @@ def routed_pool(
         thresholds: len(models) − 1 increasing cut points in [0, 1]; model i answers scores in
             [thresholds[i − 1], thresholds[i]).
         router, router_checkpoint: the router every level shares.
-        options: any other `RouteLLMChat` field (api_base, api_key, timeout, route_on, …)
-            but `controller` (see the module's docstring).
+        options: any other `RouteLLMChat` field but `controller` (see the module's
+            docstring). Pool-wide options (api_base, api_key, timeout, max_retries, route_on,
+            fallback, …) go to every level, and a copy with others (`model_copy(update=...)`,
+            `configurable_fields`) gives them to every level too. The per-call and
+            observability ones (callbacks, tags, metadata, verbose, cache, rate_limiter, name:
+            `POOL_OUTER_ONLY`) go to the outermost level only, the pool's one run per call:
+            a handler sees each call once, a rate limiter is acquired once.
     """
     if options.get("controller") is not None:
         raise ValueError(
@@ -85,8 +98,18 @@ def routed_pool(
     if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
         raise ValueError(f"Pool thresholds must increase strictly, got {cuts}.")
     shared = router if isinstance(router, Router) else shared_router(router, router_checkpoint)
+    outer_only = {name: options.pop(name) for name in list(options) if name in POOL_OUTER_ONLY}
     pool: BaseChatModel | str = models[-1]
-    for model, cut in zip(reversed(models[:-1]), reversed(cuts), strict=True):
-        pool = RouteLLMChat(weak=model, strong=pool, threshold=cut, router=shared, **options)
+    for index in reversed(range(len(cuts))):
+        level = RouteLLMChat(
+            weak=models[index],
+            strong=pool,
+            threshold=cuts[index],
+            router=shared,
+            **options,
+            **(outer_only if index == 0 else {}),
+        )
+        level._follows_outer = index > 0  # an inner level: a copy of the pool gives it options
+        pool = level
     assert isinstance(pool, RouteLLMChat)
     return pool

@@ -218,6 +218,54 @@ def test_sampling_parameters_reach_the_backend(make_chat, fresh_backend):
     assert body["max_tokens"] == 7
 
 
+@pytest.mark.parametrize("side", ["litellm", "chat_openai"])
+@pytest.mark.parametrize("call", ["invoke", "stream", "batch"])
+def test_parameters_set_on_the_router_reach_the_answering_model(
+    make_chat, fresh_backend, side, call
+):
+    """`RouteLLMChat(temperature=0, max_tokens=100, stop=[...], model_kwargs=...)` as on any
+    LangChain chat model: sent with every call, whichever model answers (they used to be
+    dropped without a word); a call's own keyword wins."""
+    sides = {}
+    if side == "chat_openai":
+        sides = {
+            "strong": _chat_openai(fresh_backend, "strong"),
+            "weak": _chat_openai(fresh_backend, "weak"),
+        }
+    chat = make_chat(temperature=0, max_tokens=100, stop=["END"], model_kwargs={"seed": 7}, **sides)
+    for prompt in ("hard one", "easy one"):
+        if call == "invoke":
+            chat.invoke(prompt)
+        elif call == "stream":
+            list(chat.stream(prompt))
+        else:
+            chat.batch([prompt])
+
+    def most(body):  # langchain-openai sends OpenAI's newer name for it
+        return body.get("max_tokens", body.get("max_completion_tokens"))
+
+    for model in ("strong", "weak"):
+        body = fresh_backend.requests_for(model)[-1].body
+        assert (body["temperature"], most(body), body["stop"], body["seed"]) == (
+            0,
+            100,
+            ["END"],
+            7,
+        )
+    chat.invoke("hard", temperature=0.5, stop=["X"])
+    body = fresh_backend.requests_for("strong")[-1].body
+    assert (body["temperature"], body["stop"], most(body)) == (0.5, ["X"], 100)
+
+
+def test_parameters_set_on_the_router_are_in_its_langsmith_params(make_chat):
+    params = make_chat(temperature=0.2, max_tokens=50, stop=["a"])._get_ls_params()
+    assert (params["ls_temperature"], params["ls_max_tokens"], params["ls_stop"]) == (
+        0.2,
+        50,
+        ["a"],
+    )
+
+
 def test_child_run_nests_under_router_run_and_usage_counts_once(make_chat):
     collector = RunCollectorCallbackHandler()
     usage = UsageMetadataCallbackHandler()
@@ -306,6 +354,64 @@ def test_explicit_cache_reuses_routed_answers_for_the_same_chosen_model(make_cha
     weak = chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
     assert _answered(fresh_backend) == ["strong", "weak"]
     assert weak.response_metadata["routing"]["model"] == WEAK
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"temperature": 1.5}, {"max_tokens": 7}, {"base_url": "elsewhere"}, {"model": "weak-2"}],
+)
+def test_routers_whose_models_differ_never_share_a_cache_entry(fresh_backend, router, other):
+    """The key holds each side's own key (its endpoint, sampling parameters), not just its
+    name: two routers over differently configured models do not answer from each other's."""
+    from routellm_lc.testing import LocalBackend
+
+    cache = InMemoryCache()
+    with LocalBackend() as elsewhere:
+        changed = {**other, "base_url": elsewhere.base_url} if "base_url" in other else other
+        weak = {"name": "weak", **changed}
+        weak["name"] = weak.pop("model", weak["name"])
+        first = RouteLLMChat(
+            strong=_chat_openai(fresh_backend, "strong"),
+            weak=_chat_openai(fresh_backend, "weak"),
+            router=router,
+            cache=cache,
+        )
+        second = RouteLLMChat(
+            strong=_chat_openai(fresh_backend, "strong"),
+            weak=_chat_openai(fresh_backend, **weak),
+            router=router,
+            cache=cache,
+        )
+        first.invoke("an easy question")
+        assert first.invoke("an easy question").content.startswith("[weak]")  # cached
+        second.invoke("an easy question")
+        answered = _answered(fresh_backend) + _answered(elsewhere)
+    assert answered == ["weak", weak["name"]]
+    assert len(cache._cache) == 2
+
+
+def test_the_cache_key_names_a_pools_models_not_its_levels(fresh_backend, router):
+    """A pool's next level is no model: the key names the models inside it."""
+    from routellm_lc.pool import routed_pool
+
+    def pool(top: str, api_base: str = fresh_backend.base_url) -> RouteLLMChat:
+        return routed_pool(
+            ["openai/a", "openai/b", top], [0.3, 0.7], router=router, api_base=api_base
+        )
+
+    decision = {"model": "router-keyword-0.7", "route": "strong", "score": 0.9}
+    key = pool("openai/c")._get_llm_string(routing_decision=decision)
+    assert "openai/c" in key and "('routed_model', 'openai/c')" in key
+    assert key != pool("openai/d")._get_llm_string(routing_decision=decision)
+    assert key != pool("openai/c", "http://other")._get_llm_string(routing_decision=decision)
+    mid = pool("openai/c")._get_llm_string(routing_decision={**decision, "score": 0.5})
+    assert "('routed_model', 'openai/b')" in mid
+    assert pool("openai/c")._identifying_params["strong"] == {
+        "router": "keyword",
+        "threshold": 0.7,
+        "strong": "openai/c",
+        "weak": "openai/b",
+    }
 
 
 # -- token counting ---------------------------------------------------------------------
@@ -951,3 +1057,35 @@ def test_an_input_langchain_cannot_convert_fails_only_its_batch_item(make_chat):
     assert replies[0].content == "[strong] echo: hard one"
     assert isinstance(replies[1], NotImplementedError)
     assert replies[2].content == "[weak] echo: easy two"
+
+
+def test_a_misspelt_field_is_refused_with_a_hint():
+    """Pydantic's default for LangChain models drops unknown keywords: a `treshold=0.99` would
+    route at the default threshold without a word."""
+    with pytest.raises(ValueError, match=r"'treshold' \(did you mean 'threshold'\?\)"):
+        RouteLLMChat(strong="openai/s", weak="openai/w", router="random", treshold=0.99)
+
+
+def test_checkpoint_is_taken_for_router_checkpoint(tmp_path):
+    """`load_router` and the CLI call it `checkpoint`; the chat model takes that name too
+    (it used to ignore it and route with the bundled checkpoint)."""
+    chat = RouteLLMChat(strong="openai/s", weak="openai/w", checkpoint=str(tmp_path / "ck"))
+    assert chat.router_checkpoint == str(tmp_path / "ck")
+    with pytest.raises(CheckpointError):
+        chat.get_router()  # the given (missing) folder is what loads, not the bundled default
+    with pytest.raises(ValueError, match="not both"):
+        RouteLLMChat(checkpoint="a", router_checkpoint="b")
+
+
+def test_a_checkpoint_with_a_router_instance_is_refused(router):
+    with pytest.raises(ValueError, match="Router instance"):
+        RouteLLMChat(strong="openai/s", weak="openai/w", router=router, router_checkpoint="x")
+
+
+def test_streaming_true_answers_invoke_through_the_stream(make_chat, fresh_backend):
+    """`streaming=True`, as LangChain chat models take it: `invoke` streams from the model."""
+    message = make_chat(streaming=True).invoke("hard one")
+    assert message.content.startswith("[strong]")
+    assert fresh_backend.requests_for("strong")[-1].body["stream"] is True
+    make_chat().invoke("hard one")
+    assert not fresh_backend.requests_for("strong")[-1].body.get("stream")

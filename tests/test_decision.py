@@ -7,7 +7,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+)
 
 from routellm_lc.decision import (
     CONVERSATION_CHARS,
@@ -86,6 +96,42 @@ def test_conversation_includes_roles_and_tool_results_but_not_system():
     assert text == (
         "user: weather in Paris?\nassistant: calling a tool\ntool: 18C and sunny\n"
         "user: and tomorrow?"
+    )
+
+
+@pytest.mark.parametrize("user_role", ["user", "human"])
+def test_a_chat_message_is_routed_by_its_own_role(user_role):
+    """`ChatMessage(role="user")` is a user turn (LangChain sends it with role `user`), so
+    last_user scores it, not the assistant's reply after it."""
+    messages = [
+        ChatMessage(role="system", content="be brief"),
+        ChatMessage(role=user_role, content="Prove the Riemann hypothesis"),
+        ChatMessage(role="assistant", content="Sure, here is an outline"),
+    ]
+    assert routing_text(messages) == "Prove the Riemann hypothesis"
+    assert routing_text(messages, "conversation") == (
+        "user: Prove the Riemann hypothesis\nassistant: Sure, here is an outline"
+    )
+    ai = [
+        HumanMessage("q"),
+        ChatMessage(role="ai", content="a"),
+        ChatMessage(role="tool", content="t"),
+    ]
+    assert routing_text(ai, "conversation") == "user: q\nassistant: a\ntool: t"
+
+
+def test_message_chunks_are_routed_as_their_messages():
+    """A streamed history (`HumanMessageChunk`, `AIMessageChunk`, ...) has the roles of the
+    messages it stands for, not its class names."""
+    messages = [
+        SystemMessageChunk(content="system prompt"),
+        HumanMessageChunk(content="hard question"),
+        AIMessageChunk(content="streamed answer"),
+        ToolMessageChunk(content="tool result", tool_call_id="1"),
+    ]
+    assert routing_text(messages) == "hard question"
+    assert routing_text(messages, "conversation") == (
+        "user: hard question\nassistant: streamed answer\ntool: tool result"
     )
 
 

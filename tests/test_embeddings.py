@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
+from routellm_lc import embeddings
 from routellm_lc.embeddings import (
     CHARS_PER_TOKEN,
     CachedEmbedder,
@@ -174,12 +176,12 @@ def test_long_prompts_embed_exactly_as_tokenising_them_whole():
 
     embedder = LocalEmbedder(backend="onnx")
     words = " ".join(f"word{i % 97} and, more:\n{i}" for i in range(4_000))  # ~90k chars
-    spaceless = "x" * 20_000 + " tail"  # one 20k-character word: tokenised whole
+    spaceless = "x" * 20_000 + " tail"  # one 20k-character word: [UNK], shortened
     cjk = "数学题" * 5_000  # no whitespace at all: cut anywhere, each CJK character a word
     late = "Translate: " + "数学" * 20_000  # whitespace only before the cut
     minified = ",".join(f'{{"k":{i},"v":"abc"}}' for i in range(5_000))  # punctuation splits
     blob = "QUJD" * 10_000 + "+/" + "QUJD" * 10_000  # base64: one word until "+", then "/"
-    emoji = "😀" * 20_000  # one word: no cut is exact, tokenised whole
+    emoji = "😀" * 20_000  # one word too long for WordPiece: one [UNK], however long
     cut_word = "a" * 8_190 + "b" * 100 + ",x" * 1_000  # the cut lands inside a word
     texts = [words, spaceless, cjk, late, minified, blob, emoji, cut_word, PROMPTS[0]]
     embedder.embed(["warm"])
@@ -220,8 +222,11 @@ class _RecordingTokenizer:
         "Translate: " + "数学" * 100_000,  # whitespace only at the start
         ",".join(f'{{"k":{i},"v":"abc"}}' for i in range(30_000)),  # minified JSON
         base64.b64encode(bytes(range(256)) * 2_000).decode(),  # base64: "+" and "/" split it
+        "😀" * 1_000_000,  # one word: WordPiece makes it one [UNK], so a stub of it does
+        "Summarise this: " + "0123456789abcdef" * 100_000 + " thanks",  # a hex dump
+        " ".join("a" * 9_000 for _ in range(300)),  # 300 words of 9k characters
     ],
-    ids=["cjk", "late-whitespace", "minified-json", "base64"],
+    ids=["cjk", "late-whitespace", "minified-json", "base64", "emoji", "hex", "long-words"],
 )
 def test_long_runs_without_whitespace_are_not_tokenised_whole(text):
     embedder = LocalEmbedder(backend="onnx")
@@ -230,4 +235,44 @@ def test_long_runs_without_whitespace_are_not_tokenised_whole(text):
     embedder._tokenizer = recording
     embedder._encode([text])
     limit = embedder.max_tokens * CHARS_PER_TOKEN
-    assert recording.lengths and max(recording.lengths) <= limit < len(text)
+    # never the whole text: a prefix of `limit` characters, or a few times longer once long
+    # words are shortened (300 words of 9k characters become 300 stubs of 200)
+    assert recording.lengths and max(recording.lengths) <= 16 * limit < len(text)
+
+
+def test_shortened_long_words_tokenise_as_the_whole_text(monkeypatch):
+    """Words too long for WordPiece (one [UNK] each) are shortened before the cut: seeded
+    random texts of long runs of letters, accents, combining marks, emoji, CJK, punctuation,
+    control and format characters give the whole text's ids."""
+    from tokenizers import Tokenizer
+
+    embedder = LocalEmbedder(backend="onnx")
+    embedder.embed(["warm"])
+    whole = Tokenizer.from_file(str(embedder.model_path / "tokenizer.json"))
+    whole.no_padding()
+    whole.enable_truncation(embedder.max_tokens)
+    shortened = []
+    original = embeddings._shorten_long_words
+
+    def shorten(text, tokenizer):
+        shorter = original(text, tokenizer)
+        shortened.append(len(shorter) < len(text))
+        return shorter
+
+    monkeypatch.setattr(embeddings, "_shorten_long_words", shorten)
+    alphabet = ["a", "é", "e\u0301", "😀", "数", "\u0301", "\x00", "\u200b", "_", "-", ".", " "]
+    alphabet += ["\n", "İ", "ß", "\u1fef", "٣", "\ufffd", "\U00020001", "\u00ad"]
+    rng = random.Random(0)
+
+    def run() -> str:
+        char, size = rng.choice(alphabet), rng.choice([1, 99, 100, 101, 300, 5_000, 9_000, 20_000])
+        if rng.random() < 0.5:
+            return char * size
+        return "".join(rng.choice(alphabet[:6] + ["b", "c"]) for _ in range(size))
+
+    limit = embedder.max_tokens * CHARS_PER_TOKEN
+    for _ in range(150):
+        text = "".join(run() for _ in range(rng.randint(1, 12)))
+        text *= limit // max(len(text), 1) + 2
+        assert embedder._encode([text])[0].ids == whole.encode(text).ids
+    assert sum(shortened) >= 20  # the path under test was taken

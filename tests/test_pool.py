@@ -21,6 +21,7 @@ from routellm_lc.graph import (
 )
 from routellm_lc.pool import routed_pool
 from routellm_lc.routers.base import Router
+from routellm_lc.routers.random import RandomRouter
 
 
 class Bands(Router):
@@ -323,3 +324,306 @@ def test_a_per_call_threshold_is_refused_by_a_pool_on_every_path(pool):
         graph.compile().invoke({"messages": [("user", "medium one")]})
     assert backend.requests == []
     assert llm.invoke("medium one").content.startswith("[mid]")  # without one: the bands
+
+
+# -- one score per prompt ----------------------------------------------------------------------
+class Drifting(Router):
+    """A non-deterministic router: each call scores every prompt with the next of its scores
+    (as `random` would, reproducibly)."""
+
+    name = "drifting"
+
+    def __init__(self, scores=(0.5, 0.9, 0.1, 0.8, 0.2, 0.6)) -> None:
+        self.scores = list(scores)
+        self.calls = 0
+
+    def strong_win_rate(self, prompts):
+        score = self.scores[self.calls % len(self.scores)]
+        self.calls += 1
+        return np.full(len(prompts), score)
+
+
+def _band(score: float) -> str:
+    return "openai/cheap" if score < 0.3 else "openai/mid" if score < 0.7 else "openai/top"
+
+
+async def _routings(llm, call: str, prompts: list[str]) -> list[dict]:
+    if call == "invoke":
+        replies = [llm.invoke(p) for p in prompts]
+    elif call == "ainvoke":
+        replies = [await llm.ainvoke(p) for p in prompts]
+    elif call == "stream":
+        replies = [next(iter(llm.stream(p))) for p in prompts]
+    elif call == "astream":
+        replies = [await anext(aiter(llm.astream(p))) for p in prompts]
+    elif call == "batch":
+        replies = llm.batch(prompts)
+    else:
+        replies = await llm.abatch(prompts)
+    return [r.response_metadata["routing"] for r in replies]
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream", "batch", "abatch"])
+async def test_a_pool_scores_each_prompt_once(pool, call):
+    """The inner levels cut the outer level's score: the router runs once per prompt (a
+    batch: once per batch), not once per level, on every call path."""
+    llm, router, _ = pool
+    routings = await _routings(llm, call, ["hard one"])
+    assert router.calls == 1
+    assert [c["score"] for c in routings[0]["cascade"]] == [0.9, 0.9]
+    assert routings[0]["model"] == "openai/top"
+    router.calls = 0
+    routings = await _routings(llm, call, ["easy a", "medium b", "hard c", "medium d"])
+    assert [r["model"] for r in routings] == [_band(s) for s in (0.1, 0.5, 0.9, 0.5)]
+    assert router.calls == (1 if call.endswith("batch") else 4)
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream"])
+async def test_a_fallback_to_the_next_level_reuses_the_score(pool, call):
+    """The cheapest model fails and the rest of the pool answers in its place: that level
+    decides with the call's score, it does not score the prompt again."""
+    llm, router, backend = pool
+    backend.fail(status=503, model="cheap", times=None)
+    (routing,) = await _routings(llm, call, ["easy one"])
+    assert (routing["model"], routing["fallback_from"]) == ("openai/mid", "openai/cheap")
+    assert [c["score"] for c in routing["cascade"]] == [0.1, 0.1]
+    assert router.calls == 1
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream", "batch", "abatch"])
+async def test_with_a_non_deterministic_router_each_model_answers_its_band(fresh_backend, call):
+    """Scored again at each level, a `random`-like router sent prompts outside their band
+    (and reported the inner level's score): every level must cut the same score."""
+    router = Drifting()
+    llm = routed_pool(
+        ["openai/cheap", "openai/mid", "openai/top"],
+        [0.3, 0.7],
+        router=router,
+        api_base=fresh_backend.base_url,
+        api_key="test",
+    )
+    prompts = [f"question {i}" for i in range(len(router.scores))]
+    if call.endswith("batch"):
+        routings = [r for p in prompts for r in await _routings(llm, call, [p])]
+    else:
+        routings = await _routings(llm, call, prompts)
+    for routing, expected in zip(routings, router.scores, strict=True):
+        assert routing["score"] == expected
+        assert routing["model"] == _band(expected)
+        assert {c["score"] for c in routing.get("cascade", [routing])} == {expected}
+    assert router.calls == len(prompts)
+
+
+def test_the_random_router_splits_a_pool_by_its_bands(backend):
+    router = RandomRouter(seed=7)
+    llm = routed_pool(
+        [FakeListChatModel(responses=[name]) for name in ("cheap", "mid", "top")],
+        [0.4, 0.8],
+        router=router,
+    )
+    answers = [llm.invoke(f"q {i}").content for i in range(600)]
+    shares = {name: answers.count(name) / len(answers) for name in ("cheap", "mid", "top")}
+    assert shares == pytest.approx({"cheap": 0.4, "mid": 0.4, "top": 0.2}, abs=0.05)
+
+
+def test_a_nested_router_with_its_own_router_scores_for_itself(fresh_backend):
+    """Only a next level on the same router and routing text reuses the score."""
+    outer_router, inner_router = Bands(), Bands()
+    inner = RouteLLMChat(
+        weak="openai/mid",
+        strong="openai/top",
+        threshold=0.7,
+        router=inner_router,
+        api_base=fresh_backend.base_url,
+        api_key="test",
+    )
+    llm = RouteLLMChat(
+        weak="openai/cheap",
+        strong=inner,
+        threshold=0.3,
+        router=outer_router,
+        api_base=fresh_backend.base_url,
+        api_key="test",
+    )
+    assert llm.invoke("hard one").content.startswith("[top]")
+    assert (outer_router.calls, inner_router.calls) == (1, 1)
+
+
+# -- copies of a pool --------------------------------------------------------------------------
+@pytest.fixture
+def second_backend():
+    from routellm_lc.testing import LocalBackend
+
+    with LocalBackend() as server:
+        yield server
+
+
+def test_a_copy_with_another_endpoint_sends_every_band_there(pool, second_backend):
+    llm, _, old = pool
+    moved = llm.model_copy(update={"api_base": second_backend.base_url})
+    for prompt in ("easy one", "medium one", "hard one"):
+        moved.invoke(prompt)
+    assert old.requests == []
+    assert [r.model for r in second_backend.requests] == ["cheap", "mid", "top"]
+    llm.invoke("hard one")  # the original is left as it was
+    assert [r.model for r in old.requests] == ["top"]
+
+
+def test_a_copy_with_pool_wide_options_applies_them_at_every_level(pool):
+    llm, router, backend = pool
+    no_fallback = llm.model_copy(update={"fallback": False})
+    backend.fail(status=503, model="mid", times=None)
+    with pytest.raises(Exception, match="injected fault"):
+        no_fallback.invoke("medium one")
+    assert llm.invoke("medium one").content.startswith("[top]")  # the original falls back
+
+    seen = []
+    recorder = Bands()
+    recorder.strong_win_rate = lambda prompts: (
+        seen.extend(prompts) or Bands.strong_win_rate(recorder, prompts)
+    )
+    conversation = llm.model_copy(update={"route_on": "conversation", "router": recorder})
+    reply = conversation.invoke([("user", "hard one"), ("ai", "ok"), ("user", "and now?")])
+    assert reply.content.startswith("[top]")  # "hard" is in the conversation, not the turn
+    assert seen == ["user: hard one\nassistant: ok\nuser: and now?"]
+    inner = conversation.strong
+    assert (inner.route_on, inner.router, inner.fallback) == ("conversation", recorder, True)
+    assert inner.threshold == 0.7  # each level keeps its own cut
+
+
+def test_configurable_pool_wide_fields_reach_every_level(pool, second_backend):
+    from langchain_core.runnables import ConfigurableField
+
+    llm, _, old = pool
+    configurable = llm.configurable_fields(api_base=ConfigurableField(id="endpoint"))
+    config = {"configurable": {"endpoint": second_backend.base_url}}
+    for prompt in ("easy one", "medium one", "hard one"):
+        configurable.invoke(prompt, config)
+    assert old.requests == []
+    assert [r.model for r in second_backend.requests] == ["cheap", "mid", "top"]
+
+
+def test_a_router_given_as_a_pool_model_keeps_its_own_options(fresh_backend, second_backend):
+    """Only the levels `routed_pool` builds follow the pool: a router the caller gave as one of
+    its models is a model, configured by the caller."""
+    top = RouteLLMChat(
+        weak="openai/mid",
+        strong="openai/top",
+        router=Bands(),
+        threshold=0.7,
+        api_base=fresh_backend.base_url,
+        api_key="test",
+    )
+    llm = routed_pool(["openai/cheap", top], [0.3], router=Bands(), api_base="http://unused")
+    moved = llm.model_copy(update={"api_base": second_backend.base_url, "fallback": False})
+    assert moved.strong is top and top.api_base == fresh_backend.base_url and top.fallback
+    assert moved.invoke("hard one").content.startswith("[top]")
+    assert [r.model for r in fresh_backend.requests] == ["top"]
+
+
+def test_a_two_model_copy_is_unchanged(fresh_backend, second_backend):
+    llm = RouteLLMChat(
+        weak="openai/cheap",
+        strong="openai/top",
+        router=Bands(),
+        api_base=fresh_backend.base_url,
+        api_key="test",
+    )
+    moved = llm.model_copy(update={"api_base": second_backend.base_url, "threshold": 0.95})
+    assert moved.invoke("hard one").content.startswith("[cheap]")
+    assert [r.model for r in second_backend.requests] == ["cheap"]
+    assert llm.threshold == 0.5 and llm.api_base == fresh_backend.base_url
+
+
+# -- per-call options: the outermost level only -------------------------------------------------
+def test_callbacks_tags_and_metadata_of_a_pool_see_each_call_once(fresh_backend):
+    from langchain_core.callbacks import UsageMetadataCallbackHandler
+
+    handler, usage = RoutingCallbackHandler(), UsageMetadataCallbackHandler()
+    llm = routed_pool(
+        ["openai/cheap", "openai/mid", "openai/top"],
+        [0.3, 0.7],
+        router=Bands(),
+        api_base=fresh_backend.base_url,
+        api_key="test",
+        callbacks=[handler, usage],
+        tags=["mine"],
+        metadata={"team": "a"},
+    )
+    for prompt in ("easy one", "medium one", "hard one"):
+        llm.invoke(prompt)
+    assert [(c.model, c.route) for c in handler.calls] == [
+        ("openai/cheap", "weak"),
+        ("openai/mid", "weak"),
+        ("openai/top", "strong"),
+    ]
+    one_call = usage.usage_metadata["openai/cheap"]["total_tokens"]
+    assert {m: u["total_tokens"] for m, u in usage.usage_metadata.items()} == {
+        "openai/cheap": one_call,
+        "openai/mid": one_call,
+        "openai/top": one_call,
+    }
+    inner = llm.strong
+    assert (inner.callbacks, inner.tags) == (None, None)
+    assert "team" not in (inner.metadata or {}) and llm.metadata["team"] == "a"
+    with collect_runs() as runs:
+        llm.invoke("hard one")
+    tagged = []
+
+    def walk(run) -> None:
+        tagged.extend([run.name] if "mine" in run.tags else [])
+        for child in run.child_runs:
+            walk(child)
+
+    walk(runs.traced_runs[0])
+    assert tagged == [runs.traced_runs[0].name]  # the pool's run, not its levels' as well
+
+
+def test_a_pools_rate_limiter_is_acquired_once_per_call(fresh_backend):
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+
+    class Counting(InMemoryRateLimiter):
+        acquired = 0
+
+        def acquire(self, *, blocking: bool = True) -> bool:
+            Counting.acquired += 1
+            return True
+
+    llm = routed_pool(
+        ["openai/cheap", "openai/mid", "openai/top"],
+        [0.3, 0.7],
+        router=Bands(),
+        api_base=fresh_backend.base_url,
+        api_key="test",
+        rate_limiter=Counting(),
+    )
+    for prompt in ("easy one", "medium one", "hard one"):
+        llm.invoke(prompt)
+    assert Counting.acquired == 3
+
+
+# -- the LLM cache -----------------------------------------------------------------------------
+def test_pools_sharing_a_cache_never_share_an_answer_of_different_models(fresh_backend):
+    from langchain_core.caches import InMemoryCache
+
+    cache, router = InMemoryCache(), Bands()
+
+    def pool_of(top: str) -> RouteLLMChat:
+        return routed_pool(
+            ["openai/cheap", "openai/mid", f"openai/{top}"],
+            [0.3, 0.7],
+            router=router,
+            api_base=fresh_backend.base_url,
+            api_key="test",
+            cache=cache,
+        )
+
+    first, second = pool_of("top"), pool_of("other")
+    assert first.invoke("hard one").content.startswith("[top]")
+    assert second.invoke("hard one").content.startswith("[other]")
+    again = first.invoke("hard one")
+    assert again.content.startswith("[top]")
+    assert [r.model for r in fresh_backend.requests] == ["top", "other"]  # the third: cached
+    assert len(cache._cache) == 2  # one entry per pool and prompt, none per inner level
+    # same pool, prompts in different bands: never each other's answer
+    assert first.invoke("medium one").content.startswith("[mid]")

@@ -6,6 +6,7 @@ use (config `features`) so a checkpoint always scores with exactly what it was t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -45,12 +46,25 @@ def log_lines(prompts: Sequence[str]) -> np.ndarray:
 
 @feature("digit_frac")
 def digit_frac(prompts: Sequence[str]) -> np.ndarray:
-    return np.array([len(_DIGIT.findall(p)) / max(len(p), 1) for p in prompts], dtype=np.float64)
+    return np.array([_digits(p) / max(len(p), 1) for p in prompts], dtype=np.float64)
+
+
+def _digits(prompt: str) -> int:
+    """How many characters `\\d` matches (Unicode digits): counted per ASCII digit when the
+    prompt is ASCII, much faster on long prompts."""
+    if prompt.isascii():
+        return sum(map(prompt.count, "0123456789"))
+    return len(_DIGIT.findall(prompt))
 
 
 @feature("math_symbol_frac")
 def math_symbol_frac(prompts: Sequence[str]) -> np.ndarray:
-    return np.array([len(_MATH.findall(p)) / max(len(p), 1) for p in prompts], dtype=np.float64)
+    return np.array([_math_symbols(p) / max(len(p), 1) for p in prompts], dtype=np.float64)
+
+
+def _math_symbols(prompt: str) -> int:
+    """How many times `_MATH` matches: its alternatives never overlap, so counted each."""
+    return sum(map(prompt.count, "=+-*/^$")) + prompt.count("\\frac") + prompt.count("\\sqrt")
 
 
 @feature("has_code")
@@ -71,7 +85,15 @@ _CHOICE_LINE = re.compile(r"^\s*\(?[A-Ja-j][.)]\s", re.MULTILINE)
 @feature("log_numbers")
 def log_numbers(prompts: Sequence[str]) -> np.ndarray:
     """How many numbers the prompt states: a proxy for the steps a word problem needs."""
-    return np.log1p(np.array([len(_NUMBER.findall(p)) for p in prompts], dtype=np.float64))
+    return np.log1p(np.array([_numbers(p)[0] for p in prompts], dtype=np.float64))
+
+
+@functools.lru_cache(maxsize=4)  # a few prompts: they may be megabytes long
+def _numbers(prompt: str) -> tuple[int, int]:
+    """How many numbers the prompt states, and the longest one's length (0 without): one
+    pass for `log_numbers` and `max_number_digits`, which score the same prompts."""
+    lengths = [len(n) for n in _NUMBER.findall(prompt)]
+    return len(lengths), max(lengths, default=0)
 
 
 @feature("log_sentences")
@@ -88,9 +110,7 @@ def log_choice_lines(prompts: Sequence[str]) -> np.ndarray:
 @feature("max_number_digits")
 def max_number_digits(prompts: Sequence[str]) -> np.ndarray:
     """Digits of the longest number in the prompt (0 without numbers)."""
-    return np.array(
-        [max((len(n) for n in _NUMBER.findall(p)), default=0) for p in prompts], dtype=np.float64
-    )
+    return np.array([_numbers(p)[1] for p in prompts], dtype=np.float64)
 
 
 def compute_features(names: Sequence[str], prompts: Sequence[str]) -> np.ndarray:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -234,7 +235,12 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
         card = ModelCard(id=model_id, created=state.created)
         return Response(card.model_dump_json(), media_type="application/json")
 
-    @app.get("/health", summary="Liveness and what is served", response_model=HealthResponse)
+    @app.api_route(
+        "/health",
+        methods=["GET", "HEAD"],
+        summary="Liveness and what is served",
+        response_model=HealthResponse,
+    )
     async def health() -> Response:
         return Response(state.health_body, media_type="application/json")
 
@@ -286,14 +292,37 @@ def _too_large(limit: int) -> APIError:
 
 
 def _invalid(exc: ValidationError) -> APIError:
-    first = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
+    errors = exc.errors(include_url=False)
+    param = _param(errors[0]["loc"])
     where = f"'{param}'" if param else "request body"
-    problems = len(exc.errors())
+    # a field of several accepted types fails once per type: one problem, all its messages
+    messages = [e["msg"] for e in errors if _param(e["loc"]) == param]
+    messages = list(dict.fromkeys(messages[:1] + [m[:1].lower() + m[1:] for m in messages[1:]]))
+    problems = len({_param(e["loc"]) for e in errors})
     more = f" (and {problems - 1} more problem(s))" if problems > 1 else ""
     return APIError(
-        400, f"Invalid {where}: {first['msg']}{more}.", param=param, code="invalid_request"
+        400,
+        f"Invalid {where}: {' or '.join(messages)}{more}.",
+        param=param,
+        code="invalid_request",
     )
+
+
+#: What pydantic adds to an error's location besides field names and list indexes: the
+#: member of a union that was tried (`str`, `list[str]`, `literal['none','auto']`,
+#: `function-after[...]`) and `[key]` for a dictionary's key.
+_UNION_MEMBER = re.compile(r"[a-z_-]+\[.*\]|\[key\]|str|int|float|bool|bytes|none|[A-Z]\w*")
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    """A validation error's location as OpenAI names a parameter: `messages[0].content`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not _UNION_MEMBER.fullmatch(str(part)):
+            path += f".{part}" if path else str(part)
+    return path or None
 
 
 def _decision_headers(decision: RoutingDecision) -> dict[str, str]:
@@ -426,7 +455,8 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         metrics.error("invalid_request")
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(part) for part in first.get("loc", ())) or None
+        loc = tuple(first.get("loc", ()))
+        param = _param(loc[1:] if loc[:1] in (("body",), ("path",), ("query",)) else loc)
         message = f"Invalid request: {first.get('msg')}."
         return APIError(400, message, param=param, code="invalid_request").response()
 

@@ -95,11 +95,11 @@ class Reply:
 
 def _answers(payload: Any) -> bool:
     """Whether a stream event carries any of the answer: content, a tool call, a finish
-    reason, usage or an error. The opening role-only event does not (nor Azure's choice-less
-    filter event), so a failure right after it may still go to the other model."""
+    reason or usage. The opening role-only event does not (nor Azure's choice-less filter
+    event, nor an error event), so a failure right after it may still go to the other model."""
     if not isinstance(payload, dict):
         return True
-    if payload.get("usage") or payload.get("error"):
+    if payload.get("usage"):
         return True
     for choice in payload.get("choices") or ():
         if not isinstance(choice, dict) or choice.get("finish_reason"):
@@ -108,6 +108,22 @@ def _answers(payload: Any) -> bool:
         if any(value not in (None, "", [], {}) for key, value in delta.items() if key != "role"):
             return True
     return False
+
+
+def _error_event(target: Target, payload: Any) -> UpstreamFailure | None:
+    """An `{"error": ...}` event (a failure the upstream reports inside a 200 stream) as an
+    `UpstreamFailure`; None for any other event."""
+    if not isinstance(payload, dict) or payload.get("error") is None:
+        return None
+    error = payload["error"]
+    message = error.get("message") if isinstance(error, dict) else error
+    return UpstreamFailure(target.name, "error_event", str(message or "an error event"))
+
+
+def _unanswered(target: Target) -> UpstreamFailure:
+    return UpstreamFailure(
+        target.name, "malformed", "the stream ended before any of its answer arrived"
+    )
 
 
 class Stream:
@@ -167,13 +183,16 @@ class _EventReader:
     """Complete SSE events from a byte stream, each `data:` payload checked to be JSON.
 
     Relaying whole events only means a client never sees half an event, and a broken one
-    becomes a clean error event instead of a JSON error deep inside the client's SDK.
+    becomes a clean error event instead of a JSON error deep inside the client's SDK. Lines
+    may end in CR, LF or CRLF (the SSE spec; sse-starlette sends CRLF), also when a CRLF is
+    split between two network reads; the events are relayed with LF line endings.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], target: Target) -> None:
         self._chunks = chunks
         self._target = target
         self._buffer = b""
+        self._after_cr = False  # the last read ended in CR: an LF opening the next one is its pair
         self.done = False
         self.answered = False  # an event with any of the answer has arrived
 
@@ -191,8 +210,13 @@ class _EventReader:
                 raise _timeout(self._target) from None
             except aiohttp.ClientError as exc:
                 raise _transport(self._target, exc) from None
+            if not chunk:
+                continue
+            if self._after_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+            self._after_cr = chunk.endswith(b"\r")
             if b"\r" in chunk:
-                chunk = chunk.replace(b"\r\n", b"\n")
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             self._buffer += chunk
             cut = self._buffer.rfind(b"\n\n")
             if cut < 0:
@@ -216,6 +240,10 @@ class _EventReader:
                 raise UpstreamFailure(
                     self._target.name, "malformed", "stream event is not valid JSON"
                 ) from None
+            if not self.answered:  # an error before the answer: the other model may answer
+                failure = _error_event(self._target, parsed)
+                if failure is not None:
+                    raise failure
             self.answered = self.answered or _answers(parsed)
 
 
@@ -302,6 +330,8 @@ class DirectForwarder:
                 if more is None:
                     break
                 first += more
+            if not reader.answered:  # it ended (or sent [DONE]) with none of its answer
+                raise _unanswered(target)
         except TimeoutError:
             response.close()
             raise _timeout(target) from None
@@ -340,15 +370,99 @@ def _with_done(reader: _EventReader) -> Callable[[], Awaitable[bytes | None]]:
     return next_batch
 
 
+#: OpenAI Chat Completions request fields that `litellm.acompletion` takes as named arguments
+#: (and translates for each provider), and `thinking`, LiteLLM's own cross-provider form of
+#: Anthropic's extended thinking. Every other field of a request goes upstream inside
+#: `extra_body`, so no request can set one of LiteLLM's own options (`api_base`, `api_key`,
+#: `extra_headers`, `mock_response`, `custom_llm_provider`, `metadata`, ...).
+LITELLM_REQUEST_FIELDS = frozenset(
+    {
+        "messages",
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "modalities",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "thinking",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    }
+)
+#: `extra_body` keys LiteLLM takes out and uses itself (`azure_ad_token`: Azure's credential)
+#: instead of sending them: dropped.
+LITELLM_EXTRA_BODY_OPTIONS = frozenset({"azure_ad_token"})
+
+
 class LiteLLMForwarder:
     """Any LiteLLM provider, through `litellm.acompletion` (imported on first use)."""
 
     def __init__(self, timeout: float, max_retries: int) -> None:
         self.timeout = timeout
         self.max_retries = max_retries
+        self._named: dict[str, frozenset[str]] = {}
+
+    def _named_fields(self, target: Target) -> frozenset[str]:
+        """The request fields passed to LiteLLM as named arguments for this target.
+
+        For an OpenAI-compatible endpoint (provider `openai`) only those LiteLLM sends for the
+        model: it leaves out fields it does not list for a model outside OpenAI's catalog
+        (`user`, `verbosity`), which would make it drop `user` silently and reject others;
+        in `extra_body` they reach the endpoint as the direct relay would send them. Other
+        providers get every field LiteLLM translates (it maps, drops or rejects them).
+        """
+        named = self._named.get(target.name)
+        if named is None:
+            named = LITELLM_REQUEST_FIELDS
+            litellm = _litellm()
+            try:
+                model, provider, _, _ = litellm.get_llm_provider(
+                    target.name, api_base=target.api_base
+                )
+                if provider == "openai":
+                    supported = litellm.get_supported_openai_params(
+                        model=model, custom_llm_provider=provider
+                    )
+                    named = named & {"messages", "stream", *(supported or ())}
+            except Exception:  # LiteLLM cannot tell: it reports that on the call itself
+                pass
+            self._named[target.name] = named
+        return named
 
     def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
-        params = {k: v for k, v in body.items() if k != "model"}
+        named = self._named_fields(target)
+        params: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in named:
+                params[key] = value
+            elif key != "model" and key not in LITELLM_EXTRA_BODY_OPTIONS:
+                extra[key] = value
+        if extra:
+            params["extra_body"] = extra
         # only `max_retries`: LiteLLM's `num_retries` overrides it (`num_retries=0` meant no
         # retries whatever --max-retries said) and adds a retry loop of its own on top
         params.update(model=target.name, timeout=self.timeout, max_retries=self.max_retries)
@@ -391,20 +505,24 @@ class LiteLLMForwarder:
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         params = self._params(target, body)
         params["stream"] = True
-        ended = False  # the upstream ended before its answer began
+        stream: Any = None
         try:
             stream = await _litellm().acompletion(**params)
             chunks = aiter(stream)
             opening = [await anext(chunks)]
-            while not _answers(_payload(opening[-1])):  # held: the answer has not begun
-                try:
-                    opening.append(await anext(chunks))
-                except StopAsyncIteration:
-                    ended = True
-                    break
+            # held until the answer begins; LiteLLM ends a stream that had no finish reason
+            # with a "stop" of its own, which is not an answer
+            while _synthetic_end(stream) or not _answers(_payload(opening[-1])):
+                if _synthetic_end(stream):
+                    raise _unanswered(target)
+                opening.append(await anext(chunks))
         except StopAsyncIteration:
-            raise UpstreamFailure(target.name, "malformed", "empty stream") from None
+            raise _unanswered(target) from None
+        except UpstreamFailure:
+            await _aclose(stream)
+            raise
         except Exception as exc:
+            await _aclose(stream)
             return self._failure(target, exc)
         finished = False
 
@@ -412,9 +530,6 @@ class LiteLLMForwarder:
             nonlocal finished
             if finished:
                 return None
-            if ended:
-                finished = True
-                return DONE_EVENT
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
@@ -429,11 +544,28 @@ class LiteLLMForwarder:
             return _sse(chunk)
 
         async def close() -> None:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None:
-                await closer()
+            await _aclose(stream)
 
         return Stream(b"".join(map(_sse, opening)), next_batch, close)
+
+
+def _synthetic_end(stream: Any) -> bool:
+    """Whether LiteLLM's stream wrapper has given its last chunk without the upstream having
+    sent a finish reason (it then makes up `finish_reason: "stop"`)."""
+    return (
+        getattr(stream, "sent_last_chunk", False) is True
+        and getattr(stream, "received_finish_reason", "") is None
+        and getattr(stream, "intermittent_finish_reason", "") is None
+    )
+
+
+async def _aclose(stream: Any) -> None:
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        try:
+            await closer()
+        except Exception:  # closing a broken upstream stream may fail; nothing to do
+            pass
 
 
 def _payload(chunk: Any) -> dict[str, Any]:

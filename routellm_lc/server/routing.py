@@ -43,8 +43,13 @@ def parse_model_name(
             param="model",
             code="invalid_model",
         )
-    router, sep, threshold_text = name[len(MODEL_PREFIX) :].partition("-")
-    if router not in served:  # OpenAI answers a model it does not have with 404
+    rest = name[len(MODEL_PREFIX) :]
+    # router names may hold hyphens (a plugin's `keyword-router`), and so may thresholds
+    # (`1e-05`): the longest served name that the model name starts with is the router
+    matches = [r for r in served if rest == r or rest.startswith(r + "-")]
+    if not matches:  # OpenAI answers a model it does not have with 404
+        asked = _NAMED_THRESHOLD.fullmatch(rest)
+        router = asked.group(1) if asked else rest
         raise APIError(
             404,
             f"Router {router!r} is not served here. Served routers: {', '.join(served)} "
@@ -52,8 +57,10 @@ def parse_model_name(
             param="model",
             code="model_not_found",
         )
-    if not sep:
+    router = max(matches, key=len)
+    if rest == router:
         return router, default_threshold
+    threshold_text = rest[len(router) + 1 :]
     try:
         if not _DECIMAL.fullmatch(threshold_text):  # `float` would take "0.1_1" and " 0.2"
             raise InvalidThresholdError(
@@ -71,6 +78,7 @@ def parse_model_name(
 
 
 _DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
 
 
 class RouterSlot:

@@ -68,6 +68,9 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     settings = _uvicorn_config(app, config)
     server = uvicorn.Server(settings)
     sock = settings.bind_socket()  # a port in use ends here, as uvicorn's own start-up would
+    # listening at once: a client that connects as soon as the URL is announced waits in the
+    # backlog while the app starts up, instead of being refused
+    sock.listen(settings.backlog)
     if announce is not None:
         announce(f"http://{config.host}:{sock.getsockname()[1]}/v1")
     gc.collect()

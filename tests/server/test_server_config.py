@@ -8,10 +8,13 @@ import os
 import time
 
 import httpx
+import numpy as np
+import openai
 import pytest
 
 from routellm_lc.cli import build_parser
 from routellm_lc.commands.serve import _checkpoints
+from routellm_lc.routers.base import Router, register_router
 from routellm_lc.server.config import ServerConfig, ServerConfigError
 from routellm_lc.server.errors import APIError
 from routellm_lc.server.forwarding import build_target
@@ -41,6 +44,48 @@ def test_bad_model_names_raise_400(name):
         parse_model_name(name, ["mf"], 0.5)
     assert caught.value.status == (404 if name == "router-bert-0.5" else 400)
     assert caught.value.param == "model"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("router-keyword-router-0.5", ("keyword-router", 0.5)),
+        ("router-keyword-router", ("keyword-router", 0.25)),
+        ("router-keyword-router-1e-05", ("keyword-router", 1e-05)),
+        ("router-keyword-0.5", ("keyword", 0.5)),
+        ("router-keyword-router-x-1", ("keyword-router-x", 1.0)),
+    ],
+)
+def test_router_names_with_hyphens_parse_as_the_longest_served_name(name, expected):
+    served = ["keyword", "keyword-router", "keyword-router-x"]
+    assert parse_model_name(name, served, 0.25) == expected
+
+
+def test_an_unknown_hyphenated_router_is_named_in_the_404():
+    with pytest.raises(APIError) as caught:
+        parse_model_name("router-other-router-0.5", ["keyword-router"], 0.5)
+    assert caught.value.status == 404 and "'other-router'" in caught.value.message
+
+
+@register_router("test-hyphen-router")
+class HyphenRouter(Router):
+    def strong_win_rate(self, prompts):
+        return np.array([0.9 if "hard" in p else 0.1 for p in prompts])
+
+
+def test_a_hyphenated_router_is_served_under_the_ids_it_is_listed_as(start_server):
+    server = start_server(routers=["test-hyphen-router", "test_keyword"])
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    ids = [model.id for model in client.models.list()]
+    assert ids == ["router-test-hyphen-router-0.5", "router-test_keyword-0.5"]
+    for model in [*ids, "router-test-hyphen-router", "router-test-hyphen-router-1e-1"]:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "a hard one"}]
+        )
+        router = "test-hyphen-router" if "hyphen" in model else "test_keyword"
+        assert raw.headers["x-routellm-router"] == router
+        assert raw.parse().choices[0].message.content.startswith("[strong-model]")
+        assert client.models.retrieve(model).id == model
 
 
 def test_config_file_yaml_and_json_with_flags_and_env_on_top(tmp_path):
@@ -177,6 +222,13 @@ def test_health(server):
     }
 
 
+def test_health_answers_head_too(server):
+    """Load balancers and uptime checks often probe with HEAD."""
+    response = httpx.head(server.base_url.removesuffix("/v1") + "/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json" and response.content == b""
+
+
 def test_access_log_logs_every_request_at_the_default_level(start_server, caplog):
     """`--access-log` alone (log level warning) must log requests: uvicorn logs them at INFO."""
     server = start_server(access_log=True)  # (re)configures uvicorn's loggers
@@ -205,6 +257,28 @@ def test_serve_leaves_the_hub_settings_to_the_user(monkeypatch):
     args = build_parser().parse_args(["serve", "--routers", "random", "--port", "0"])
     assert args.func(args) == 0
     assert seen and "HF_HUB_OFFLINE" not in seen
+
+
+def test_serve_takes_connections_from_the_moment_it_announces_its_url(monkeypatch):
+    """A client that connects on the announcement waits for the app's start-up (LiteLLM's
+    import takes seconds), rather than being refused."""
+    import socket
+
+    import uvicorn
+
+    from routellm_lc.server import runner
+
+    connected = []
+
+    def run(self, sockets=None):  # before uvicorn's loop starts: nothing accepts yet
+        port = sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            connected.append(port)
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    runner.serve(ServerConfig(routers=["random"], port=0), announce=lambda url: None)
+    assert connected
 
 
 def test_serve_announces_the_port_it_bound_after_loading_its_routers(monkeypatch):

@@ -83,15 +83,21 @@ def test_malformed_json_gets_400(server):
         ({"messages": EASY}, "model"),
         ({"model": "router-test_keyword-0.5"}, "messages"),
         ({"model": "router-test_keyword-0.5", "messages": []}, "messages"),
-        ({"model": "router-test_keyword-0.5", "messages": [{"content": "x"}]}, "messages.0.role"),
+        ({"model": "router-test_keyword-0.5", "messages": [{"content": "x"}]}, "messages[0].role"),
         ({"model": "router-test_keyword-0.5", "messages": EASY, "temperature": "hot"}, "temperature"),
-        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "function"}]}, "tools.0"),
-        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "web", "function": {"name": "f"}}]}, "tools.0.type"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "function"}]}, "tools[0]"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tools": [{"type": "web", "function": {"name": "f"}}]}, "tools[0].type"),
+        ({"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "tool_choice": "sometimes"}, "tool_choice"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "stop": 5}, "stop"),
+        ({"model": "router-test_keyword-0.5", "messages": EASY, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"model": "router-test_keyword-0.5", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}]}, "messages[0].tool_calls[0].function.arguments"),
         ([1, 2, 3], None),
     ],
 )  # fmt: skip
 def test_schema_violations_get_400(server, body, param):
-    """400, as OpenAI answers an invalid parameter (FastAPI's default would be 422)."""
+    """400, as OpenAI answers an invalid parameter (FastAPI's default would be 422); `param`
+    is the field's path as OpenAI writes it, without the validator's union-member names."""
     error = assert_openai_error(post(server, body), 400, "invalid_request")
     assert error["param"] == param
     assert error["message"].startswith(f"Invalid '{param}': " if param else "Invalid request body")

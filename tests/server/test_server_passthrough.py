@@ -1,0 +1,126 @@
+"""What of a request reaches the upstream, on the direct relay and on the LiteLLM path; and that
+no request field can set one of LiteLLM's own options (where it calls, with which key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from routellm_lc.server.forwarding import LITELLM_REQUEST_FIELDS, LiteLLMForwarder, build_target
+from routellm_lc.testing import LocalBackend
+
+EASY = [{"role": "user", "content": "hello"}]  # routed to the weak model
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> Iterator[LocalBackend]:
+    """A URL a client would like the server to call (with the server's key)."""
+    with LocalBackend() as other:
+        yield other
+
+
+def post(server, **fields) -> httpx.Response:
+    body = {"model": "router-test_keyword-0.5", "messages": EASY, **fields}
+    return httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=20)
+
+
+@pytest.mark.parametrize(
+    "injected",
+    [
+        {"api_base": "ELSEWHERE"},
+        {"base_url": "ELSEWHERE"},
+        {"api_key": "client-chosen-key"},
+        {"extra_headers": {"x-injected": "yes", "authorization": "Bearer client-chosen-key"}},
+        {"mock_response": "a mocked answer"},
+        {"custom_llm_provider": "anthropic"},
+        {"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/x"}}]},
+    ],
+    ids=lambda injected: next(iter(injected)),
+)
+def test_request_fields_cannot_set_litellms_options(
+    start_server, fresh_backend, elsewhere, injected
+):
+    """A client of a LiteLLM-path server adds `api_base` (and so on) to its request: the server
+    still calls its own upstream with its own key and headers, and the field reaches that
+    upstream as an ordinary (unknown) request field."""
+    injected = {k: elsewhere.base_url if v == "ELSEWHERE" else v for k, v in injected.items()}
+    server = start_server(forwarding="litellm")
+    elsewhere.clear_requests()
+    response = post(server, custom_vendor_flag=True, **injected)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"].startswith("[weak-model] echo:")
+    assert elsewhere.requests == []
+    sent = fresh_backend.requests_for("weak-model")[-1]
+    assert sent.headers["authorization"] == "Bearer backend-key"
+    assert "x-injected" not in sent.headers
+    assert sent.body["custom_vendor_flag"] is True
+    for key, value in injected.items():
+        assert sent.body[key] == value
+
+
+SENT = {
+    "user": "user-123",
+    "metadata": {"team": "a"},
+    "store": True,
+    "seed": 7,
+    "logit_bias": {"50256": -100},
+    "parallel_tool_calls": False,
+    "service_tier": "auto",
+    "verbosity": "low",
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "custom_vendor_flag": True,
+    "extra_body": {"nested": 1},  # no SDK sends this key: it is just another unknown field
+}
+
+
+@pytest.mark.parametrize("forwarding", ["auto", "litellm"])
+def test_openai_fields_and_unknown_fields_reach_the_upstream(
+    start_server, fresh_backend, forwarding
+):
+    """`user` (which LiteLLM leaves out for models outside OpenAI's catalog) and `metadata`
+    (which LiteLLM would take for its own logging) reach an OpenAI-compatible upstream."""
+    server = start_server(forwarding=forwarding)
+    response = post(server, **SENT)
+    assert response.status_code == 200, response.text
+    body = fresh_backend.requests_for("weak-model")[-1].body
+    for key, value in SENT.items():
+        if key != "tools":  # LiteLLM normalises tool schemas
+            assert body.get(key) == value, key
+    assert body["tools"][0]["function"]["name"] == "f"
+
+
+def test_litellm_path_calls_take_only_openai_fields_as_named_arguments():
+    forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1)
+    body = {
+        "model": "router-mf-0.5",
+        "messages": EASY,
+        "temperature": 0.2,
+        "user": "u",
+        "api_base": "http://attacker/v1",
+        "api_key": "client-key",
+        "extra_headers": {"x": "y"},
+        "metadata": {"team": "a"},
+        "azure_ad_token": "client-token",  # LiteLLM would take it out of extra_body as a credential
+        "timeout": 999,
+        "num_retries": 9,
+    }
+    for model, named_user in [
+        ("anthropic/claude-3-5-sonnet-20240620", True),
+        ("openai/small", False),
+    ]:
+        target = build_target(model, "http://upstream/v1", "server-key", "litellm")
+        params = forwarder._params(target, body)
+        options = {"model", "timeout", "max_retries", "api_base", "api_key", "extra_body"}
+        assert set(params) - options <= LITELLM_REQUEST_FIELDS
+        assert params["model"] == model and params["api_base"] == "http://upstream/v1"
+        assert params["api_key"] == "server-key"
+        assert params["timeout"] == 5.0 and params["max_retries"] == 1
+        assert params["temperature"] == 0.2 and params["messages"] == EASY
+        extra = params["extra_body"]
+        assert extra["api_base"] == "http://attacker/v1" and extra["extra_headers"] == {"x": "y"}
+        assert extra["metadata"] == {"team": "a"} and extra["num_retries"] == 9
+        assert "azure_ad_token" not in extra and "model" not in extra
+        # LiteLLM maps `user` for Anthropic; an OpenAI-compatible endpoint gets it as sent
+        assert ("user" in params) is named_user and ("user" in extra) is not named_user
