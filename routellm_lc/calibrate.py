@@ -54,16 +54,53 @@ class Calibration:
     measured_share: float
     """Fraction of the sample scoring ≥ threshold: `strong_pct` up to a prompt, unless ties."""
     sample: str
+    n_distinct: int | None = None
+    """Distinct prompts in the sample (None: not counted, taken as `n_prompts`)."""
+    share_above: float | None = None
+    """Fraction of the sample scoring strictly above the threshold: with scores tied at the
+    threshold (repeated prompts, a router with few distinct scores), the nearest share below
+    `measured_share` that any threshold gives."""
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the measured share is the target up to one prompt (RouteLLM's rule gives
+        that unless scores tie at the threshold)."""
+        return abs(self.measured_share - self.strong_pct) <= 1.0 / self.n_prompts + 1e-9
 
     @property
     def note(self) -> str | None:
-        """A caution when the sample is too small for the threshold to generalise."""
-        if self.n_prompts >= SMALL_SAMPLE:
-            return None
-        return (
-            f"only {self.n_prompts} prompt(s) in the sample: the threshold is a rough guess; "
-            f"calibrate on at least {SMALL_SAMPLE} (ideally thousands) of your prompts."
-        )
+        """A caution when the target share cannot be reached on the sample (scores tied at
+        the threshold), or the sample has too few distinct prompts to generalise."""
+        notes = []
+        if not self.reachable:
+            if self.share_above is not None:
+                tied = round((self.measured_share - self.share_above) * self.n_prompts)
+                why = (
+                    f"{tied} of the {self.n_prompts} prompts score exactly the threshold "
+                    "(repeated prompts or tied scores), so a threshold can send "
+                    f"{self.share_above:.1%} or {self.measured_share:.1%} strong here, "
+                    "nothing between"
+                )
+            else:
+                why = "scores tie at the threshold (repeated prompts or tied scores)"
+            notes.append(
+                f"the target share {self.strong_pct:.1%} cannot be reached on this sample: "
+                f"{why}; this threshold sends {self.measured_share:.1%} strong. Calibrate on "
+                "a sample of distinct prompts like your traffic."
+            )
+        distinct = self.n_prompts if self.n_distinct is None else self.n_distinct
+        if distinct < SMALL_SAMPLE:
+            counted = (
+                f"only {distinct} prompt(s) in the sample"
+                if distinct == self.n_prompts
+                else f"only {distinct} distinct prompt(s) in the sample ({self.n_prompts:,} "
+                "with repeats)"
+            )
+            notes.append(
+                f"{counted}: the threshold is a rough guess; calibrate on at least "
+                f"{SMALL_SAMPLE} (ideally thousands) of your prompts."
+            )
+        return " ".join(n if i == 0 else n[0].upper() + n[1:] for i, n in enumerate(notes)) or None
 
     def __str__(self) -> str:
         return (
@@ -284,4 +321,6 @@ def _calibrate(
         n_prompts=len(prompts),
         measured_share=strong_share(scores, threshold),
         sample=sample,
+        n_distinct=len(set(prompts)),
+        share_above=float(np.mean(np.asarray(scores, dtype=np.float64) > threshold)),
     )

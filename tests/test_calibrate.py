@@ -161,3 +161,35 @@ def test_missing_default_sample_points_to_prompts(tmp_path):
     (tmp_path / "arena_bench_v1").mkdir()
     with pytest.raises(CalibrationError, match="no mmlu_pro_nonmmlu/ folder.*--prompts FILE"):
         calibrate("test_calibration_hash", 0.2, data_dir=tmp_path)
+
+
+def test_a_target_share_that_ties_make_unreachable_gets_a_note(tmp_path, capsys):
+    """100 copies of one prompt: every score ties, so a threshold sends all of them strong or
+    none; the result says so (CLI and `Calibration.note`) and counts distinct prompts."""
+    path = tmp_path / "dup100.txt"
+    path.write_text("what is the capital of France?\n" * 100)
+    argv = ["calibrate", "--router", "test_calibration_hash", "--strong-pct", "0.2"]
+    assert main([*argv, "--prompts", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "measured share 100.0%" in captured.out
+    assert "note: the target share 20.0% cannot be reached on this sample" in captured.err
+    assert "100 of the 100 prompts score exactly the threshold" in captured.err
+    assert "only 1 distinct prompt(s) in the sample (100 with repeats)" in captured.err.lower()
+
+    result = calibrate("test_calibration_hash", 0.2, prompts=read_prompt_file(path))
+    assert (result.n_prompts, result.n_distinct, result.measured_share) == (100, 1, 1.0)
+    assert result.share_above == 0.0 and not result.reachable
+    assert "cannot be reached" in result.note and "distinct" in result.note
+
+    # Half the sample one repeated prompt, half distinct: 20% is reachable, 70% is not (the
+    # 50 tied prompts sit across it); 120 distinct prompts are no small sample.
+    prompts = ["same"] * 50 + PROMPTS[:120]
+    scores = HashRouter().strong_win_rate(prompts)
+    tied = float(scores[0])
+    for pct in (0.2, 0.7):
+        result = calibrate("test_calibration_hash", pct, prompts=prompts)
+        reachable = abs(result.measured_share - pct) <= 1 / len(prompts) + 1e-9
+        assert result.reachable == reachable
+        assert (result.note is None) == reachable, result.note
+    assert np.mean(scores > tied) < 0.7 < np.mean(scores >= tied)  # the case the note is for
+    assert calibrate("test_calibration_hash", 0.2, prompts=PROMPTS).note is None

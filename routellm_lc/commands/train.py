@@ -66,7 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of question groups (and of your battles' prompts) held out, in [0, 1)",
     )
     parser.add_argument(
-        "--limit", type=positive_int, default=None, help="train on a seeded subset of N questions"
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="train on a seeded subset: at most N questions of the outcome sources, and the "
+        "battles on at most N prompts each of alpaca_eval and of --user-battles",
     )
     parser.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (mf tiers-all, bert)"

@@ -23,7 +23,7 @@ import numpy as np
 
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.evals import metrics
-from routellm_lc.evals.benchmarks import Benchmark
+from routellm_lc.evals.benchmarks import Benchmark, BenchmarkError
 from routellm_lc.routers.base import Router, as_probabilities, router_label
 
 BATCH_SIZE = 256
@@ -277,6 +277,29 @@ def evaluate_benchmark(
     }
 
 
+def check_model_columns(
+    benchmarks: Sequence[str], strong_model: str | None, weak_model: str | None
+) -> None:
+    """`--strong-model` / `--weak-model` name a CSV benchmark's columns; the built-in
+    benchmarks always score RouteLLM's pair, so with no CSV among `benchmarks` they would be
+    silently ignored: a `BenchmarkError` instead."""
+    from routellm_lc.evals.benchmarks import BUILTIN_BENCHMARKS, STRONG_MODEL, WEAK_MODEL
+
+    given = [
+        flag
+        for flag, value in (("--strong-model", strong_model), ("--weak-model", weak_model))
+        if value is not None
+    ]
+    if given and all(spec in BUILTIN_BENCHMARKS for spec in benchmarks):
+        raise BenchmarkError(
+            f"{' and '.join(given)} name{'s' if len(given) == 1 else ''} the columns of a CSV "
+            f"benchmark; {', '.join(dict.fromkeys(benchmarks))} always score"
+            f"{'s' if len(set(benchmarks)) == 1 else ''} RouteLLM's pair ({STRONG_MODEL} vs "
+            f"{WEAK_MODEL}): drop {' and '.join(given)}, or evaluate a CSV of your own "
+            "outcomes (--benchmark FILE.csv)."
+        )
+
+
 def run_eval(
     benchmarks: Sequence[str],
     router_names: Sequence[str],
@@ -300,6 +323,7 @@ def run_eval(
 
     if not router_names:
         raise RouterLoadError("No routers to evaluate: pass --routers NAME [NAME ...].")
+    check_model_columns(benchmarks, strong_model, weak_model)
     batch_size = validate_batch_size(batch_size)
     from routellm_lc.data import check_output_dir
 

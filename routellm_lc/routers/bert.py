@@ -232,12 +232,14 @@ class BertRouter(Router):
             else:
                 continue
             winner = str(_field(battle, "winner"))
-            if winner.startswith("tie"):
+            if winner in ("tie", "tie (bothbad)"):  # as mf and sw_ranking read them
                 label = TIE
             elif winner in ("model_a", "model_b"):
                 label = STRONG_WINS if winner == strong_side else WEAK_WINS
             else:
-                raise ValueError(f"Unknown battle winner {winner!r}: use model_a, model_b or tie.")
+                raise ValueError(
+                    f"Unknown battle winner {winner!r}: use model_a, model_b, tie or tie (bothbad)."
+                )
             prompts.append(str(_field(battle, "prompt")))
             labels.append(label)
             weights.append(_field(battle, "weight", None))
@@ -371,6 +373,7 @@ class BertRouter(Router):
         folder = ckpt.resolve_checkpoint(
             checkpoint or ROUTELLM_BERT_CHECKPOINT, ("config.json",), revision=revision
         )
+        ckpt.check_router_type(folder, "bert")
         require_transformer_files(folder, "bert")
         declared = ckpt.read_config(folder)
         n_labels = len(declared.get("id2label") or {}) or declared.get("num_labels", len(LABELS))

@@ -115,6 +115,38 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+#: Where our checkpoints say which router wrote them: config.json (mf, sw_ranking), or
+#: router_config.json beside a transformers config.json (bert, causal_llm).
+_ROUTER_FIELD_FILES = ("config.json", "router_config.json")
+
+
+def declared_router(folder: Path) -> tuple[str, str] | None:
+    """(router name, file) from the first of the folder's config files with a "router" field;
+    None for a folder without one (RouteLLM's published checkpoints)."""
+    for name in _ROUTER_FIELD_FILES:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent or unreadable: the loader reports it
+            continue
+        if isinstance(data, dict) and isinstance(data.get("router"), str):
+            return data["router"], name
+    return None
+
+
+def check_router_type(folder: Path, expected: str) -> None:
+    """Refuse a folder written by another router type, naming it: loading a `sw_ranking`
+    folder as `mf` would otherwise fail on "missing required field(s)"."""
+    declared = declared_router(folder)
+    if declared is None or declared[0] == expected:
+        return
+    router, name = declared
+    raise CheckpointError(
+        f'{folder} holds a `{router}` checkpoint ({name} says "router": "{router}"), not '
+        f"one for `{expected}`: load it as {router} (load_router({router!r}, checkpoint=...); "
+        f"on the command line --router {router} or --checkpoint {router}=PATH)."
+    )
+
+
 def require_keys(config: Mapping[str, Any], keys: Iterable[str], folder: Path) -> None:
     missing = [k for k in keys if k not in config]
     if missing:

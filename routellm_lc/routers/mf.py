@@ -231,9 +231,11 @@ class MatrixFactorizationRouter(Router):
     # -- training --------------------------------------------------------------------------
     def fit(self, battles: Sequence[Any], *, progress: bool = False) -> MatrixFactorizationRouter:
         """Learn from battles: records with prompt, model_a, model_b, winner
-        ("model_a" | "model_b" | "tie") and an optional weight.
+        ("model_a" | "model_b" | "tie" | "tie (bothbad)", Chatbot Arena's tie in which both
+        answers were bad) and an optional weight.
 
-        Pairwise logistic loss: P(a beats b) = sigmoid(s(a, x) − s(b, x)); ties are 0.5 targets.
+        Pairwise logistic loss: P(a beats b) = sigmoid(s(a, x) − s(b, x)); ties (both kinds)
+        are 0.5 targets.
         """
         import torch
 
@@ -249,7 +251,8 @@ class MatrixFactorizationRouter(Router):
             targets = np.array([_WINNERS[str(_field(b, "winner"))] for b in battles])
         except KeyError as exc:
             raise ValueError(
-                f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b or tie."
+                f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b, tie or "
+                "tie (bothbad)."
             ) from None
         weights = battle_weights(_field(b, "weight") for b in battles)
         a = np.array([index[str(_field(b, "model_a"))] for b in battles])
@@ -401,6 +404,7 @@ class MatrixFactorizationRouter(Router):
             ("config.json", "model.safetensors"),
             revision=revision,
         )
+        ckpt.check_router_type(folder, "mf")
         config = ckpt.read_config(folder)
         ckpt.require_keys(config, ("dim", "num_models", "text_dim", "use_proj"), folder)
         tensors = ckpt.load_tensors(folder)
@@ -458,7 +462,7 @@ class MatrixFactorizationRouter(Router):
             problems.append(f"text_dim={text_dim} leaves no room for an embedding and features")
         if P.shape != (num_models, dim):
             problems.append(f"P.weight has shape {P.shape}, config says ({num_models}, {dim})")
-        if classifier.shape[-1] != dim:
+        if classifier.shape not in ((1, dim), (dim,)):
             problems.append(
                 f"classifier.0.weight has shape {classifier.shape}, expected (1, {dim})"
             )
@@ -499,6 +503,15 @@ def _settings_from_config(config: Mapping[str, Any], folder: Path) -> dict[str, 
         raise ckpt.config_error(
             folder, "features", f"names unknown feature(s) {unknown}; known: {sorted(FEATURES)}"
         )
+    if "num_classes" in config:  # RouteLLM's MFModel: one output, the model's quality
+        num_classes = ckpt.config_whole(config["num_classes"], "num_classes", folder)
+        if num_classes != 1:
+            raise ckpt.config_error(
+                folder,
+                "num_classes",
+                f"is {num_classes}; the mf router scores with one classifier output (a model's "
+                "quality on the prompt, as RouteLLM's MFModel), so it must be 1",
+            )
     if not isinstance(config["use_proj"], bool):
         raise ckpt.config_error(
             folder, "use_proj", f"must be true or false, got {config['use_proj']!r}"

@@ -227,7 +227,8 @@ class SWRankingRouter(Router):
             outcomes = np.array([_OUTCOMES[str(_field(b, "winner"))] for b in battles])
         except KeyError as exc:
             raise ValueError(
-                f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b or tie."
+                f"Unknown battle winner {exc.args[0]!r}: use model_a, model_b, tie or "
+                "tie (bothbad)."
             ) from None
         weights = battle_weights(_field(b, "weight") for b in battles)
         models = sorted(set(side_a) | set(side_b))
@@ -437,6 +438,7 @@ class SWRankingRouter(Router):
         folder = ckpt.resolve_checkpoint(
             checkpoint, ("config.json", "model.safetensors"), revision=revision
         )
+        ckpt.check_router_type(folder, "sw_ranking")
         config = ckpt.read_config(folder)
         ckpt.require_keys(config, ("models", "tiers", "embedding_dim"), folder)
         tensors = ckpt.load_tensors(folder)

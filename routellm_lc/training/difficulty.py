@@ -343,5 +343,8 @@ def train_difficulty_length(
             "features": list(FEATURES),
             "embedder": "local (all-MiniLM-L6-v2)",
         },
+        strong_model=STRONG,
+        weak_model=WEAK,
+        limit=limit,
     )
     return router, report

@@ -92,12 +92,31 @@ def tier_battles(questions: Sequence[Question]) -> list[Battle]:
     return battles
 
 
+def limit_prompts(battles: Sequence[Battle], limit: int | None, seed: int) -> list[Battle]:
+    """`--limit` for battles: every battle on a seeded subset of at most `limit` of their
+    distinct prompts, in their order (all of them, unchanged, when there are no more)."""
+    if limit is None:
+        return list(battles)
+    prompts = sorted({b.prompt for b in battles})
+    if len(prompts) <= limit:
+        return list(battles)
+    rng = np.random.default_rng(seed)
+    chosen = {prompts[i] for i in rng.choice(len(prompts), limit, replace=False)}
+    return [b for b in battles if b.prompt in chosen]
+
+
 def _extra_battles(
-    sources: Sequence[str], user_battles: Sequence[Battle], data_dir: Any
+    sources: Sequence[str],
+    user_battles: Sequence[Battle],
+    data_dir: Any,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> tuple[list[Battle], dict[str, int]]:
     """Battles that do not come from outcome tables: AlpacaEval's judge preferences (when
     `alpaca_eval` is among the sources; non-commercial licence) reduced to strong-tier vs
-    weak-tier battles, and the user's own battles as given. Both decontaminated."""
+    weak-tier battles, and the user's own battles as given. With `limit`, each of the two is
+    cut to the battles on a seeded subset of at most `limit` prompts (`limit_prompts`) first.
+    Both decontaminated."""
     from routellm_lc.training.decontaminate import decontaminate_battles
     from routellm_lc.training.names import tier
     from routellm_lc.training.sources import load_alpaca_battles
@@ -105,13 +124,15 @@ def _extra_battles(
     battles: list[Battle] = []
     if "alpaca_eval" in sources:
         names = {"strong": STRONG_TIER, "weak": WEAK_TIER}
+        alpaca = []
         for b in load_alpaca_battles(data_dir, annotations="all"):
             tiers = (tier(b.model_a), tier(b.model_b))
             if set(tiers) == {"strong", "weak"}:
-                battles.append(
+                alpaca.append(
                     Battle(b.prompt, names[tiers[0]], names[tiers[1]], b.winner, b.source, b.weight)
                 )
-    battles += list(user_battles)
+        battles += limit_prompts(alpaca, limit, seed)
+    battles += limit_prompts(user_battles, limit, seed)
     if not battles:
         return [], {}
     return decontaminate_battles(battles, data_dir=data_dir)
@@ -144,6 +165,19 @@ class TrainingReport:
     device: str | None = None
     """Where a torch router (`bert`) was fine-tuned: GPU and CPU arithmetic differ, so runs
     on different devices are not bit-identical."""
+    strong_model: str | None = None
+    """The identity the router scores as strong (None: the strong tier)."""
+    weak_model: str | None = None
+    """The identity the router scores as weak (None: the weak tier)."""
+    alpaca_battles: int = 0
+    """AlpacaEval battles trained on (strong tier vs weak tier, after decontamination)."""
+    user_battles_given: int = 0
+    """User battles read (after `limit`, before decontamination): the card's licence then
+    follows the user's data."""
+    limit: int | None = None
+    """The seeded subset size the run was limited to (`--limit`), if any."""
+    heldout_notes: dict[str, str] = field(default_factory=dict)
+    """Why a held-out set has no figure in `heldout_apgr` (e.g. "user battles": too few)."""
 
 
 def fit_arena_length(
@@ -324,6 +358,10 @@ def resolve_models(
     return strong_model, weak_model
 
 
+#: Winners that are ties (Chatbot Arena's "tie (bothbad)" too, as every router reads it).
+TIES = ("tie", "tie (bothbad)")
+
+
 def _win_share(battles: Sequence[Battle], model: str) -> float:
     """Weighted share of `model`'s battles it won (a tie counts half)."""
     won = played = 0.0
@@ -331,7 +369,7 @@ def _win_share(battles: Sequence[Battle], model: str) -> float:
         if model not in (b.model_a, b.model_b):
             continue
         played += b.weight
-        if b.winner == "tie":
+        if b.winner in TIES:
             won += b.weight / 2
         elif (b.winner == "model_a") == (b.model_a == model):
             won += b.weight
@@ -348,6 +386,24 @@ def split_battles(battles: Sequence[Battle], holdout: float, seed: int) -> np.nd
     return np.array([b.prompt in held for b in battles], dtype=bool)
 
 
+def _pair_battles(battles: Sequence[Battle], strong_model: str, weak_model: str) -> list[Battle]:
+    return [b for b in battles if {b.model_a, b.model_b} == {strong_model, weak_model}]
+
+
+def no_battle_apgr_reason(battles: Sequence[Battle], strong_model: str, weak_model: str) -> str:
+    """Why `battle_apgr` has no figure on `battles` (the model card says so)."""
+    pairs = _pair_battles(battles, strong_model, weak_model)
+    if len(pairs) < 10:
+        return (
+            f"{len(pairs)} held-out battle(s) between {strong_model} and {weak_model}, under "
+            "the 10 a figure needs"
+        )
+    return (
+        f"{strong_model} and {weak_model} win equally often in them (APGR is undefined when "
+        "the two qualities are equal)"
+    )
+
+
 def battle_apgr(
     router: Any, battles: Sequence[Battle], strong_model: str, weak_model: str
 ) -> float | None:
@@ -356,13 +412,13 @@ def battle_apgr(
     None below 10 such battles, or when neither model wins more often."""
     from routellm_lc.evals import metrics
 
-    pairs = [b for b in battles if {b.model_a, b.model_b} == {strong_model, weak_model}]
+    pairs = _pair_battles(battles, strong_model, weak_model)
     if len(pairs) < 10:
         return None
     strong = np.array(
         [
             0.5
-            if b.winner == "tie"
+            if b.winner in TIES
             else float((b.winner == "model_a") == (b.model_a == strong_model))
             for b in pairs
         ]
@@ -442,7 +498,7 @@ def train_router(
     battle_questions = train
     if recipe == "arena-length":
         battle_questions = [q for q in train if q.source == "arena_bench_v1"]
-    extra, extra_dropped = _extra_battles(sources, user_battles, data_dir)
+    extra, extra_dropped = _extra_battles(sources, user_battles, data_dir, limit, seed)
     for source, count in extra_dropped.items():
         dropped[source] = dropped.get(source, 0) + count
     user_kept = [b for b in extra if b.source == "user"]
@@ -469,6 +525,7 @@ def train_router(
             model.fit(battles, progress=progress)
         else:
             model.fit(battles)
+        settings = trained_settings(router, model)
     else:
         from routellm_lc.routers.base import device_option, get_router_class
 
@@ -487,11 +544,15 @@ def train_router(
             model.fit(battles, progress=progress)
         else:
             model.fit(battles)
+        settings = trained_settings(router, model)
     heldout = heldout_quality(model, test) if test else {}
+    notes = {}
     if user_test and not linear:
         user_apgr = battle_apgr(model, user_test, strong_model, weak_model)
         if user_apgr is not None:
             heldout["user battles"] = user_apgr
+        else:
+            notes["user battles"] = no_battle_apgr_reason(user_test, strong_model, weak_model)
     read = [s for s in sources if s in OUTCOME_SOURCES]
     report = TrainingReport(
         recipe=recipe,
@@ -509,8 +570,82 @@ def train_router(
         user_battles=len(user_train),
         user_battles_heldout=len(user_test),
         device=_model_device(model),
+        strong_model=strong_model or STRONG_TIER,
+        weak_model=weak_model or WEAK_TIER,
+        alpaca_battles=sum(b.source == "alpaca_eval" for b in battles),
+        user_battles_given=len(limit_prompts(user_battles, limit, seed)),
+        limit=limit,
+        heldout_notes=notes,
     )
     return model, report
+
+
+def _jsonable(value: Any) -> Any:
+    """A setting as the card's JSON shows it (tuples as lists, paths and other objects as text)."""
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def trained_settings(router_name: str, model: Any) -> dict[str, Any]:
+    """The settings a battle-trained router was fitted with, read off the fitted router (so
+    the card lists what trained it, not what was passed): mf's MF recipe, sw_ranking's Elo
+    fit, bert's fine-tuning; for another router, its constructor's settings."""
+    from routellm_lc.routers.checkpoints import embedder_label
+
+    def read(*names: str) -> dict[str, Any]:
+        return {name: _jsonable(getattr(model, name)) for name in names}
+
+    if router_name == "mf":
+        return {
+            **read("dim", "use_proj", "features", "epochs", "batch_size", "lr"),
+            **read("weight_decay", "noise"),
+            "embedder": embedder_label(model.embedder),
+            "loss": "pairwise logistic (RouteLLM MF), battle-weighted; ties are 0.5 targets",
+        }
+    if router_name == "sw_ranking":
+        from routellm_lc.routers import sw_ranking
+
+        if model.tiers is not None:
+            tiers = {"tiers": _jsonable(model.tiers)}
+        elif model.num_tiers is not None:
+            tiers = {"num_tiers": model.num_tiers, "tiers": "clustered by global Elo rating"}
+        else:
+            tiers = {"tiers": "each model its own tier"}
+        return {
+            **read("l2", "max_iter"),
+            **tiers,
+            "elo": {
+                "scale": sw_ranking.ELO_SCALE,
+                "base": sw_ranking.ELO_BASE,
+                "init": sw_ranking.ELO_INIT,
+            },
+            "similarity_weight": "10 * 10^(sim / max sim), sim = cosine of prompt embeddings",
+            "embedder": embedder_label(model.embedder),
+        }
+    if router_name == "bert":
+        try:
+            max_length = model._token_limit()  # the tokenizer's, capped by the model's positions
+        except (AttributeError, TypeError, ValueError):
+            max_length = model.max_length
+        return {
+            "base_model": model.config()["base_model"],
+            "max_length": max_length,
+            **read("epochs", "batch_size", "lr", "weight_decay"),
+            "optimizer": "AdamW",
+            "loss": "battle-weighted cross-entropy over (strong wins, tie, weak wins)",
+        }
+    skip = {"self", "strong_model", "weak_model", "embedder", "device", "seed"}
+    parameters = inspect.signature(type(model)).parameters
+    return {
+        name: _jsonable(getattr(model, name))
+        for name in parameters
+        if name not in skip and hasattr(model, name)
+    }
 
 
 def _model_device(router: Any) -> str | None:
@@ -562,29 +697,240 @@ def _train_difficulty_length(
     )
 
 
+#: RouteLLM's best router per benchmark, (APGR, CPT(50%) as a fraction): the targets of
+#: docs/router-research.md and BENCHMARKS.md.
+ROUTELLM_BEST = {"mt-bench": (0.802, 0.134), "gsm8k": (0.622, 0.336), "mmlu": (0.603, 0.354)}
+_TIER_NOTE = (
+    "`strong-tier` and `weak-tier` are not single models: each stands for a tier of the "
+    "training data's models (`routellm_lc/training/names.py`: the strong tier is GPT-4-class, "
+    "the weak tier Mixtral / GPT-3.5-class and smaller), so the score suits any such pair "
+    "(e.g. GPT-4o and GPT-4o-mini)."
+)
+_METHODS = {
+    "mf": "RouteLLM's matrix factorisation (a pairwise logistic model over learned model "
+    "vectors and a projection of the MiniLM embedding plus cheap prompt features)",
+    "sw_ranking": "RouteLLM's similarity-weighted Elo (per prompt, a Bradley-Terry fit over "
+    "the training battles weighted by their prompts' similarity to it)",
+    "bert": "RouteLLM's BERT classifier (MiniLM fine-tuned on three labels: strong wins, tie, "
+    "weak wins; score = 1 - p(tie) - p(weak wins))",
+}
+
+
+def _share(fraction: float) -> str:
+    return f"{round(100 * fraction, 4):g}%"
+
+
+def _card_licence(report: TrainingReport) -> tuple[str, list[str], str]:
+    """(the Hub metadata licence, the table's rows, the checkpoint's licence sentence) for
+    the sources actually read: the bundled sources' own licences, and for a user's battle log
+    the user's data's terms, which routellm-lc cannot know (`license: other`)."""
+    read = [s for s in report.sources if s in SOURCES]
+    rows = [f"| `{s}` | {SOURCES[s].licence} |" for s in read]
+    non_commercial = any("NC" in SOURCES[s].licence for s in read)
+    if report.user_battles_given:
+        rows.append("| your battles (`--user-battles`) | yours: the terms of your data |")
+    else:
+        if non_commercial:
+            return "cc-by-nc-4.0", rows, "**non-commercial** (CC BY-NC 4.0 data was used)."
+        if read:
+            return "apache-2.0", rows, "Apache-2.0 (all sources are Apache-2.0 or MIT)."
+        return "unknown", rows, "unknown (no training source is recorded)."
+    yours = (
+        "the terms of your own battles (`--user-battles`), which routellm-lc cannot know "
+        "(the card's metadata says `license: other`)"
+    )
+    if non_commercial:
+        sentence = f"**non-commercial** at least (CC BY-NC 4.0 data was used), and {yours}."
+    elif read:
+        sentence = f"{yours}, together with the Apache-2.0 / MIT terms of the other sources above."
+    else:
+        sentence = (
+            "that of your data: trained on your own battles alone (`--user-battles`, no data "
+            "source), whose licence routellm-lc cannot know (the card's metadata says "
+            "`license: other`)."
+        )
+    return "other", rows, sentence
+
+
+def _tier_battles(report: TrainingReport) -> int:
+    return report.n_train_battles - report.alpaca_battles - report.user_battles
+
+
+def _card_summary(router_name: str, report: TrainingReport, strong: str, weak: str) -> str:
+    """What the score is, for the scored pair, and how the recipe made it."""
+    if report.recipe == "difficulty-length":
+        text = (
+            f"A routing score for `{strong}` (strong) against `{weak}` (weak): the prompt's "
+            "predicted difficulty and its length, learned from per-model outcomes (How, "
+            "below). Higher means the strong model is more likely needed; it ranks prompts "
+            "and is not a fitted probability that one model beats the other."
+        )
+    elif report.recipe == "arena-length":
+        text = (
+            f"Predicts the probability that `{strong}` beats `{weak}` on a prompt: ridge "
+            "regression of the strong-tier minus weak-tier judge-score gap on arena_bench_v1's "
+            "prompts (MiniLM embedding plus cheap prompt features), plus a fixed log-length "
+            "prior, exported as a dimension-1 `mf`."
+        )
+    else:
+        data = []
+        if _tier_battles(report):
+            data.append(
+                "soft strong-tier vs weak-tier battles from the training sources' per-model "
+                "outcomes (a question's tier gap g read as a battle the strong tier wins with "
+                "probability (1 + g) / 2)"
+            )
+        if report.alpaca_battles:
+            data.append(
+                "AlpacaEval's judge preferences between a strong-tier and a weak-tier model"
+            )
+        if report.user_battles:
+            data.append("your own battles (`--user-battles`)")
+        method = _METHODS.get(router_name, f"the `{router_name}` router's own fit")
+        text = (
+            f"Predicts the probability that `{strong}` beats `{weak}` on a prompt: {method}, "
+            f"fitted on {'; and '.join(data) or 'battles'}."
+        )
+    text += " Route to strong iff score ≥ threshold."
+    if {strong, weak} & {STRONG_TIER, WEAK_TIER}:
+        text += " " + _TIER_NOTE
+    return text
+
+
+def _card_data(report: TrainingReport, strong: str, weak: str) -> str:
+    """The training-data paragraph: what was read, kept, trained on and held out."""
+    outcome = [s for s in report.sources if s in OUTCOME_SOURCES]
+    dropped = report.decontaminated or "none"
+    split = (
+        ", with nothing held out (`--holdout 0`)"
+        if report.holdout == 0
+        else f" from the {_share(1 - report.holdout)} training split (seed {report.seed})"
+    )
+    if report.recipe == "difficulty-length":
+        text = (
+            f"{report.n_questions} questions after decontamination (dropped as near-copies of "
+            f"evaluation prompts, cosine ≥ 0.95: {dropped}); {report.n_train_battles} "
+            f"questions (per-model outcomes){split}."
+        )
+    else:
+        trained = []
+        if _tier_battles(report) or outcome:
+            trained.append(f"{_tier_battles(report)} soft tier battles (two per question)")
+        if report.alpaca_battles:
+            trained.append(f"{report.alpaca_battles} AlpacaEval battles")
+        if report.user_battles_given:
+            trained.append(f"{report.user_battles} of your battles")
+        if outcome:
+            read = (
+                f"{report.n_questions} questions after decontamination (dropped as near-copies "
+                f"of evaluation prompts, cosine ≥ 0.95: {dropped})"
+            )
+        else:
+            read = (
+                "No outcome source read"
+                + ("" if report.alpaca_battles else " (`--sources none`: your battles alone)")
+                + "; decontamination dropped near-copies of evaluation prompts (cosine ≥ 0.95): "
+                + str(dropped)
+            )
+        text = f"{read}; {', '.join(trained)}{split}."
+        if report.user_battles_heldout:
+            text += (
+                f" Held out: {report.user_battles_heldout} of your battles (those on the "
+                f"held-out {_share(report.holdout)} of their prompts)"
+                + (
+                    ", to measure the router on (below)."
+                    if "user battles" in report.heldout_apgr
+                    else "; no figure on them: "
+                    + report.heldout_notes.get("user battles", "too few of them")
+                    + "."
+                )
+            )
+    if report.limit is not None:
+        kinds = [f"{report.limit} questions of the outcome sources"] if outcome else []
+        if "alpaca_eval" in report.sources:
+            kinds.append(f"{report.limit} AlpacaEval prompts")
+        if report.user_battles_given:
+            kinds.append(f"{report.limit} of your battles' prompts")
+        text += (
+            f" A seeded subset (`--limit {report.limit}`, before decontamination): at most "
+            + " and ".join(kinds)
+            + "."
+        )
+    return text + " Never trained on RouteLLM's evaluation files."
+
+
+def _card_quality(report: TrainingReport, strong: str, weak: str) -> list[str]:
+    """The held-out figures, or why there are none."""
+    if report.holdout == 0:
+        return [
+            "No held-out figures: trained with `--holdout 0`, so nothing was held out to "
+            "measure the router on (train with `--holdout 0.2` for them)."
+        ]
+    if report.recipe == "difficulty-length":
+        caption = (
+            "APGR on the held-out training questions (grouped split), on the validation pairs "
+            "of docs/router-research.md: V-chat = arena_bench_v1, gpt-4-1106-preview vs "
+            "Mixtral-8x7B; V-math = faithful_cot SVAMP/AQuA/date, gpt-4 vs gpt-3.5-turbo; "
+            "V-mcq = MMLU-Pro's easier questions, gpt-4o vs Mixtral-8x7B:"
+        )
+    else:
+        sets = []
+        if report.n_questions:
+            sets.append(
+                f"the held-out {_share(report.holdout)} of training question groups "
+                "(strong/weak tier means as qualities)"
+            )
+        if report.user_battles_heldout:
+            sets.append(
+                f"your battles between `{strong}` and `{weak}` on the held-out "
+                f"{_share(report.holdout)} of their prompts (`user battles`: the strong model "
+                "scores 1 for a win, 0.5 for a tie, 0 for a loss)"
+            )
+        caption = f"APGR on {' and on '.join(sets) or 'the held-out data'}:"
+    notes = [
+        f"{name}: {note}"
+        for name, note in report.heldout_notes.items()
+        if name not in report.heldout_apgr
+    ]
+    if not report.heldout_apgr:
+        if report.n_questions or not notes:
+            notes.insert(
+                0,
+                "held-out questions: too few with both models per set (10 needed), or the two "
+                "models' mean outcomes equal",
+            )
+        return [f"No held-out figure ({'; '.join(notes)})."]
+    lines = [caption, ""]
+    lines += ["| set | held-out APGR |", "|---|---|"]
+    lines += [f"| {s} | {v:.3f} |" for s, v in report.heldout_apgr.items()]
+    if notes:
+        lines += ["", f"No figure on {'; '.join(notes)}."]
+    return lines
+
+
 def model_card(
     router_name: str,
     report: TrainingReport,
     command: str,
     eval_results: dict[str, Any] | None = None,
 ) -> str:
-    """The README.md of a trained checkpoint: data, licences, settings, measured quality."""
-    licences = "\n".join(
-        f"| `{s}` | {SOURCES[s].licence} |" for s in report.sources if s in SOURCES
-    )
-    non_commercial = any("NC" in SOURCES[s].licence for s in report.sources if s in SOURCES)
-    heldout = "\n".join(f"| {s} | {v:.3f} |" for s, v in report.heldout_apgr.items())
+    """The README.md of a trained checkpoint: the scored pair, data, licences, settings,
+    measured quality."""
+    import json
+
+    strong = report.strong_model or STRONG_TIER
+    weak = report.weak_model or WEAK_TIER
+    licence, rows, licence_sentence = _card_licence(report)
     lines = [
         "---",
         "library_name: routellm-lc",
-        f"license: {'cc-by-nc-4.0' if non_commercial else 'apache-2.0'}",
+        f"license: {licence}",
         f"tags: [routellm, router, {router_name}]",
         "---",
         "",
-        f"# `{router_name}` router: strong tier vs weak tier (recipe `{report.recipe}`)",
+        f"# `{router_name}` router: `{strong}` vs `{weak}` (recipe `{report.recipe}`)",
         "",
-        "Predicts the probability that a strong (GPT-4-class) model beats a weak "
-        "(Mixtral / GPT-3.5-class) model on a prompt. Route to strong iff score ≥ threshold.",
+        _card_summary(router_name, report, strong, weak),
         "",
         *(
             [
@@ -607,69 +953,44 @@ def model_card(
         "",
         "## Training data",
         "",
-        f"{report.n_questions} questions after decontamination (dropped as near-copies of "
-        f"evaluation prompts, cosine ≥ 0.95: {report.decontaminated or 'none'}); "
-        + (
-            f"{report.n_train_battles} questions (per-model outcomes) "
-            if report.recipe == "difficulty-length"
-            else f"{report.n_train_battles} soft tier battles "
-        )
-        + f"from the {100 - 100 * report.holdout:.0f}% "
-        f"training split (seed {report.seed}); user battles: {report.user_battles}"
-        + (
-            f" (and {report.user_battles_heldout} held out to measure it)"
-            if report.user_battles_heldout
-            else ""
-        )
-        + ". "
-        "Never trained on RouteLLM's evaluation files.",
+        _card_data(report, strong, weak),
         "",
         "| source | licence |",
         "|---|---|",
-        licences,
+        *rows,
         "",
-        "Licence of this checkpoint: "
-        + (
-            "**non-commercial** (CC BY-NC 4.0 data was used)."
-            if non_commercial
-            else "Apache-2.0 (all sources are Apache-2.0 or MIT)."
-        ),
+        f"Licence of this checkpoint: {licence_sentence}",
         "",
         "## Settings",
         "",
         "```json",
-        __import__("json").dumps(report.hyperparameters, indent=2, sort_keys=True),
+        json.dumps(report.hyperparameters, indent=2, sort_keys=True),
         "```",
         "",
         *([f"Fine-tuned on `{report.device}`.", ""] if report.device else []),
         "## Measured quality",
         "",
-        (
-            "APGR on the held-out training questions (grouped split), on the validation pairs "
-            "of docs/router-research.md: V-chat = arena_bench_v1, gpt-4-1106-preview vs "
-            "Mixtral-8x7B; V-math = faithful_cot SVAMP/AQuA/date, gpt-4 vs gpt-3.5-turbo; "
-            "V-mcq = MMLU-Pro's easier questions, gpt-4o vs Mixtral-8x7B:"
-            if report.recipe == "difficulty-length"
-            else "APGR on the held-out 20% of training questions (strong/weak tier means as "
-            "qualities):"
-        ),
-        "",
-        "| set | held-out APGR |",
-        "|---|---|",
-        heldout,
+        *_card_quality(report, strong, weak),
     ]
     if eval_results:
+        designed = (
+            "though earlier candidates' figures informed the recipe's design: "
+            "docs/router-research.md; "
+            if report.recipe in ("difficulty-length", "arena-length")
+            else ""
+        )
         lines += [
             "",
             "On RouteLLM's evaluation sets (`routellm-lc eval`, decontaminated as RouteLLM; "
-            "measured after training and never used to fit it, though earlier candidates' "
-            "figures informed the recipe's design: docs/router-research.md; RouteLLM's best "
-            "per benchmark: 0.802 / 0.603 / 0.622 APGR, CPT(50%) 13.4% / 35.4% / 33.6%; "
-            "`--card-eval DIR` copies these figures from `routellm-lc eval --output DIR`):",
+            f"measured after training and never used to fit it, {designed}the last column is "
+            "RouteLLM's best router on that benchmark; `--card-eval DIR` copies these figures "
+            "from `routellm-lc eval --output DIR`):",
             "",
-            "| benchmark | APGR | CPT(50%) |",
-            "|---|---|---|",
+            "| benchmark | APGR | CPT(50%) | RouteLLM's best: APGR / CPT(50%) |",
+            "|---|---|---|---|",
         ]
         for bench, row in eval_results.items():
-            lines.append(f"| {bench} | {row['apgr']:.3f} | {100 * row['cpt50']:.1f}% |")
+            best = ROUTELLM_BEST.get(bench)
+            target = f"{best[0]:.3f} / {100 * best[1]:.1f}%" if best else "n/a"
+            lines.append(f"| {bench} | {row['apgr']:.3f} | {100 * row['cpt50']:.1f}% | {target} |")
     return "\n".join(lines) + "\n"

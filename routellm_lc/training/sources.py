@@ -373,6 +373,14 @@ class BattleFormatError(RouteLLMError, ValueError):
 
 
 _BATTLE_FIELDS = ("prompt", "model_a", "model_b", "winner")
+#: Winners a battle log may hold, and what each is read as. Chatbot Arena's logs mark a tie in
+#: which both answers were bad "tie (bothbad)": a tie here, as every router's `fit` reads it.
+WINNERS: dict[str, Winner] = {
+    "model_a": "model_a",
+    "model_b": "model_b",
+    "tie": "tie",
+    "tie (bothbad)": "tie",
+}
 _MAX_REPORTED_ERRORS = 10
 
 
@@ -390,14 +398,17 @@ def _parse_battle_line(line: str) -> Battle:
     for key in _BATTLE_FIELDS:
         if not isinstance(row[key], str) or not row[key].strip():
             raise ValueError(f"{key} must be a non-empty string, got {row[key]!r}")
-    if row["winner"] not in ("model_a", "model_b", "tie"):
-        raise ValueError(f"winner must be model_a, model_b or tie, got {row['winner']!r}")
+    if row["winner"] not in WINNERS:
+        raise ValueError(
+            f"winner must be model_a, model_b, tie or tie (bothbad), got {row['winner']!r}"
+        )
     if row["model_a"] == row["model_b"]:
         raise ValueError(f"model_a and model_b are the same model ({row['model_a']!r})")
     weight = row.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
         raise ValueError(f"weight must be a positive number, got {weight!r}")
-    return Battle(row["prompt"], row["model_a"], row["model_b"], row["winner"], "user", weight)
+    winner = WINNERS[row["winner"]]
+    return Battle(row["prompt"], row["model_a"], row["model_b"], winner, "user", weight)
 
 
 def load_user_battles(path: str | os.PathLike[str]) -> list[Battle]:
@@ -405,7 +416,8 @@ def load_user_battles(path: str | os.PathLike[str]) -> list[Battle]:
 
         {"prompt": "...", "model_a": "gpt-4o", "model_b": "gpt-4o-mini", "winner": "model_a"}
 
-    `winner` ∈ {"model_a", "model_b", "tie"}; an optional positive numeric `weight`; other
+    `winner` ∈ {"model_a", "model_b", "tie", "tie (bothbad)"} (Chatbot Arena's tie in which
+    both answers were bad, read as a tie: `Battle.winner` is "tie"); an optional positive numeric `weight`; other
     keys are ignored; blank lines are skipped. Model names are kept as written. Bad lines raise
     `BattleFormatError` listing each (file:line: what is wrong), up to ten.
     """

@@ -161,3 +161,24 @@ def test_undefined_apgr_prints_null_like_the_json(tmp_path, capsys):
             }
         }
     )
+
+
+def test_model_column_flags_are_refused_for_built_in_benchmarks_alone(tmp_path, capsys):
+    """`--strong-model` / `--weak-model` name CSV columns; with only built-in benchmarks they
+    would be silently ignored (gsm8k always scores RouteLLM's pair), so they are refused before
+    anything is loaded. With a CSV among the benchmarks they apply to it."""
+    out = tmp_path / "out"
+    for flags in (["--strong-model", "gpt-4o"], ["--weak-model", "x", "--strong-model", "y"]):
+        argv = ["eval", "--benchmark", "gsm8k", "--routers", "random", *flags]
+        assert main([*argv, "--data-dir", str(tmp_path / "none"), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "name the columns of a CSV benchmark" in err or "names the columns" in err
+        assert "gsm8k always scores RouteLLM's pair" in err and "Traceback" not in err
+        assert not out.exists()
+    with pytest.raises(BenchmarkError, match="mt-bench, mmlu always score RouteLLM's pair"):
+        run_eval(["mt-bench", "mmlu"], ["random"], out, weak_model="x")
+    path = _csv(tmp_path / "mine.csv", _toy_rows(), header="prompt,big,small\n")
+    argv = ["eval", "--benchmark", str(path), "--routers", "random", "--bootstrap", "0"]
+    assert (
+        main([*argv, "--strong-model", "big", "--weak-model", "small", "--output", str(out)]) == 0
+    )

@@ -234,3 +234,67 @@ def test_sw_ranking_embedder_width_unknown_at_load_is_checked_on_first_use(tmp_p
     router = SWRankingRouter.from_pretrained(folder, embedder=Constant(3, dim=0))
     with pytest.raises(CheckpointError, match="'constant' gives 3-d embeddings"):
         router.strong_win_rate(["q"])
+
+
+def _routellm_mf(folder, num_classes, classifier_rows):
+    """A RouteLLM-layout mf folder (no model_names: its 64-model table) on 6-d embeddings."""
+    from routellm_lc.routers.checkpoints import ROUTELLM_MF_MODEL_NAMES
+
+    rng = np.random.default_rng(0)
+    config = {"dim": 4, "num_models": len(ROUTELLM_MF_MODEL_NAMES), "text_dim": 6}
+    config |= {"use_proj": True} | ({} if num_classes is None else {"num_classes": num_classes})
+    weights = {
+        "P.weight": rng.normal(size=(len(ROUTELLM_MF_MODEL_NAMES), 4)),
+        "text_proj.0.weight": rng.normal(size=(4, 6)),
+        "classifier.0.weight": rng.normal(size=(classifier_rows, 4)),
+    }
+    save_checkpoint(folder, config, weights, "# t\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "rows", "problem"),
+    [
+        (2, 2, "num_classes is 2; the mf router scores with one classifier output"),
+        (0, 1, "num_classes must be at least 1"),
+        ("two", 1, "num_classes must be a number"),
+        (None, 2, "classifier.0.weight has shape (2, 4), expected (1, 4)"),
+        (1, 2, "classifier.0.weight has shape (2, 4), expected (1, 4)"),
+    ],
+)
+def test_mf_num_classes_other_than_one_fails_at_load_naming_field_and_folder(
+    tmp_path, num_classes, rows, problem
+):
+    """RouteLLM's MFModel has one classifier output; num_classes=2 (a 2-row classifier) used
+    to load and then fail on scoring with a raw numpy broadcasting ValueError."""
+    folder = _routellm_mf(tmp_path / "nc", num_classes, rows)
+    with pytest.raises(CheckpointError) as info:
+        MatrixFactorizationRouter.from_pretrained(folder, embedder=Constant(6))
+    assert str(folder) in str(info.value) and problem in str(info.value)
+    assert MatrixFactorizationRouter.from_pretrained(
+        _routellm_mf(tmp_path / "ok", 1, 1), embedder=Constant(6)
+    ).strong_win_rate(["q"]).shape == (1,)
+
+
+def test_a_folder_of_another_router_type_is_named_as_such(tmp_path):
+    """Loading a sw_ranking folder as mf (or the reverse, or either as bert) says which router
+    wrote it (config.json's "router"), not "missing required field(s)"."""
+    from routellm_lc.routers import load_router
+    from routellm_lc.routers.bert import BertRouter
+
+    sw = _sw(tmp_path / "sw")
+    mf = _mf(tmp_path / "mf")
+    _edit_config(mf, router="mf")
+    cases = [
+        (lambda: load_router("mf", checkpoint=str(sw), embedder=Constant(3)), sw, "sw_ranking"),
+        (lambda: MatrixFactorizationRouter.from_pretrained(sw), sw, "sw_ranking"),
+        (lambda: SWRankingRouter.from_pretrained(mf), mf, "mf"),
+        (lambda: BertRouter.from_pretrained(str(sw)), sw, "sw_ranking"),
+    ]
+    for load, folder, router in cases:
+        with pytest.raises(CheckpointError) as info:
+            load()
+        message = str(info.value)
+        assert f"{folder} holds a `{router}` checkpoint" in message, message
+        assert f'config.json says "router": "{router}"' in message
+        assert f"load_router({router!r}" in message and "missing required" not in message

@@ -169,7 +169,8 @@ def test_user_battles_alone_count_after_decontamination_and_are_measured(
     assert printed["user_battles"] == 64  # 80 kept, 16 on held-out prompts
     assert printed["heldout_apgr"]["user battles"] > 0.6
     card = (out / "README.md").read_text()
-    assert "user battles: 64 (and 16 held out" in card and "--sources none" in card
+    assert "64 of your battles from the 80% training split" in card and "--sources none" in card
+    assert "Held out: 16 of your battles" in card and "to measure the router on" in card
     from routellm_lc.routers import load_router
 
     assert load_router("mf", checkpoint=str(out)).strong_model == "big"

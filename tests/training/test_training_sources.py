@@ -10,6 +10,7 @@ import pytest
 from routellm_lc.data import DataDirError, data_dir
 from routellm_lc.training.names import STRONG_MODEL, WEAK_MODEL, canonical, tier
 from routellm_lc.training.sources import (
+    Battle,
     BattleFormatError,
     battles_from_questions,
     iter_outcomes,
@@ -201,5 +202,31 @@ def test_user_logs_load_and_bad_lines_are_reported_with_line_numbers(tmp_path):
     message = str(info.value)
     assert "3 malformed line(s)" in message
     assert f"{bad}:2: not valid JSON" in message
-    assert f"{bad}:3: winner must be model_a, model_b or tie, got 'a'" in message
+    assert f"{bad}:3: winner must be model_a, model_b, tie or tie (bothbad), got 'a'" in message
     assert f"{bad}:4: missing field(s) model_b" in message
+
+
+def test_arena_bothbad_ties_are_read_as_ties_by_the_log_reader_and_every_router(tmp_path):
+    """Chatbot Arena's `"winner": "tie (bothbad)"` is a tie for the log reader, as for the
+    routers' `fit` (mf, sw_ranking, bert): one spelling accepted everywhere, read as "tie"."""
+    from routellm_lc.routers.bert import BertRouter
+    from routellm_lc.routers.mf import _WINNERS
+    from routellm_lc.routers.sw_ranking import _OUTCOMES
+
+    log = tmp_path / "arena.jsonl"
+    rows = [
+        {"prompt": "hi", "model_a": "gpt-4o", "model_b": "gpt-4o-mini", "winner": "tie (bothbad)"},
+        {"prompt": "yo", "model_a": "gpt-4o", "model_b": "gpt-4o-mini", "winner": "model_b"},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    battles = load_user_battles(log)
+    assert [b.winner for b in battles] == ["tie", "model_b"]
+    from routellm_lc.training.sources import WINNERS
+
+    assert set(WINNERS) == set(_WINNERS) == set(_OUTCOMES)
+    assert _WINNERS["tie (bothbad)"] == _WINNERS["tie"] == _OUTCOMES["tie (bothbad)"]
+    bert = BertRouter("gpt-4o", "gpt-4o-mini")
+    _, labels, _ = bert.battle_labels([*battles, Battle("x", "gpt-4o", "gpt-4o-mini", "tie")])
+    assert labels[0] == labels[2]
+    with pytest.raises(ValueError, match="use model_a, model_b, tie or tie"):
+        bert.battle_labels([Battle("x", "gpt-4o", "gpt-4o-mini", "tie (other)")])
