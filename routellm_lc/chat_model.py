@@ -103,6 +103,10 @@ POOL_OUTER_ONLY = frozenset(
 )
 #: Fields each router level has for itself: its two sides, its cut, its controller.
 _LEVEL_OWN = frozenset({"strong", "weak", "threshold", "controller"})
+#: Call parameters `model_kwargs` may not hold (see `RouteLLMChat._check_model_kwargs`).
+_RESERVED_CALL_KWARGS = frozenset(
+    {"model", "messages", "stop", "stream", "tools", "tool_choice", "functions", "function_call"}
+)
 
 _ROUTERS: dict[tuple[str, str | None, str | None], Router] = {}
 _ROUTERS_LOCK = threading.Lock()
@@ -255,9 +259,24 @@ class RouteLLMChat(BaseChatModel):
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(
                 f"{cls.__name__} has no field {', '.join(hints)}; its fields: "
-                f"{', '.join(sorted(known))}"
+                f"{', '.join(sorted(known))} (other parameters for the models' calls go in "
+                "`model_kwargs`)"
             )
         return data
+
+    @field_validator("model_kwargs")
+    @classmethod
+    def _check_model_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Parameters the router sets itself, or that have their own field, are refused: a
+        `model` there would answer with another model than the decision names."""
+        reserved = sorted(set(value) & _RESERVED_CALL_KWARGS)
+        if reserved:
+            raise ValueError(
+                f"model_kwargs may not set {', '.join(map(repr, reserved))}: the router picks "
+                "the model and sends the messages; `stop` and tools have their own field "
+                "or method (`stop=`, `bind_tools`)"
+            )
+        return value
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -422,7 +441,7 @@ class RouteLLMChat(BaseChatModel):
         kwargs["sides"] = {
             route: self._model(route)._get_llm_string() for route in ("strong", "weak")
         }
-        return super()._get_llm_string(stop=stop, **kwargs)
+        return super()._get_llm_string(stop=self._stop(stop), **kwargs)
 
     def _answering_model(self, decision: Mapping[str, Any]) -> str:
         """The model a decision sends the call to: in a pool, the model of the score's band

@@ -68,11 +68,11 @@ _BREAK_TABLE_SIZE = 0x20000
 
 
 @functools.cache
-def _word_breaks() -> np.ndarray:
-    """A table over code points of the characters that may end a word in BERT's pipeline:
-    whitespace, punctuation (Unicode's and ASCII's), control, format and unassigned ones, and
-    CJK ideographs, as they are or once normalised (NFD, lower case). It may hold characters
-    that do not end a word, never the reverse. Code points from U+20000 all count."""
+def _unicode_breaks() -> np.ndarray:
+    """A table over code points of the characters that Unicode says may end a word in BERT's
+    pipeline: whitespace, punctuation (Unicode's and ASCII's), control, format and unassigned
+    ones, and CJK ideographs, as they are or once normalised (NFD, lower case). Code points
+    from U+20000 all count."""
     table = np.ones(_BREAK_TABLE_SIZE + 1, dtype=bool)
 
     def breaks(char: str) -> bool:
@@ -93,8 +93,40 @@ def _word_breaks() -> np.ndarray:
     return table
 
 
-def _shorten_long_words(text: str, tokenizer: Any) -> str:
-    """`text` with each run of characters that cannot end a word (`_word_breaks`), if longer
+def word_breaks(tokenizer: Any) -> np.ndarray:
+    """A table over code points of the characters that may end a word in `tokenizer`'s
+    pipeline: those `_unicode_breaks` names, and those the tokenizer itself splits at (its
+    Unicode tables may be newer than Python's: U+166D and U+111C9 are punctuation to it).
+    It may hold characters that do not end a word, never the reverse.
+
+    The tokenizer's own answer comes from one pass over "x", each character, "x", ...: a
+    character that does not end a word leaves the "x"s on either side in one word."""
+    from tokenizers import Tokenizer
+
+    codes = np.array(
+        [c for c in range(_BREAK_TABLE_SIZE) if not 0xD800 <= c <= 0xDFFF], dtype=np.int64
+    )
+    whole = Tokenizer.from_str(tokenizer.to_str())
+    whole.no_truncation()
+    whole.no_padding()
+    encoding = whole.encode("x" + "".join(chr(c) + "x" for c in codes), add_special_tokens=False)
+    spans = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+    words = np.array([-1 if w is None else w for w in encoding.word_ids], dtype=np.int64)
+
+    def word_at(positions: np.ndarray) -> np.ndarray:
+        token = np.searchsorted(spans[:, 0], positions, side="right") - 1
+        inside = (token >= 0) & (positions < spans[np.maximum(token, 0), 1])
+        return np.where(inside, words[np.maximum(token, 0)], -1)
+
+    before, after = word_at(2 * np.arange(len(codes))), word_at(2 * np.arange(len(codes)) + 2)
+    table = _unicode_breaks().copy()
+    table[codes] |= (before != after) | (before < 0)
+    return table
+
+
+def _shorten_long_words(text: str, tokenizer: Any, breaks: np.ndarray) -> str:
+    """`text` with each run of characters that cannot end a word (`breaks`, a `word_breaks`
+    table), if longer
     than twice WordPiece's `max_input_chars_per_word`, cut down to a stub that still has more
     than that many characters once normalised.
 
@@ -103,8 +135,8 @@ def _shorten_long_words(text: str, tokenizer: Any) -> str:
     before and after: the shorter text's tokens are the text's."""
     longest = tokenizer.model.max_input_chars_per_word
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-    breaks = np.flatnonzero(_word_breaks()[np.minimum(codes, _BREAK_TABLE_SIZE)])
-    edges = np.concatenate(([-1], breaks, [len(text)]))
+    ends = np.flatnonzero(breaks[np.minimum(codes, _BREAK_TABLE_SIZE)])
+    edges = np.concatenate(([-1], ends, [len(text)]))
     long_runs = np.flatnonzero(np.diff(edges) - 1 > 2 * longest)
     pieces, kept = [], 0
     for start, end in zip(edges[long_runs] + 1, edges[long_runs + 1], strict=True):
@@ -165,6 +197,7 @@ class LocalEmbedder:
         self.dim = int(json.loads(config.read_text())["hidden_size"])
         self._lock = threading.Lock()
         self._tokenizer: Any = None
+        self._breaks: np.ndarray | None = None  # `word_breaks` of the tokenizer, on first use
         self._session: Any = None
         self._torch_model: Any = None
 
@@ -258,7 +291,9 @@ class LocalEmbedder:
         WordPiece shortened (`_shorten_long_words`), then prefixes four times longer each time
         until one provably gives the text's window, else the whole (shortened) text."""
         if self._bert_pipeline():
-            text = _shorten_long_words(text, self._tokenizer)
+            if self._breaks is None:
+                self._breaks = word_breaks(self._tokenizer)
+            text = _shorten_long_words(text, self._tokenizer, self._breaks)
         size = self.max_tokens * CHARS_PER_TOKEN
         while size < len(text):
             for head in dict.fromkeys((whitespace_prefix(text, size)[:size], text[:size])):

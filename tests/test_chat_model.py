@@ -1089,3 +1089,16 @@ def test_streaming_true_answers_invoke_through_the_stream(make_chat, fresh_backe
     assert fresh_backend.requests_for("strong")[-1].body["stream"] is True
     make_chat().invoke("hard one")
     assert not fresh_backend.requests_for("strong")[-1].body.get("stream")
+
+
+@pytest.mark.parametrize("key", ["model", "stop", "tools"])
+def test_model_kwargs_may_not_set_what_the_router_decides(key):
+    """A `model` there answered with another model than the decision named; a `stop` there
+    made every call fail with a duplicate keyword."""
+    with pytest.raises(ValueError, match=f"may not set '{key}'"):
+        RouteLLMChat(strong="openai/s", weak="openai/w", model_kwargs={key: "x"})
+
+
+def test_stop_set_on_the_router_is_part_of_its_cache_key(make_chat):
+    """Two routers that differ only in `stop` never share a cached answer."""
+    assert make_chat(stop=["\n"])._get_llm_string() != make_chat()._get_llm_string()

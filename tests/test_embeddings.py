@@ -183,7 +183,9 @@ def test_long_prompts_embed_exactly_as_tokenising_them_whole():
     blob = "QUJD" * 10_000 + "+/" + "QUJD" * 10_000  # base64: one word until "+", then "/"
     emoji = "😀" * 20_000  # one word too long for WordPiece: one [UNK], however long
     cut_word = "a" * 8_190 + "b" * 100 + ",x" * 1_000  # the cut lands inside a word
-    texts = [words, spaceless, cjk, late, minified, blob, emoji, cut_word, PROMPTS[0]]
+    # U+166D and U+111C9: punctuation to the tokenizer's Unicode tables, not to Python's
+    newer = "".join(("a" * 150 + c + "b" * 150 + " ") * 30 for c in ("\u166d", "\U000111c9"))
+    texts = [words, spaceless, cjk, late, minified, blob, emoji, cut_word, newer, PROMPTS[0]]
     embedder.embed(["warm"])
     heads = embedder._encode(texts)
     whole = Tokenizer.from_file(str(embedder.model_path / "tokenizer.json"))
@@ -254,8 +256,8 @@ def test_shortened_long_words_tokenise_as_the_whole_text(monkeypatch):
     shortened = []
     original = embeddings._shorten_long_words
 
-    def shorten(text, tokenizer):
-        shorter = original(text, tokenizer)
+    def shorten(text, tokenizer, breaks):
+        shorter = original(text, tokenizer, breaks)
         shortened.append(len(shorter) < len(text))
         return shorter
 

@@ -28,6 +28,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint folder or Hub id for a router (repeatable)",
     )
     add("--threshold", type=float, help="threshold of the ids in /v1/models (default 0.5)")
+    add(
+        "--strong-share",
+        type=float,
+        metavar="S",
+        help="target share of strong-model calls (0 < S < 1): 'router-<router>' then routes "
+        "with a strong-share controller per router, starting at --threshold",
+    )
+    add(
+        "--controller-state",
+        metavar="PATH",
+        help="JSON file of the controllers' state: loaded at start-up if it exists, saved on "
+        "shutdown (needs --strong-share)",
+    )
+    add(
+        "--price",
+        action="append",
+        metavar="MODEL=IN,OUT",
+        help="price of a model in USD per million input and output tokens, for /metrics' "
+        "cost accounting (repeatable; e.g. my-llama=0.2,0.6)",
+    )
     add_device_argument(parser)
     add("--strong", help="strong model, a LiteLLM string (default: openai/gpt-4o)")
     add("--weak", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
@@ -70,6 +90,12 @@ def _checkpoints(values: list[str] | None) -> dict[str, str] | None:
     return parse_checkpoints(values, "--checkpoint") if values else None
 
 
+def _prices(values: list[str] | None) -> dict[str, dict[str, float]] | None:
+    from routellm_lc.server.config import parse_prices
+
+    return parse_prices(values, "--price") if values else None
+
+
 def run(args: argparse.Namespace) -> int:
     from routellm_lc.server.config import ServerConfig
     from routellm_lc.server.runner import serve
@@ -79,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         routers=args.routers,
         checkpoints=_checkpoints(args.checkpoint),
         threshold=args.threshold,
+        strong_share=args.strong_share,
+        controller_state=args.controller_state,
+        prices=_prices(args.price),
         device=args.device,
         strong=args.strong,
         weak=args.weak,
@@ -103,11 +132,12 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.WARNING))
     auth = f"{len(config.server_keys)} key(s)" if config.server_keys else "none"
+    share = f"; strong share {config.strong_share:g}" if config.strong_share is not None else ""
 
     def announce(url: str) -> None:  # once the routers passed their start-up check
         print(
             f"routellm-lc serve: routers {', '.join(config.routers)}; strong {config.strong}, "
-            f"weak {config.weak}; auth {auth}; {url}",
+            f"weak {config.weak}{share}; auth {auth}; {url}",
             flush=True,
         )
 

@@ -8,6 +8,10 @@ any byte reached the client → the other model answers (`x-routellm-fallback-fr
 failing → 502 (504 on timeouts). A stream that breaks after it started ends with an SSE error
 event.
 
+`router-<router>` (no threshold) routes at the router's strong-share controller's threshold
+when the server has a target share (`strong_share`); each answered request's `usage` is counted
+in `/metrics` with its cost (`accounting.py`).
+
 The hot path skips FastAPI's body handling (`orjson` parsing, the pydantic model validating
 the parsed dict, raw bytes out); the models still define the OpenAPI schema.
 """
@@ -19,7 +23,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -35,6 +39,7 @@ from starlette.responses import Response, StreamingResponse
 from routellm_lc.decision import RoutingDecision, routing_text
 from routellm_lc.errors import EmptyPromptError
 from routellm_lc.models import _litellm
+from routellm_lc.server.accounting import Accounting
 from routellm_lc.server.config import ServerConfig
 from routellm_lc.server.errors import APIError, sse_error_event
 from routellm_lc.server.forwarding import (
@@ -108,6 +113,10 @@ class ServerState:
             ),
         }
         self.metrics = Metrics()
+        # prices resolved now (the price map read here), not on the first request
+        self.accounting = Accounting(
+            config.strong, [config.strong, config.weak], config.price_overrides(), self.metrics
+        )
         self.direct: DirectForwarder | None = None
         self.litellm: LiteLLMForwarder | None = None
         self.models_body = b""
@@ -134,6 +143,13 @@ class ServerState:
     async def stop(self) -> None:
         if self.direct is not None:
             await self.direct.aclose()
+        try:
+            saved = self.routing.save_controller_state()
+        except Exception:  # shutting down: say so loudly, but finish shutting down
+            log.exception("could not save the controller state to %s", self.config.controller_state)
+        else:
+            if saved is not None:
+                log.info("controller state saved to %s", saved)
         self.routing.close()
 
     def forwarder(self, target: Target) -> DirectForwarder | LiteLLMForwarder:
@@ -251,7 +267,8 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
     )
     async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        text = state.metrics.render(state.routing.thresholds(), state.routing.controller_shares())
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -370,11 +387,17 @@ async def _answer(
         headers = _decision_headers(attempt)
         if isinstance(result, Reply):
             metrics.request(attempt.router, attempt.route, result.status)
+            if result.usage is not None:
+                state.accounting.record(attempt.router, attempt.model, result.usage)
             return Response(result.body, result.status, headers, media_type="application/json")
         metrics.request(attempt.router, attempt.route, 200)
         headers["cache-control"] = "no-cache"
+
+        def account(usage: Any, attempt: RoutingDecision = attempt) -> None:
+            state.accounting.record(attempt.router, attempt.model, usage)
+
         return StreamingResponse(
-            _relay(result, metrics), headers=headers, media_type="text/event-stream"
+            _relay(result, metrics, account), headers=headers, media_type="text/event-stream"
         )
     return _failed(decision, failures, metrics)
 
@@ -409,8 +432,11 @@ def _seconds(retry_after: str) -> float:
         return 0.0
 
 
-async def _relay(stream: Stream, metrics: Metrics) -> AsyncIterator[bytes]:
-    """The upstream's events as they come; a failure mid-stream → one error event, then end."""
+async def _relay(
+    stream: Stream, metrics: Metrics, account: Callable[[Any], None]
+) -> AsyncIterator[bytes]:
+    """The upstream's events as they come; a failure mid-stream → one error event, then end.
+    The stream's usage, if an event carried one, is counted however it ended."""
     try:
         yield stream.first
         while True:
@@ -424,6 +450,9 @@ async def _relay(stream: Stream, metrics: Metrics) -> AsyncIterator[bytes]:
                 return
             yield batch
     finally:
+        usage = stream.usage()
+        if usage is not None:
+            account(usage)
         try:
             await stream.close()
         except Exception:  # closing a broken upstream connection may fail; nothing to do

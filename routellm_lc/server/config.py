@@ -7,11 +7,14 @@ One `ServerConfig` comes from CLI flags, a YAML/JSON file with the same field na
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from routellm_lc.costs import Price
 from routellm_lc.decision import validate_threshold
 from routellm_lc.errors import RouteLLMError
 
@@ -33,7 +36,20 @@ class ServerConfig:
     checkpoints: dict[str, str] = field(default_factory=dict)
     """Checkpoint folder or Hub id per router name (absent: the router's bundled default)."""
     threshold: float = 0.5
-    """Threshold of the ids listed by `/v1/models` and of the short name `router-<name>`."""
+    """Threshold of the ids listed by `/v1/models` and of the short name `router-<name>` (with
+    `strong_share`: the controllers' initial threshold)."""
+    strong_share: float | None = None
+    """Target share of strong-model calls, strictly between 0 and 1: `router-<name>` (no
+    threshold) then routes through one `StrongShareController` per router, which adapts its
+    threshold to the scores of the requests it routes. None: a fixed threshold."""
+    controller_state: str | None = None
+    """JSON file of the controllers' state: loaded at start-up if it exists, written (atomically)
+    on shutdown. Needs `strong_share`."""
+    prices: dict[str, Any] = field(default_factory=dict)
+    """Price overrides for `/metrics`' cost accounting, by model name (as `costs.model_price`
+    finds them: `my-llama` also prices `openai/my-llama`): `{"input_per_million": x,
+    "output_per_million": y}` in USD per million tokens (optionally `cache_read_per_million`),
+    or a `costs.Price`. Other models are priced from LiteLLM's bundled price map."""
     device: str | None = None
     """Torch device of routers that run a model (`bert`, `causal_llm`); None: theirs ("auto":
     a GPU when torch sees one). `cpu` keeps a GPU free for a local LLM."""
@@ -73,9 +89,15 @@ class ServerConfig:
     access_log: bool = False
     log_level: str = "warning"
 
+    def price_overrides(self) -> dict[str, Price]:
+        """`prices` as `costs.Price` objects (ServerConfigError if one is malformed)."""
+        return {model: _price(model, value) for model, value in self.prices.items()}
+
     def __post_init__(self) -> None:
         from routellm_lc.models import default_strong_model, default_weak_model
 
+        if isinstance(self.controller_state, os.PathLike):
+            self.controller_state = os.fspath(self.controller_state)
         _check_types(self)
 
         self.strong = self.strong or default_strong_model()
@@ -87,6 +109,18 @@ class ServerConfig:
         if isinstance(self.server_keys, str):
             self.server_keys = _split_keys(self.server_keys)
         self.threshold = validate_threshold(self.threshold)
+        if self.strong_share is not None and not 0.0 < self.strong_share < 1.0:  # NaN too
+            raise ServerConfigError(
+                f"strong_share must be strictly between 0 and 1, got {self.strong_share!r}: "
+                "it is the share of requests the strong model answers. A share of 0 or 1 needs "
+                "no router: call the weak (or the strong) model directly."
+            )
+        if self.controller_state is not None and self.strong_share is None:
+            raise ServerConfigError(
+                "controller_state saves the strong-share controllers' state: set strong_share "
+                "(--strong-share) too."
+            )
+        self.price_overrides()  # a malformed price fails at start-up
         if self.route_on not in ("last_user", "conversation"):
             raise ServerConfigError(
                 f"route_on must be 'last_user' or 'conversation', got {self.route_on!r}."
@@ -114,19 +148,24 @@ class ServerConfig:
         cls, file: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any
     ) -> ServerConfig:
         """File values, then the non-None `overrides` (CLI flags), then env keys appended."""
-        values: dict[str, Any] = load_config_file(file) if file else {}
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        from_file: dict[str, Any] = load_config_file(file) if file else {}
+        values = {**from_file, **{k: v for k, v in overrides.items() if v is not None}}
         env = os.environ if env is None else env
         keys = list(values.get("server_keys") or [])
         if isinstance(values.get("server_keys"), str):
             keys = _split_keys(values["server_keys"])
         keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
         values["server_keys"] = keys
+        if overrides.get("prices") and isinstance(from_file.get("prices"), dict):
+            # `--price` flags add to (and, model by model, override) the file's prices
+            values["prices"] = {**from_file["prices"], **overrides["prices"]}
         return cls(**values)
 
 
 _KINDS = {
     "threshold": "number",
+    "strong_share": "optional number",
+    "controller_state": "optional string",
     "timeout": "number",
     "connect_timeout": "number",
     "port": "integer",
@@ -140,6 +179,8 @@ _KINDS = {
 
 
 def _is_kind(value: Any, kind: str) -> bool:
+    if kind.startswith("optional "):
+        return value is None or _is_kind(value, kind.removeprefix("optional "))
     if kind == "boolean" or isinstance(value, bool):
         return kind == "boolean" and isinstance(value, bool)
     types = {"number": (int, float), "integer": (int,), "string": (str,)}[kind]
@@ -152,6 +193,7 @@ def _check_types(config: ServerConfig) -> None:
     for name, kind in _KINDS.items():
         value = getattr(config, name)
         if not _is_kind(value, kind):
+            kind = kind.removeprefix("optional ")
             wanted = {"integer": "an integer", "boolean": "true or false"}.get(kind, f"a {kind}")
             raise ServerConfigError(f"{name} must be {wanted}, got {value!r}.")
     for name in ("routers", "server_keys"):
@@ -162,6 +204,65 @@ def _check_types(config: ServerConfig) -> None:
         raise ServerConfigError(
             f"checkpoints must map router names to folders, got {config.checkpoints!r}."
         )
+    if not isinstance(config.prices, dict):
+        raise ServerConfigError(
+            "prices must map model names to {input_per_million: x, output_per_million: y}, "
+            f"got {config.prices!r}."
+        )
+
+
+#: A `prices` entry's keys (USD per million tokens); `cache_read_per_million` is optional.
+PRICE_KEYS = ("input_per_million", "output_per_million", "cache_read_per_million")
+
+
+def _price(model: Any, value: Any) -> Price:
+    """One `prices` entry as a `costs.Price`."""
+    if isinstance(value, Price):
+        return value
+    usage = (
+        f"prices.{model} must be {{input_per_million: x, output_per_million: y}} (USD per "
+        "million tokens, optionally cache_read_per_million)"
+    )
+    if not isinstance(model, str) or not model or not isinstance(value, Mapping):
+        raise ServerConfigError(f"{usage}, got {value!r}.")
+    unknown = sorted(set(value) - set(PRICE_KEYS))
+    missing = [k for k in PRICE_KEYS[:2] if k not in value]
+    if unknown or missing:
+        raise ServerConfigError(f"{usage}, got {dict(value)!r}.")
+    rates = []
+    for key in PRICE_KEYS:
+        rate = value.get(key)
+        if key == PRICE_KEYS[2] and rate is None:
+            rates.append(None)
+            continue
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0:
+            raise ServerConfigError(f"{usage}: {key} must be a number ≥ 0, got {rate!r}.")
+        if math.isinf(rate):
+            raise ServerConfigError(f"{usage}: {key} must be finite, got {rate!r}.")
+        rates.append(float(rate))
+    return Price.per_million(rates[0], rates[1], rates[2])
+
+
+def parse_prices(pairs: list[Any], name: str = "--price") -> dict[str, dict[str, float]]:
+    """`MODEL=IN,OUT` pairs (USD per million input and output tokens; the `--price` flag's, or a
+    config file's `price`) as a `prices` mapping."""
+    prices: dict[str, dict[str, float]] = {}
+    for pair in pairs:
+        model, sep, rates = str(pair).rpartition("=")
+        parts = rates.split(",")
+        try:
+            if not sep or not model or len(parts) != 2:
+                raise ValueError
+            values = [float(p) for p in parts]
+            if not all(math.isfinite(v) and v >= 0 for v in values):
+                raise ValueError
+        except ValueError:
+            raise ServerConfigError(
+                f"{name} takes MODEL=IN,OUT (USD per million input and output tokens, numbers "
+                f"≥ 0, e.g. my-llama=0.2,0.6), got {pair!r}."
+            ) from None
+        prices[model] = {"input_per_million": values[0], "output_per_million": values[1]}
+    return prices
 
 
 def _split_keys(text: str) -> list[str]:
@@ -210,9 +311,14 @@ def parse_checkpoints(pairs: list[Any], name: str = "checkpoint") -> dict[str, s
 
 def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """Accept the CLI flags' own names where they differ from the fields: `server_key`
-    (`--server-key`), `checkpoint` (`--checkpoint ROUTER=PATH`, one or a list) and
-    `no_fallback` (`--no-fallback`)."""
+    (`--server-key`), `checkpoint` (`--checkpoint ROUTER=PATH`, one or a list), `price`
+    (`--price MODEL=IN,OUT`, one or a list) and `no_fallback` (`--no-fallback`)."""
     data = dict(data)
+    if "price" in data:
+        if "prices" in data:
+            raise ServerConfigError(f"{path} sets both price and prices: keep one.")
+        value = data.pop("price")
+        data["prices"] = parse_prices(value if isinstance(value, list) else [value], "price")
     for flag, name in (("server_key", "server_keys"), ("checkpoint", "checkpoints")):
         if flag not in data:
             continue

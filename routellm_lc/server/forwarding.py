@@ -91,6 +91,8 @@ class Reply:
 
     status: int
     body: bytes
+    usage: Any = None
+    """The completion's `usage` (for the cost metrics), if it reported one."""
 
 
 def _answers(payload: Any) -> bool:
@@ -131,7 +133,9 @@ class Stream:
     holds its events up to the first that carries any of the answer.
 
     `next()` returns the next batch of complete, validated events (None at the end) or raises
-    `UpstreamFailure`; `close()` releases the upstream connection.
+    `UpstreamFailure`; `close()` releases the upstream connection; `usage()` is the last
+    `usage` an event has carried so far (None: none did; OpenAI sends it at the end when the
+    request asked for `stream_options.include_usage`).
     """
 
     def __init__(
@@ -139,10 +143,12 @@ class Stream:
         first: bytes,
         next_batch: Callable[[], Awaitable[bytes | None]],
         close: Callable[[], Awaitable[Any]],
+        usage: Callable[[], Any] = lambda: None,
     ) -> None:
         self.first = first
         self.next = next_batch
         self.close = close
+        self.usage = usage
 
 
 def _checked_json(
@@ -157,7 +163,7 @@ def _checked_json(
             raise UpstreamFailure(target.name, "malformed", "response is not valid JSON") from None
         if not isinstance(data, dict) or "choices" not in data:
             raise UpstreamFailure(target.name, "malformed", "response has no 'choices'")
-        return Reply(status, content)
+        return Reply(status, content, data.get("usage"))
     message = _upstream_message(content) or f"HTTP {status}"
     if status in CLIENT_ERRORS:
         if _upstream_message(content) is not None:
@@ -195,6 +201,7 @@ class _EventReader:
         self._after_cr = False  # the last read ended in CR: an LF opening the next one is its pair
         self.done = False
         self.answered = False  # an event with any of the answer has arrived
+        self.usage: Any = None  # the last `usage` an event carried
 
     async def next_batch(self) -> bytes | None:
         while True:
@@ -245,6 +252,8 @@ class _EventReader:
                 if failure is not None:
                     raise failure
             self.answered = self.answered or _answers(parsed)
+            if isinstance(parsed, dict) and parsed.get("usage"):
+                self.usage = parsed["usage"]
 
 
 def _timeout(target: Target) -> UpstreamFailure:
@@ -341,7 +350,7 @@ class DirectForwarder:
         except BaseException:
             response.close()
             raise
-        return Stream(first, _with_done(reader), _releaser(response))
+        return Stream(first, _with_done(reader), _releaser(response), lambda: reader.usage)
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
@@ -500,22 +509,32 @@ class LiteLLMForwarder:
             response = await _litellm().acompletion(**self._params(target, body))
         except Exception as exc:
             return self._failure(target, exc)
-        return Reply(200, orjson.dumps(response.model_dump(), default=str))
+        data = response.model_dump()
+        return Reply(200, orjson.dumps(data, default=str), data.get("usage"))
 
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         params = self._params(target, body)
         params["stream"] = True
         stream: Any = None
+        usage: Any = None
+
+        def payload_of(chunk: Any) -> dict[str, Any]:
+            nonlocal usage
+            payload = _payload(chunk)
+            if payload.get("usage"):
+                usage = payload["usage"]
+            return payload
+
         try:
             stream = await _litellm().acompletion(**params)
             chunks = aiter(stream)
-            opening = [await anext(chunks)]
+            opening = [payload_of(await anext(chunks))]
             # held until the answer begins; LiteLLM ends a stream that had no finish reason
             # with a "stop" of its own, which is not an answer
-            while _synthetic_end(stream) or not _answers(_payload(opening[-1])):
+            while _synthetic_end(stream) or not _answers(opening[-1]):
                 if _synthetic_end(stream):
                     raise _unanswered(target)
-                opening.append(await anext(chunks))
+                opening.append(payload_of(await anext(chunks)))
         except StopAsyncIteration:
             raise _unanswered(target) from None
         except UpstreamFailure:
@@ -541,12 +560,12 @@ class LiteLLMForwarder:
                 if isinstance(failure, Reply):
                     failure = UpstreamFailure(target.name, "litellm", str(exc))
                 raise failure from None
-            return _sse(chunk)
+            return _sse(payload_of(chunk))
 
         async def close() -> None:
             await _aclose(stream)
 
-        return Stream(b"".join(map(_sse, opening)), next_batch, close)
+        return Stream(b"".join(map(_sse, opening)), next_batch, close, lambda: usage)
 
 
 def _synthetic_end(stream: Any) -> bool:
@@ -572,8 +591,8 @@ def _payload(chunk: Any) -> dict[str, Any]:
     return chunk.model_dump(exclude_none=True)
 
 
-def _sse(chunk: Any) -> bytes:
-    return b"data: " + orjson.dumps(_payload(chunk), default=str) + b"\n\n"
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload, default=str) + b"\n\n"
 
 
 Forwarder = DirectForwarder | LiteLLMForwarder

@@ -3,6 +3,11 @@
 Routers come from `shared_router` and decisions from `routellm_lc.decision.decide`, so the
 server and `RouteLLMChat` give the same decision for the same router, threshold and prompt.
 
+With a target strong share (`serve --strong-share`), `router-<router>` (no threshold) routes
+through one `StrongShareController` per router: each such request gets the threshold in force
+when it is scored, and its score then moves the controller, in arrival order (a batch's items
+in order), as `RouteLLMChat(controller=...)` routes. Named thresholds are never observed.
+
 Routers that score in microseconds (`random`) are called inline. Routers that take a
 millisecond or more (`mf` embeds the prompt) run in one worker thread, so the event loop keeps
 relaying other requests meanwhile; requests that arrive while the worker is busy are scored
@@ -13,16 +18,25 @@ waits to fill a batch: a lone request is scored at once.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, validate_threshold
 from routellm_lc.errors import InvalidThresholdError
 from routellm_lc.routers.base import as_probabilities, router_label
+from routellm_lc.server.config import ServerConfigError
 from routellm_lc.server.errors import APIError
+
+log = logging.getLogger("routellm_lc.server")
 
 MODEL_PREFIX = "router-"
 #: Routers whose warm single-prompt call is faster than this are called on the event loop:
@@ -32,9 +46,10 @@ MAX_BATCH = 64
 
 
 def parse_model_name(
-    name: Any, served: Sequence[str], default_threshold: float
-) -> tuple[str, float]:
-    """`router-<router>-<threshold>` (or `router-<router>`) → (router, threshold), else 400."""
+    name: Any, served: Sequence[str], default_threshold: float | None
+) -> tuple[str, float | None]:
+    """`router-<router>-<threshold>` (or `router-<router>`: `default_threshold`) → (router,
+    threshold), else 400 (404 for a router not served)."""
     if not isinstance(name, str) or not name.startswith(MODEL_PREFIX):
         raise APIError(
             400,
@@ -82,7 +97,8 @@ _NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
 
 
 class RouterSlot:
-    """One served router: scores inline or through the batching worker."""
+    """One served router: scores inline or through the batching worker. With a `controller`,
+    a request without a threshold (None) routes at the controller's."""
 
     def __init__(
         self,
@@ -91,14 +107,16 @@ class RouterSlot:
         strong: str,
         weak: str,
         executor: ThreadPoolExecutor,
+        controller: StrongShareController | None = None,
     ) -> None:
         self.name = name
         self.router = router
         self.strong = strong
         self.weak = weak
         self.executor = executor
+        self.controller = controller
         self.inline = False
-        self._pending: list[tuple[str, float, asyncio.Future]] = []
+        self._pending: list[tuple[str, float | None, asyncio.Future]] = []
         self._draining = False
         self._drainer: asyncio.Task | None = None  # held: the loop keeps only weak references
 
@@ -122,8 +140,33 @@ class RouterSlot:
             router_name=self.name,
         )
 
-    async def decide(self, text: str, threshold: float) -> RoutingDecision:
+    def decide_controlled(self, texts: Sequence[str]) -> list[RoutingDecision]:
+        """One router call for `texts`; each gets the controller's threshold in force at its
+        position, and the controller sees its score after (RouteLLMChat's `_in_order`): a batch
+        routes as its requests would one by one."""
+        controller = self.controller
+        assert controller is not None, f"router {self.name!r} has no controller"
+        decisions = self.decide_now(texts, controller.threshold())
+        routed = []
+        for decision in decisions:
+            threshold = controller.threshold()
+            controller.observe([decision.score])
+            strong = decision.score >= threshold
+            routed.append(
+                replace(
+                    decision,
+                    threshold=threshold,
+                    route="strong" if strong else "weak",
+                    model=self.strong if strong else self.weak,
+                )
+            )
+        return routed
+
+    async def decide(self, text: str, threshold: float | None) -> RoutingDecision:
+        """The decision at `threshold`, or (None) at the controller's."""
         if self.inline:
+            if threshold is None:
+                return self.decide_controlled([text])[0]
             return self.decide_now([text], threshold)[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
@@ -152,14 +195,19 @@ class RouterSlot:
         finally:
             self._draining = False
 
-    def _score(self, batch: list[tuple[str, float, Any]]) -> list[RoutingDecision]:
-        """One `decide` call per distinct threshold in the batch (almost always one)."""
-        by_threshold: dict[float, list[int]] = {}
+    def _score(self, batch: list[tuple[str, float | None, Any]]) -> list[RoutingDecision]:
+        """One `decide` call per distinct threshold in the batch (almost always one); the
+        controller's requests (None) in arrival order."""
+        by_threshold: dict[float | None, list[int]] = {}
         for index, (_, threshold, _) in enumerate(batch):
             by_threshold.setdefault(threshold, []).append(index)
         results: list[Any] = [None] * len(batch)
         for threshold, indices in by_threshold.items():
-            decisions = self.decide_now([batch[i][0] for i in indices], threshold)
+            texts = [batch[i][0] for i in indices]
+            if threshold is None:
+                decisions = self.decide_controlled(texts)
+            else:
+                decisions = self.decide_now(texts, threshold)
             for index, decision in zip(indices, decisions, strict=True):
                 results[index] = decision
         return results
@@ -176,9 +224,16 @@ class RoutingService:
         weak: str,
         default_threshold: float,
         device: str | None = None,
+        strong_share: float | None = None,
+        controller_state: str | None = None,
     ) -> None:
         self.names = list(dict.fromkeys(routers))
         self.device = device
+        self.strong_share = strong_share
+        """Target of the per-router `StrongShareController`s (None: fixed thresholds)."""
+        self.controller_state = controller_state
+        """Where the controllers' state is loaded from (if there) and saved to on `close`."""
+        self._other_states: dict[str, Any] = {}  # saved states of routers not served now
         self.checkpoints = dict(checkpoints)
         self.strong = strong
         self.weak = weak
@@ -196,6 +251,8 @@ class RoutingService:
             config.weak,
             config.threshold,
             device=config.device,
+            strong_share=config.strong_share,
+            controller_state=config.controller_state,
         )
 
     def load(self) -> dict[str, float]:
@@ -209,20 +266,108 @@ class RoutingService:
         timings = {}
         for name in self.names:
             router = shared_router(name, self.checkpoints.get(name), device=self.device)
-            slot = RouterSlot(name, router, self.strong, self.weak, self._executor)
-            timings[name] = slot.warm_up()
+            controller = None
+            if self.strong_share is not None:
+                controller = StrongShareController(
+                    self.strong_share, initial_threshold=self.default_threshold
+                )
+            slot = RouterSlot(name, router, self.strong, self.weak, self._executor, controller)
+            timings[name] = slot.warm_up()  # not observed: it is no request
             self.slots[name] = slot
+        self.load_controller_state()
         return timings
+
+    def load_controller_state(self) -> None:
+        """Resume the controllers from `controller_state`, if that file exists
+        (ServerConfigError if it cannot be read or does not hold controller states)."""
+        if self.controller_state is None or self.strong_share is None:
+            return
+        path = Path(self.controller_state)
+        if not path.exists():
+            log.info("controller state %s does not exist yet: controllers start afresh", path)
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ServerConfigError(f"Cannot read the controller state {path}: {exc}.") from None
+        if not isinstance(data, dict):
+            raise ServerConfigError(
+                f"The controller state {path} must map router names to controller states."
+            )
+        for name, state in data.items():
+            slot = self.slots.get(name)
+            if slot is None or slot.controller is None:
+                log.warning("controller state %s: router %r is not served (kept as is)", path, name)
+                self._other_states[name] = state
+                continue
+            try:
+                if not isinstance(state, dict):
+                    raise ValueError("not a controller state (a mapping)")
+                slot.controller.load_state(state)
+            except (ValueError, TypeError) as exc:
+                raise ServerConfigError(
+                    f"The controller state {path} for router {name!r} is invalid: {exc}."
+                ) from None
+            log.info(
+                "router %s: controller state loaded from %s (threshold %r)",
+                name,
+                path,
+                slot.controller.threshold(),
+            )
+
+    def save_controller_state(self) -> Path | None:
+        """Write the controllers' state to `controller_state` atomically (a temporary file in
+        the same folder, then renamed over it); None when there is nothing to save."""
+        if self.controller_state is None or self.strong_share is None or not self.slots:
+            return None
+        states = dict(self._other_states)
+        for name, slot in self.slots.items():
+            if slot.controller is not None:
+                states[name] = slot.controller.state().to_dict()
+        path = Path(self.controller_state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(states, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return path
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def resolve(self, model: Any) -> tuple[RouterSlot, float]:
-        router, threshold = parse_model_name(model, self.names, self.default_threshold)
-        return self.slots[router], threshold
+    def resolve(self, model: Any) -> tuple[RouterSlot, float | None]:
+        """The slot and threshold for a model name; None: the slot's controller decides."""
+        router, threshold = parse_model_name(model, self.names, None)
+        slot = self.slots[router]
+        if threshold is None and slot.controller is None:
+            threshold = self.default_threshold
+        return slot, threshold
 
     def model_ids(self) -> list[str]:
+        if self.strong_share is not None:  # the controlled ids: no threshold to name
+            return [f"{MODEL_PREFIX}{name}" for name in self.names]
         # repr: the shortest text that reads back as the same float (":g" rounded 0.1234567)
         return [f"{MODEL_PREFIX}{name}-{self.default_threshold!r}" for name in self.names]
+
+    def thresholds(self) -> dict[str, float]:
+        """The threshold `router-<router>` routes at now, per router."""
+        return {
+            name: slot.controller.threshold() if slot.controller else self.default_threshold
+            for name, slot in self.slots.items()
+        }
+
+    def controller_shares(self) -> dict[str, float]:
+        """Per controlled router, the share of its controller's window at or above its
+        threshold."""
+        return {
+            name: slot.controller.state().strong_share_window
+            for name, slot in self.slots.items()
+            if slot.controller is not None
+        }
