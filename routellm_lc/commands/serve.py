@@ -70,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--timeout", type=float, help="seconds per upstream call (default 60)")
     add("--connect-timeout", type=float, help="seconds to connect upstream (default 5)")
     add("--max-retries", type=int, help="LiteLLM retries for non-OpenAI providers (default 0)")
+    add(
+        "--passthrough-field",
+        action="append",
+        dest="passthrough_fields",
+        metavar="NAME",
+        help="a request field beyond OpenAI's that non-OpenAI providers get through LiteLLM "
+        "(repeatable; default: top_k; other unknown fields get 400 for them)",
+    )
     add("--no-fallback", action="store_const", const=False, dest="fallback",
         help="do not retry a failed call on the other model")  # fmt: skip
     add("--forwarding", choices=["auto", "litellm"], help="auto: direct relay for OpenAI APIs")
@@ -124,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         connect_timeout=args.connect_timeout,
         max_retries=args.max_retries,
+        passthrough_fields=args.passthrough_fields,
         fallback=args.fallback,
         forwarding=args.forwarding,
         max_body_bytes=args.max_body_bytes,

@@ -130,10 +130,13 @@ class ServerState:
         self.direct = DirectForwarder(
             config.timeout, config.connect_timeout, config.max_connections
         )
-        self.litellm = LiteLLMForwarder(config.timeout, config.max_retries)
+        self.litellm = LiteLLMForwarder(
+            config.timeout, config.max_retries, config.passthrough_fields
+        )
         if any(target.url is None for target in self.targets.values()):
             # LiteLLM's import takes ~3 s: before the port opens, not in the first request
             await asyncio.to_thread(_litellm)
+            self.litellm.check_passthrough()
         self.created = created = int(time.time())
         cards = [ModelCard(id=i, created=created) for i in self.routing.model_ids()]
         self.models_body = ModelList(data=cards).model_dump_json().encode()

@@ -77,6 +77,10 @@ class ServerConfig:
     """Seconds to open a connection upstream."""
     max_retries: int = 0
     """Retries inside LiteLLM for non-OpenAI providers (the fallback model is the retry)."""
+    passthrough_fields: list[str] = field(default_factory=lambda: ["top_k"])
+    """Request fields beyond OpenAI's that providers LiteLLM translates (Anthropic, Gemini,
+    Bedrock, Ollama, ...) get as they are; any other unknown field is refused with 400 for
+    them. OpenAI-compatible endpoints get every field."""
     fallback: bool = True
     """Answer with the other model when the chosen one fails before any byte was sent."""
     forwarding: Literal["auto", "litellm"] = "auto"
@@ -121,6 +125,11 @@ class ServerConfig:
                 "(--strong-share) too."
             )
         self.price_overrides()  # a malformed price fails at start-up
+        if isinstance(self.passthrough_fields, str):
+            self.passthrough_fields = self.passthrough_fields.replace(",", " ").split()
+        bad = [f for f in self.passthrough_fields if not isinstance(f, str) or not f]
+        if bad:
+            raise ServerConfigError(f"passthrough_fields must be field names, got {bad!r}.")
         if self.route_on not in ("last_user", "conversation"):
             raise ServerConfigError(
                 f"route_on must be 'last_user' or 'conversation', got {self.route_on!r}."
@@ -312,14 +321,20 @@ def parse_checkpoints(pairs: list[Any], name: str = "checkpoint") -> dict[str, s
 def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """Accept the CLI flags' own names where they differ from the fields: `server_key`
     (`--server-key`), `checkpoint` (`--checkpoint ROUTER=PATH`, one or a list), `price`
-    (`--price MODEL=IN,OUT`, one or a list) and `no_fallback` (`--no-fallback`)."""
+    (`--price MODEL=IN,OUT`, one or a list), `passthrough_field` (one or a list) and
+    `no_fallback` (`--no-fallback`)."""
     data = dict(data)
     if "price" in data:
         if "prices" in data:
             raise ServerConfigError(f"{path} sets both price and prices: keep one.")
         value = data.pop("price")
         data["prices"] = parse_prices(value if isinstance(value, list) else [value], "price")
-    for flag, name in (("server_key", "server_keys"), ("checkpoint", "checkpoints")):
+    flags = (
+        ("server_key", "server_keys"),
+        ("checkpoint", "checkpoints"),
+        ("passthrough_field", "passthrough_fields"),
+    )
+    for flag, name in flags:
         if flag not in data:
             continue
         if name in data:
@@ -327,7 +342,8 @@ def _flag_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
         value = data.pop(flag)
         if name == "checkpoints" and not isinstance(value, dict):
             value = parse_checkpoints(value if isinstance(value, list) else [value])
-        data[name] = [value] if name == "server_keys" and isinstance(value, str) else value
+        listed = name in ("server_keys", "passthrough_fields") and isinstance(value, str)
+        data[name] = [value] if listed else value
     if "no_fallback" in data:
         if "fallback" in data:
             raise ServerConfigError(f"{path} sets both no_fallback and fallback: keep one.")

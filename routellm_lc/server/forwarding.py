@@ -13,8 +13,9 @@ client error the upstream reports (400/413/422: the request itself is wrong) is 
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +200,7 @@ class _EventReader:
         self._target = target
         self._buffer = b""
         self._after_cr = False  # the last read ended in CR: an LF opening the next one is its pair
+        self._at_start = True  # nothing read yet (a byte-order mark may open the stream)
         self.done = False
         self.answered = False  # an event with any of the answer has arrived
         self.usage: Any = None  # the last `usage` an event carried
@@ -219,6 +221,9 @@ class _EventReader:
                 raise _transport(self._target, exc) from None
             if not chunk:
                 continue
+            if self._at_start:  # the SSE spec: a byte-order mark opening the stream is ignored
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+                self._at_start = not chunk
             if self._after_cr and chunk.startswith(b"\n"):
                 chunk = chunk[1:]
             self._after_cr = chunk.endswith(b"\r")
@@ -424,52 +429,108 @@ LITELLM_REQUEST_FIELDS = frozenset(
 #: `extra_body` keys LiteLLM takes out and uses itself (`azure_ad_token`: Azure's credential)
 #: instead of sending them: dropped.
 LITELLM_EXTRA_BODY_OPTIONS = frozenset({"azure_ad_token"})
+#: LiteLLM providers it calls through the OpenAI SDK besides `openai_compatible_providers`.
+OPENAI_SDK_PROVIDERS = frozenset({"openai", "azure", "custom_openai", "text-completion-openai"})
+
+
+class _Refused(Exception):
+    """A request the LiteLLM path answers itself (400), without calling the model."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(body.decode())
+        self.reply = Reply(status, body)
 
 
 class LiteLLMForwarder:
     """Any LiteLLM provider, through `litellm.acompletion` (imported on first use)."""
 
-    def __init__(self, timeout: float, max_retries: int) -> None:
+    def __init__(
+        self, timeout: float, max_retries: int, passthrough: Iterable[str] = ("top_k",)
+    ) -> None:
         self.timeout = timeout
         self.max_retries = max_retries
-        self._named: dict[str, frozenset[str]] = {}
+        self.passthrough = frozenset(passthrough) - LITELLM_REQUEST_FIELDS
+        self._named: dict[str, tuple[frozenset[str], bool]] = {}
 
-    def _named_fields(self, target: Target) -> frozenset[str]:
-        """The request fields passed to LiteLLM as named arguments for this target.
+    def check_passthrough(self) -> None:
+        """Refuse a passthrough field that is one of LiteLLM's own options (`api_base`,
+        `mock_response`, ...): as a named argument it would configure LiteLLM, not the call."""
+        litellm = _litellm()
+        from litellm.types.utils import all_litellm_params
 
-        For an OpenAI-compatible endpoint (provider `openai`) only those LiteLLM sends for the
-        model: it leaves out fields it does not list for a model outside OpenAI's catalog
-        (`user`, `verbosity`), which would make it drop `user` silently and reject others;
-        in `extra_body` they reach the endpoint as the direct relay would send them. Other
-        providers get every field LiteLLM translates (it maps, drops or rejects them).
+        options = set(all_litellm_params) | set(inspect.signature(litellm.completion).parameters)
+        clash = sorted(self.passthrough & options)
+        if clash:
+            from routellm_lc.server.config import ServerConfigError
+
+            raise ServerConfigError(
+                f"passthrough_fields {clash} are LiteLLM's own options, not request fields."
+            )
+
+    def _named_fields(self, target: Target) -> tuple[frozenset[str], bool]:
+        """The request fields passed to LiteLLM as named arguments for this target, and
+        whether the target takes the others in `extra_body` (an OpenAI-compatible API, which
+        LiteLLM calls through the OpenAI SDK: it merges `extra_body` into the request).
+
+        For provider `openai`, only the fields LiteLLM sends for the model are named: it
+        leaves out fields it does not list for a model outside OpenAI's catalog (`user`,
+        `verbosity`), which would make it drop `user` silently and reject others; in
+        `extra_body` they reach the endpoint as the direct relay would send them. Other
+        providers get every field LiteLLM translates (it maps, drops or rejects them), and
+        the passthrough fields (`top_k`) as they are.
         """
-        named = self._named.get(target.name)
-        if named is None:
-            named = LITELLM_REQUEST_FIELDS
+        cached = self._named.get(target.name)
+        if cached is None:
+            named, openai_like = LITELLM_REQUEST_FIELDS, True
             litellm = _litellm()
             try:
                 model, provider, _, _ = litellm.get_llm_provider(
                     target.name, api_base=target.api_base
+                )
+                openai_like = provider in OPENAI_SDK_PROVIDERS or provider in set(
+                    litellm.openai_compatible_providers
                 )
                 if provider == "openai":
                     supported = litellm.get_supported_openai_params(
                         model=model, custom_llm_provider=provider
                     )
                     named = named & {"messages", "stream", *(supported or ())}
+                if not openai_like:
+                    named = named | self.passthrough
             except Exception:  # LiteLLM cannot tell: it reports that on the call itself
                 pass
-            self._named[target.name] = named
-        return named
+            cached = self._named[target.name] = (named, openai_like)
+        return cached
 
     def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
-        named = self._named_fields(target)
+        """LiteLLM's arguments for a request; `_Refused` for a field this target's provider
+        cannot be sent (unknown to LiteLLM's translation, and not a passthrough field)."""
+        named, openai_like = self._named_fields(target)
         params: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in body.items():
             if key in named:
                 params[key] = value
-            elif key != "model" and key not in LITELLM_EXTRA_BODY_OPTIONS:
+            elif key == "model" or key in LITELLM_EXTRA_BODY_OPTIONS:
+                continue
+            elif openai_like:
                 extra[key] = value
+            else:
+                raise _Refused(
+                    400,
+                    orjson.dumps(
+                        error_body(
+                            f"Unrecognized request argument supplied: {key}. The model "
+                            f"{target.name!r} is served through LiteLLM, which takes OpenAI's "
+                            "chat fields and this server's passthrough fields "
+                            f"({', '.join(sorted(self.passthrough)) or 'none'}; "
+                            "`routellm-lc serve --passthrough-field NAME` adds one).",
+                            "invalid_request_error",
+                            param=key,
+                            code="unsupported_parameter",
+                        )
+                    ),
+                )
         if extra:
             params["extra_body"] = extra
         # only `max_retries`: LiteLLM's `num_retries` overrides it (`num_retries=0` meant no
@@ -506,14 +567,21 @@ class LiteLLMForwarder:
 
     async def complete(self, target: Target, body: Mapping[str, Any]) -> Reply:
         try:
-            response = await _litellm().acompletion(**self._params(target, body))
+            params = self._params(target, body)
+        except _Refused as refused:
+            return refused.reply
+        try:
+            response = await _litellm().acompletion(**params)
         except Exception as exc:
             return self._failure(target, exc)
         data = response.model_dump()
         return Reply(200, orjson.dumps(data, default=str), data.get("usage"))
 
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
-        params = self._params(target, body)
+        try:
+            params = self._params(target, body)
+        except _Refused as refused:
+            return refused.reply
         params["stream"] = True
         stream: Any = None
         usage: Any = None

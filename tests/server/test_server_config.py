@@ -310,3 +310,16 @@ def test_serve_announces_the_port_it_bound_after_loading_its_routers(monkeypatch
     with pytest.raises(RouterOutputError, match="not win rates"):
         runner.serve(ServerConfig(routers=["test_config_nan"], port=0), announce=announced.append)
     assert len(announced) == 1 and not served  # a broken router: nothing bound or announced
+
+
+def test_passthrough_fields_from_flags_and_config_files(tmp_path):
+    from routellm_lc.server.config import ServerConfig
+
+    assert ServerConfig().passthrough_fields == ["top_k"]
+    file = tmp_path / "server.yaml"
+    file.write_text("passthrough_field: min_p\n")
+    assert ServerConfig.from_sources(file).passthrough_fields == ["min_p"]
+    file.write_text("passthrough_fields: [top_k, min_p]\n")
+    assert ServerConfig.from_sources(file).passthrough_fields == ["top_k", "min_p"]
+    flags = ServerConfig.from_sources(file, passthrough_fields=["repetition_penalty"])
+    assert flags.passthrough_fields == ["repetition_penalty"]

@@ -91,36 +91,78 @@ def test_openai_fields_and_unknown_fields_reach_the_upstream(
     assert body["tools"][0]["function"]["name"] == "f"
 
 
+LITELLM_OPTIONS = {
+    "api_base": "http://attacker/v1",
+    "api_key": "client-key",
+    "extra_headers": {"x": "y"},
+    "timeout": 999,
+    "num_retries": 9,
+    "mock_response": "mocked",
+}
+
+
 def test_litellm_path_calls_take_only_openai_fields_as_named_arguments():
+    """An OpenAI-compatible endpoint: OpenAI's fields named, every other field in
+    `extra_body` (which LiteLLM merges into the request it sends there)."""
     forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1)
     body = {
         "model": "router-mf-0.5",
         "messages": EASY,
         "temperature": 0.2,
         "user": "u",
-        "api_base": "http://attacker/v1",
-        "api_key": "client-key",
-        "extra_headers": {"x": "y"},
         "metadata": {"team": "a"},
         "azure_ad_token": "client-token",  # LiteLLM would take it out of extra_body as a credential
-        "timeout": 999,
-        "num_retries": 9,
+        **LITELLM_OPTIONS,
     }
-    for model, named_user in [
-        ("anthropic/claude-3-5-sonnet-20240620", True),
-        ("openai/small", False),
-    ]:
-        target = build_target(model, "http://upstream/v1", "server-key", "litellm")
-        params = forwarder._params(target, body)
-        options = {"model", "timeout", "max_retries", "api_base", "api_key", "extra_body"}
-        assert set(params) - options <= LITELLM_REQUEST_FIELDS
-        assert params["model"] == model and params["api_base"] == "http://upstream/v1"
-        assert params["api_key"] == "server-key"
-        assert params["timeout"] == 5.0 and params["max_retries"] == 1
-        assert params["temperature"] == 0.2 and params["messages"] == EASY
-        extra = params["extra_body"]
-        assert extra["api_base"] == "http://attacker/v1" and extra["extra_headers"] == {"x": "y"}
-        assert extra["metadata"] == {"team": "a"} and extra["num_retries"] == 9
-        assert "azure_ad_token" not in extra and "model" not in extra
-        # LiteLLM maps `user` for Anthropic; an OpenAI-compatible endpoint gets it as sent
-        assert ("user" in params) is named_user and ("user" in extra) is not named_user
+    target = build_target("openai/small", "http://upstream/v1", "server-key", "litellm")
+    params = forwarder._params(target, body)
+    options = {"model", "timeout", "max_retries", "api_base", "api_key", "extra_body"}
+    assert set(params) - options <= LITELLM_REQUEST_FIELDS
+    assert params["model"] == "openai/small" and params["api_base"] == "http://upstream/v1"
+    assert params["api_key"] == "server-key"
+    assert params["timeout"] == 5.0 and params["max_retries"] == 1
+    assert params["temperature"] == 0.2 and params["messages"] == EASY
+    extra = params["extra_body"]
+    assert extra["api_base"] == "http://attacker/v1" and extra["extra_headers"] == {"x": "y"}
+    assert extra["metadata"] == {"team": "a"} and extra["num_retries"] == 9
+    assert "azure_ad_token" not in extra and "model" not in extra
+    # an OpenAI-compatible endpoint outside OpenAI's catalog gets `user` as sent
+    assert "user" not in params and extra["user"] == "u"
+
+
+@pytest.mark.parametrize("option", sorted(LITELLM_OPTIONS))
+def test_a_translated_provider_refuses_fields_it_cannot_be_sent(option):
+    """Anthropic (and Gemini, Bedrock, Ollama...): LiteLLM translates OpenAI's fields for it
+    and would send an `extra_body` as a literal field (Anthropic answers 400, Gemini rejects
+    a top-level `top_k`, Ollama ignores it). Unknown fields get OpenAI's 400 instead, naming
+    the field; never does one become a LiteLLM option."""
+    import orjson
+
+    from routellm_lc.server.forwarding import _Refused
+
+    forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1)
+    target = build_target("anthropic/claude-3-5-sonnet-20240620", None, "server-key", "litellm")
+    with pytest.raises(_Refused) as refused:
+        forwarder._params(target, {"messages": EASY, option: LITELLM_OPTIONS[option]})
+    reply = refused.value.reply
+    assert reply.status == 400
+    error = orjson.loads(reply.body)["error"]
+    assert error["param"] == option and error["code"] == "unsupported_parameter"
+
+
+def test_a_translated_provider_gets_openai_and_passthrough_fields_named():
+    forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1, passthrough=["top_k", "min_p"])
+    target = build_target("anthropic/claude-3-5-sonnet-20240620", None, "server-key", "litellm")
+    body = {"model": "router-mf-0.5", "messages": EASY, "user": "u", "top_k": 5, "min_p": 0.1}
+    params = forwarder._params(target, body)
+    assert (params["user"], params["top_k"], params["min_p"]) == ("u", 5, 0.1)
+    assert "extra_body" not in params  # LiteLLM maps `user` for Anthropic (metadata.user_id)
+
+
+def test_a_passthrough_field_that_is_a_litellm_option_fails_at_start_up():
+    from routellm_lc.server.config import ServerConfigError
+
+    with pytest.raises(ServerConfigError, match="mock_response"):
+        LiteLLMForwarder(
+            timeout=5.0, max_retries=0, passthrough=["mock_response"]
+        ).check_passthrough()

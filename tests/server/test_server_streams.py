@@ -51,6 +51,7 @@ SCRIPTS: dict[str, list[bytes]] = {
     "errorevent": [ERROR],
     "role-then-error": [ROLE, ERROR],
     "answer-then-error": [ROLE, _event({"content": "Hel"}), ERROR],
+    "bom": [b"\xef\xbb\xbf", ANSWER + DONE],  # a byte-order mark opening the stream
 }
 
 
@@ -143,10 +144,11 @@ def streamed_text(response: httpx.Response) -> str:
 # -- line endings ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["crlf", "cr"])
+@pytest.mark.parametrize("mode", ["crlf", "cr", "bom"])
 def test_cr_and_crlf_line_endings_split_between_reads_are_relayed(start_server, odd, mode):
     """sse-starlette ends lines with CRLF; the SSE spec allows CR alone too. A CRLF whose CR
-    and LF arrive in different reads is one line end, not a malformed stream."""
+    and LF arrive in different reads is one line end, not a malformed stream. A byte-order
+    mark opening the stream is ignored, as the spec says (it hid the first event)."""
     response = ask(start_odd(start_server, odd, mode, "auto"))
     assert response.status_code == 200, response.text
     assert "x-routellm-fallback-from" not in response.headers
