@@ -98,28 +98,26 @@ class Metrics:
     ) -> str:
         """The text exposition; `thresholds` and `controller_shares` (per router) are gauges
         read at the time of the scrape."""
-        lines = [
-            "# HELP routellm_requests_total Chat completion requests by router, route and status.",
-            "# TYPE routellm_requests_total counter",
-        ]
-        for (router, route, status), count in sorted(self.requests.items()):
-            lines.append(
-                f'routellm_requests_total{{router="{router}",route="{route}",'
-                f'status="{status}"}} {count}'
-            )
-        lines += [
-            "# HELP routellm_fallbacks_total Calls answered by the other model after the chosen "
-            "one failed, by router and the route that failed.",
-            "# TYPE routellm_fallbacks_total counter",
-        ]
-        for (router, route), count in sorted(self.fallbacks.items()):
-            lines.append(f'routellm_fallbacks_total{{router="{router}",failed="{route}"}} {count}')
-        lines += [
-            "# HELP routellm_errors_total Errors by kind (client errors and upstream failures).",
-            "# TYPE routellm_errors_total counter",
-        ]
-        for kind, count in sorted(self.errors.items()):
-            lines.append(f'routellm_errors_total{{kind="{kind}"}} {count}')
+        lines = _family(
+            "routellm_requests_total",
+            "counter",
+            "Chat completion requests by router, route and status.",
+            {(("router", r), ("route", route), ("status", str(status))): n
+             for (r, route, status), n in self.requests.items()},
+        )  # fmt: skip
+        lines += _family(
+            "routellm_fallbacks_total",
+            "counter",
+            "Calls answered by the other model after the chosen one failed, by router and the "
+            "route that failed.",
+            {(("router", r), ("failed", route)): n for (r, route), n in self.fallbacks.items()},
+        )
+        lines += _family(
+            "routellm_errors_total",
+            "counter",
+            "Errors by kind (client errors and upstream failures).",
+            {(("kind", kind),): n for kind, n in self.errors.items()},
+        )
         lines += self.routing.render(
             "routellm_routing_seconds", "router", "Time to route one request (queue + scoring)."
         )
@@ -128,47 +126,62 @@ class Metrics:
             "route",
             "Time until the model's response (or first stream event) arrived, by route.",
         )
-        lines += [
-            "# HELP routellm_tokens_total Tokens the upstream reported (usage), by the model "
-            "that answered and kind (prompt, completion).",
-            "# TYPE routellm_tokens_total counter",
-        ]
-        for (model, kind), count in sorted(self.tokens.items()):
-            lines.append(f'routellm_tokens_total{{model="{model}",kind="{kind}"}} {count}')
-        lines += [
-            "# HELP routellm_cost_usd_total USD spent, priced per request from its usage, by the "
-            "model that answered.",
-            "# TYPE routellm_cost_usd_total counter",
-        ]
-        for model, usd in sorted(self.cost.items()):
-            lines.append(f'routellm_cost_usd_total{{model="{model}"}} {usd!r}')
-        lines += [
-            "# HELP routellm_strong_equivalent_cost_usd_total USD the same requests' usage "
-            "would have cost at the strong model's prices (all-strong counterfactual), by router.",
-            "# TYPE routellm_strong_equivalent_cost_usd_total counter",
-        ]
-        for router, usd in sorted(self.strong_equivalent_cost.items()):
-            lines.append(f'routellm_strong_equivalent_cost_usd_total{{router="{router}"}} {usd!r}')
-        lines += [
-            "# HELP routellm_unpriced_requests_total Answered requests with usage whose model "
-            "has no price (left out of the cost totals).",
-            "# TYPE routellm_unpriced_requests_total counter",
-        ]
-        for model, count in sorted(self.unpriced.items()):
-            lines.append(f'routellm_unpriced_requests_total{{model="{model}"}} {count}')
+        lines += _family(
+            "routellm_tokens_total",
+            "counter",
+            "Tokens the upstream reported (usage), by the model that answered and kind "
+            "(prompt, completion).",
+            {(("model", m), ("kind", kind)): n for (m, kind), n in self.tokens.items()},
+        )
+        lines += _family(
+            "routellm_cost_usd_total",
+            "counter",
+            "USD spent, priced per request from its usage, by the model that answered.",
+            {(("model", m),): usd for m, usd in self.cost.items()},
+        )
+        lines += _family(
+            "routellm_strong_equivalent_cost_usd_total",
+            "counter",
+            "USD the same requests' usage would have cost at the strong model's prices "
+            "(all-strong counterfactual), by router.",
+            {(("router", r),): usd for r, usd in self.strong_equivalent_cost.items()},
+        )
+        lines += _family(
+            "routellm_unpriced_requests_total",
+            "counter",
+            "Answered requests with usage whose model has no price (left out of the cost totals).",
+            {(("model", m),): n for m, n in self.unpriced.items()},
+        )
         if thresholds:
-            lines += [
-                "# HELP routellm_threshold The threshold router-<router> routes at now.",
-                "# TYPE routellm_threshold gauge",
-            ]
-            for router, threshold in sorted(thresholds.items()):
-                lines.append(f'routellm_threshold{{router="{router}"}} {threshold!r}')
+            lines += _family(
+                "routellm_threshold",
+                "gauge",
+                "The threshold router-<router> routes at now.",
+                {(("router", r),): t for r, t in thresholds.items()},
+            )
         if controller_shares:
-            lines += [
-                "# HELP routellm_controller_strong_share Share of the strong-share controller's "
-                "window of recent scores at or above its threshold.",
-                "# TYPE routellm_controller_strong_share gauge",
-            ]
-            for router, share in sorted(controller_shares.items()):
-                lines.append(f'routellm_controller_strong_share{{router="{router}"}} {share!r}')
+            lines += _family(
+                "routellm_controller_strong_share",
+                "gauge",
+                "Share of the strong-share controller's window of recent scores at or above "
+                "its threshold.",
+                {(("router", r),): share for r, share in controller_shares.items()},
+            )
         return "\n".join(lines) + "\n"
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: Mapping[tuple[tuple[str, str], ...], float]
+) -> list[str]:
+    """One metric family: its HELP and TYPE lines, then a sample per label set, sorted."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in sorted(samples.items()):
+        text = ",".join(f'{key}="{_escape(str(v))}"' for key, v in labels)
+        lines.append(f"{name}{{{text}}} {value!r}")
+    return lines
+
+
+def _escape(value: str) -> str:
+    """A label value as the text format writes it: backslash, double quote and newline
+    escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -264,3 +264,15 @@ def test_bad_prices_are_refused_at_start_up(prices):
 def test_bad_price_flags_are_refused(pair):
     with pytest.raises(ServerConfigError, match="--price takes MODEL=IN,OUT"):
         parse_prices([pair])
+
+
+def test_metric_label_values_are_escaped():
+    """Model names are the operator's strings: a quote, backslash or newline in one must not
+    break the Prometheus text format."""
+    from routellm_lc.server.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.usage("mf", 'odd"model\\name\nx', 3, 4, 0.5, 1.0)
+    text = metrics.render()
+    assert 'routellm_cost_usd_total{model="odd\\"model\\\\name\\nx"} 0.5' in text
+    assert text.count("# TYPE routellm_cost_usd_total counter") == 1
