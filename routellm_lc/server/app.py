@@ -254,14 +254,12 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
         card = ModelCard(id=model_id, created=state.created)
         return Response(card.model_dump_json(), media_type="application/json")
 
-    @app.api_route(
-        "/health",
-        methods=["GET", "HEAD"],
-        summary="Liveness and what is served",
-        response_model=HealthResponse,
-    )
+    @app.get("/health", summary="Liveness and what is served", response_model=HealthResponse)
     async def health() -> Response:
         return Response(state.health_body, media_type="application/json")
+
+    # HEAD too (load balancers' probes), outside the schema: one operation per path and method
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     @app.get(
         "/metrics",
