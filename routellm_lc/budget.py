@@ -123,7 +123,12 @@ class StrongShareController:
         scores = np.asarray(data.get("scores", []), dtype=float).reshape(-1)
         if not np.all((scores >= 0.0) & (scores <= 1.0)):  # also rejects NaN
             raise ValueError("a saved controller window holds scores in [0, 1] only")
-        observed = int(data.get("observed", scores.size))
+        observed = data.get("observed", scores.size)
+        if isinstance(observed, float) and observed.is_integer():  # not inf or NaN
+            observed = int(observed)
+        if isinstance(observed, bool) or not isinstance(observed, int | np.integer):
+            raise ValueError(f"observed must be a whole number of scores, got {observed!r}")
+        observed = int(observed)
         if observed < scores.size:
             raise ValueError(
                 f"observed ({observed}) cannot be less than the saved window ({scores.size})"

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(
         "--controller-state",
         metavar="PATH",
-        help="JSON file of the controllers' state: loaded at start-up if it exists, saved on "
-        "shutdown (needs --strong-share)",
+        help="JSON file of the controllers' state: loaded at start-up if it exists, saved every "
+        "10 s when it changed and on shutdown (needs --strong-share)",
     )
     add(
         "--price",

@@ -55,7 +55,7 @@ class Accounting:
             return
         prompt = usage.get("prompt_tokens", 0)
         completion = usage.get("completion_tokens", 0)
-        if not (_is_count(prompt) and _is_count(completion)):
+        if not (_is_count(prompt) and _is_count(completion) and _counts_are_sane(usage)):
             self.metrics.error("malformed_usage")
             return
         cost = strong_cost = None
@@ -74,3 +74,40 @@ class Accounting:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: The other counts `costs.call_cost` reads, top-level and in each details mapping: absent or
+#: null is fine (OpenAI-compatible servers often send `"prompt_tokens_details": null`), anything
+#: else must be a count too (a negative `cached_tokens` would raise the cost).
+_OPTIONAL_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_output_tokens",
+)
+_DETAIL_COUNTS = {
+    "prompt_tokens_details": ("cached_tokens",),
+    "completion_tokens_details": ("reasoning_tokens",),
+    "input_token_details": ("cache_read", "cache_creation"),
+    "output_token_details": ("reasoning",),
+}
+
+
+def _counts_are_sane(usage: dict[str, Any]) -> bool:
+    """Every optional count `call_cost` reads is absent, null or a count."""
+    for key in _OPTIONAL_COUNTS:
+        value = usage.get(key)
+        if value is not None and not _is_count(value):
+            return False
+    for key, counts in _DETAIL_COUNTS.items():
+        details = usage.get(key)
+        if not details:  # as `call_cost` reads it: none
+            continue
+        if not isinstance(details, dict):
+            return False
+        for count in counts:
+            value = details.get(count)
+            if value is not None and not _is_count(value):
+                return False
+    return True

@@ -122,6 +122,18 @@ class ServerState:
         self.models_body = b""
         self.health_body = b""
         self.created = 0
+        self._saver: asyncio.Task | None = None  # saves the controllers' state as it changes
+
+    def check_litellm_options(self) -> None:
+        """Fail (ServerConfigError) on a passthrough field that is one of LiteLLM's own options,
+        when a model goes through LiteLLM (imported here: ~3 s). `serve` calls this before it
+        announces its URL, so the mistake is an error message, not a failed lifespan."""
+        if any(target.url is None for target in self.targets.values()):
+            _litellm()
+            config = self.config
+            LiteLLMForwarder(
+                config.timeout, config.max_retries, config.passthrough_fields
+            ).check_passthrough()
 
     async def start(self) -> None:
         if not self.routing.slots:
@@ -142,8 +154,14 @@ class ServerState:
         self.models_body = ModelList(data=cards).model_dump_json().encode()
         health = HealthResponse(routers=self.routing.names, strong=config.strong, weak=config.weak)
         self.health_body = health.model_dump_json().encode()
+        if self.routing.controller_state is not None:
+            self._saver = asyncio.get_running_loop().create_task(self.routing.save_periodically())
 
     async def stop(self) -> None:
+        if self._saver is not None:  # the last save is the one below
+            self._saver.cancel()
+            await asyncio.gather(self._saver, return_exceptions=True)
+            self._saver = None
         if self.direct is not None:
             await self.direct.aclose()
         try:
@@ -220,6 +238,7 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
     async def chat_completions(request: Request) -> Response:
         body = await _parse_body(request, config.max_body_bytes)
         slot, threshold = state.routing.resolve(body["model"])
+        _check_fields(state, body)
         try:
             text = routing_text(body["messages"], config.route_on)
         except EmptyPromptError as exc:
@@ -341,6 +360,18 @@ def _param(loc: Sequence[Any]) -> str | None:
         elif not _UNION_MEMBER.fullmatch(str(part)):
             path += f".{part}" if path else str(part)
     return path or None
+
+
+def _check_fields(state: ServerState, body: Mapping[str, Any]) -> None:
+    """400 for a field that either model's provider cannot be sent through LiteLLM, before
+    routing: whether a request is valid must not depend on which model its score picks."""
+    litellm = state.litellm
+    for target in state.targets.values():
+        if target.url is None and litellm is not None:
+            field = litellm.unsupported(target, body)
+            if field is not None:
+                message = litellm.unsupported_message(target, field)
+                raise APIError(400, message, param=field, code="unsupported_parameter")
 
 
 def _decision_headers(decision: RoutingDecision) -> dict[str, str]:

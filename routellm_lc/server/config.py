@@ -44,7 +44,7 @@ class ServerConfig:
     threshold to the scores of the requests it routes. None: a fixed threshold."""
     controller_state: str | None = None
     """JSON file of the controllers' state: loaded at start-up if it exists, written (atomically)
-    on shutdown. Needs `strong_share`."""
+    every 10 s when it changed and on shutdown. Needs `strong_share`."""
     prices: dict[str, Any] = field(default_factory=dict)
     """Price overrides for `/metrics`' cost accounting, by model name (as `costs.model_price`
     finds them: `my-llama` also prices `openai/my-llama`): `{"input_per_million": x,
@@ -165,6 +165,13 @@ class ServerConfig:
             keys = _split_keys(values["server_keys"])
         keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
         values["server_keys"] = keys
+        if overrides.get("passthrough_fields"):
+            # `--passthrough-field` adds to the file's (or the default) passthrough fields
+            default = cls.__dataclass_fields__["passthrough_fields"].default_factory  # type: ignore[misc]
+            base = from_file.get("passthrough_fields", default())
+            base = [base] if isinstance(base, str) else list(base or [])
+            flags = overrides["passthrough_fields"]
+            values["passthrough_fields"] = base + [f for f in flags if f not in base]
         if overrides.get("prices") and isinstance(from_file.get("prices"), dict):
             # `--price` flags add to (and, model by model, override) the file's prices
             values["prices"] = {**from_file["prices"], **overrides["prices"]}
@@ -205,7 +212,7 @@ def _check_types(config: ServerConfig) -> None:
             kind = kind.removeprefix("optional ")
             wanted = {"integer": "an integer", "boolean": "true or false"}.get(kind, f"a {kind}")
             raise ServerConfigError(f"{name} must be {wanted}, got {value!r}.")
-    for name in ("routers", "server_keys"):
+    for name in ("routers", "server_keys", "passthrough_fields"):
         value = getattr(config, name)
         if not isinstance(value, str | list) or not all(isinstance(v, str) for v in value):
             raise ServerConfigError(f"{name} must be a list of strings, got {value!r}.")

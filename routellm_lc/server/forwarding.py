@@ -429,6 +429,10 @@ LITELLM_REQUEST_FIELDS = frozenset(
 #: `extra_body` keys LiteLLM takes out and uses itself (`azure_ad_token`: Azure's credential)
 #: instead of sending them: dropped.
 LITELLM_EXTRA_BODY_OPTIONS = frozenset({"azure_ad_token"})
+#: OpenAI request fields for OpenAI's own platform (stored completions' `metadata`): left out
+#: for providers LiteLLM translates, which have no such thing (LiteLLM would keep `metadata`
+#: for its own logging).
+OPENAI_PLATFORM_FIELDS = frozenset({"metadata"})
 #: LiteLLM providers it calls through the OpenAI SDK besides `openai_compatible_providers`.
 OPENAI_SDK_PROVIDERS = frozenset({"openai", "azure", "custom_openai", "text-completion-openai"})
 
@@ -502,9 +506,36 @@ class LiteLLMForwarder:
             cached = self._named[target.name] = (named, openai_like)
         return cached
 
+    def unsupported(self, target: Target, body: Mapping[str, Any]) -> str | None:
+        """The first field of `body` this target cannot be sent: for a provider LiteLLM
+        translates, one that is neither an OpenAI field it maps nor a passthrough field
+        (an OpenAI-compatible endpoint takes every field, in `extra_body`)."""
+        named, openai_like = self._named_fields(target)
+        if openai_like:
+            return None
+        skipped = ("model", *LITELLM_EXTRA_BODY_OPTIONS, *OPENAI_PLATFORM_FIELDS)
+        return next((key for key in body if key not in named and key not in skipped), None)
+
+    def unsupported_message(self, target: Target, field: str) -> str:
+        return (
+            f"Unrecognized request argument supplied: {field}. The model {target.name!r} is "
+            "served through LiteLLM, which takes OpenAI's chat fields and this server's "
+            f"passthrough fields ({', '.join(sorted(self.passthrough)) or 'none'}; "
+            "`routellm-lc serve --passthrough-field NAME` adds one)."
+        )
+
     def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """LiteLLM's arguments for a request; `_Refused` for a field this target's provider
-        cannot be sent (unknown to LiteLLM's translation, and not a passthrough field)."""
+        cannot be sent (`unsupported`; the server checks both models before routing)."""
+        field = self.unsupported(target, body)
+        if field is not None:
+            body_bytes = error_body(
+                self.unsupported_message(target, field),
+                "invalid_request_error",
+                param=field,
+                code="unsupported_parameter",
+            )
+            raise _Refused(400, orjson.dumps(body_bytes))
         named, openai_like = self._named_fields(target)
         params: dict[str, Any] = {}
         extra: dict[str, Any] = {}
@@ -515,22 +546,6 @@ class LiteLLMForwarder:
                 continue
             elif openai_like:
                 extra[key] = value
-            else:
-                raise _Refused(
-                    400,
-                    orjson.dumps(
-                        error_body(
-                            f"Unrecognized request argument supplied: {key}. The model "
-                            f"{target.name!r} is served through LiteLLM, which takes OpenAI's "
-                            "chat fields and this server's passthrough fields "
-                            f"({', '.join(sorted(self.passthrough)) or 'none'}; "
-                            "`routellm-lc serve --passthrough-field NAME` adds one).",
-                            "invalid_request_error",
-                            param=key,
-                            code="unsupported_parameter",
-                        )
-                    ),
-                )
         if extra:
             params["extra_body"] = extra
         # only `max_retries`: LiteLLM's `num_retries` overrides it (`num_retries=0` meant no

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ MODEL_PREFIX = "router-"
 #: a hop to the worker thread and back costs more than they do.
 INLINE_BELOW_S = 0.0002
 MAX_BATCH = 64
+#: Seconds between saves of the controllers' state while it changes (and one on shutdown).
+SAVE_EVERY_S = 10.0
 
 
 def parse_model_name(
@@ -232,8 +235,11 @@ class RoutingService:
         self.strong_share = strong_share
         """Target of the per-router `StrongShareController`s (None: fixed thresholds)."""
         self.controller_state = controller_state
-        """Where the controllers' state is loaded from (if there) and saved to on `close`."""
+        """Where the controllers' state is loaded from (if there) and saved to (every
+        `SAVE_EVERY_S` seconds when it changed, and on shutdown)."""
         self._other_states: dict[str, Any] = {}  # saved states of routers not served now
+        self._saved: dict[str, Any] | None = None  # the served states last saved or loaded
+        self._save_lock = threading.Lock()  # one write at a time (they share a temporary file)
         self.checkpoints = dict(checkpoints)
         self.strong = strong
         self.weak = weak
@@ -283,8 +289,10 @@ class RoutingService:
         if self.controller_state is None or self.strong_share is None:
             return
         path = Path(self.controller_state)
+        self._check_state_folder(path)
         if not path.exists():
             log.info("controller state %s does not exist yet: controllers start afresh", path)
+            self._saved = self._served_states()
             return
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -314,28 +322,109 @@ class RoutingService:
                 path,
                 slot.controller.threshold(),
             )
+        self._saved = self._served_states()
 
-    def save_controller_state(self) -> Path | None:
+    @staticmethod
+    def _check_state_folder(path: Path) -> None:
+        """The state is written to a temporary file next to `path`, then renamed over it: its
+        folder must exist (created if missing) and take files, or the state would be lost at
+        the first save (ServerConfigError now instead)."""
+        if path.is_dir():
+            raise ServerConfigError(f"The controller state {path} is a folder: name a file.")
+        probe = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                why = "a file stands in its path"
+            raise ServerConfigError(
+                f"Cannot save the controller state to {path}: its folder {path.parent} cannot "
+                f"be created or written to ({why})."
+            ) from None
+
+    def _served_states(self) -> dict[str, Any]:
+        return {
+            name: slot.controller.state().to_dict()
+            for name, slot in self.slots.items()
+            if slot.controller is not None
+        }
+
+    def _other_states_now(self, path: Path) -> dict[str, Any]:
+        """The file's entries for routers not served here, as it holds them now (another server
+        sharing the file may have saved its own since this one started); those read last if
+        the file cannot be read, none if it is gone."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError) as exc:
+            data = exc
+        if not isinstance(data, dict):
+            log.warning(
+                "controller state %s cannot be read back (%s): the entries of routers not "
+                "served here are written as last read",
+                path,
+                data if isinstance(data, Exception) else "not a mapping",
+            )
+            return dict(self._other_states)
+        served = {name for name, slot in self.slots.items() if slot.controller is not None}
+        self._other_states = {name: s for name, s in data.items() if name not in served}
+        return dict(self._other_states)
+
+    def save_controller_state(self, *, only_if_changed: bool = False) -> Path | None:
         """Write the controllers' state to `controller_state` atomically (a temporary file in
-        the same folder, then renamed over it); None when there is nothing to save."""
+        the same folder, then renamed over it); None when there is nothing to save (with
+        `only_if_changed`: also when no state changed since the last save or load).
+
+        Entries of routers not served here are written as the file holds them now, so servers
+        sharing one file (serving different routers) do not undo each other's saves."""
         if self.controller_state is None or self.strong_share is None or not self.slots:
             return None
-        states = dict(self._other_states)
-        for name, slot in self.slots.items():
-            if slot.controller is not None:
-                states[name] = slot.controller.state().to_dict()
-        path = Path(self.controller_state)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "w", encoding="utf-8") as file:
-                json.dump(states, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with self._save_lock:
+            served = self._served_states()
+            if only_if_changed and served == self._saved:
+                return None
+            path = Path(self.controller_state)
+            states = {**self._other_states_now(path), **served}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                with open(temporary, "w", encoding="utf-8") as file:
+                    json.dump(states, file)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+            self._saved = served
         return path
+
+    async def save_periodically(self) -> None:
+        """Save the controllers' state every `SAVE_EVERY_S` seconds when it changed (written in
+        a thread, off the event loop) until cancelled: a server stopped before its lifespan
+        shutdown (a second Ctrl+C while connections drain, `docker stop`'s grace period, a
+        SIGKILL) loses at most the last few seconds of adaptation."""
+        failing = False
+        while True:
+            await asyncio.sleep(SAVE_EVERY_S)
+            try:
+                await asyncio.to_thread(self.save_controller_state, only_if_changed=True)
+            except Exception as exc:  # a full disk: say so once, keep serving, try again
+                if not failing:
+                    log.warning(
+                        "could not save the controller state to %s (retrying every %g s): %s",
+                        self.controller_state,
+                        SAVE_EVERY_S,
+                        exc,
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.warning("controller state saved to %s again", self.controller_state)
+                failing = False
 
     def close(self) -> None:
         if self._executor is not None:

@@ -65,6 +65,11 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
 
     routing = load_routing(config)
     app = create_app(config, routing=routing)
+    try:  # a passthrough field LiteLLM would take as its own option: an error before the URL
+        app.state.routellm.check_litellm_options()
+    except BaseException:
+        routing.close()
+        raise
     settings = _uvicorn_config(app, config)
     server = uvicorn.Server(settings)
     sock = settings.bind_socket()  # a port in use ends here, as uvicorn's own start-up would

@@ -321,5 +321,8 @@ def test_passthrough_fields_from_flags_and_config_files(tmp_path):
     assert ServerConfig.from_sources(file).passthrough_fields == ["min_p"]
     file.write_text("passthrough_fields: [top_k, min_p]\n")
     assert ServerConfig.from_sources(file).passthrough_fields == ["top_k", "min_p"]
+    # the flag adds one, to the file's fields or to the default
     flags = ServerConfig.from_sources(file, passthrough_fields=["repetition_penalty"])
-    assert flags.passthrough_fields == ["repetition_penalty"]
+    assert flags.passthrough_fields == ["top_k", "min_p", "repetition_penalty"]
+    alone = ServerConfig.from_sources(None, passthrough_fields=["min_p", "top_k"])
+    assert alone.passthrough_fields == ["top_k", "min_p"]

@@ -166,3 +166,25 @@ def test_a_passthrough_field_that_is_a_litellm_option_fails_at_start_up():
         LiteLLMForwarder(
             timeout=5.0, max_retries=0, passthrough=["mock_response"]
         ).check_passthrough()
+
+
+def test_a_field_either_model_cannot_be_sent_is_refused_whatever_the_route(
+    start_server, fresh_backend
+):
+    """With an Anthropic strong model (LiteLLM translates for it) and an OpenAI-compatible
+    weak one, an unknown field used to pass when the prompt routed weak and get 400 when it
+    routed strong: valid or not must not depend on the score. It is refused before routing,
+    without a call, and counted; OpenAI's platform-only `metadata` is left out for Anthropic
+    instead of refused."""
+    server = start_server(strong="anthropic/claude-3-5-sonnet-20240620", forwarding="litellm")
+    fresh_backend.clear_requests()
+    response = post(server, custom_vendor_flag=True)  # EASY: routed to the weak model
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("custom_vendor_flag", "unsupported_parameter")
+    assert "anthropic/claude-3-5-sonnet-20240620" in error["message"]
+    assert fresh_backend.requests == []
+    metrics = httpx.get(server.base_url.removesuffix("/v1") + "/metrics").text
+    assert 'routellm_errors_total{kind="unsupported_parameter"} 1' in metrics
+    response = post(server, metadata={"team": "a"}, top_k=3)
+    assert response.status_code == 200, response.text
