@@ -35,17 +35,22 @@ class Bands(Router):
         return np.array([0.9 if "hard" in p else 0.5 if "medium" in p else 0.1 for p in prompts])
 
 
-@pytest.fixture
-def pool(fresh_backend):
-    router = Bands()
-    llm = routed_pool(
+def _three_models(backend, router, **options):
+    """cheap below 0.3, mid below 0.7, top above, on the local backend."""
+    return routed_pool(
         ["openai/cheap", "openai/mid", "openai/top"],
         [0.3, 0.7],
         router=router,
-        api_base=fresh_backend.base_url,
+        api_base=backend.base_url,
         api_key="test",
+        **options,
     )
-    return llm, router, fresh_backend
+
+
+@pytest.fixture
+def pool(fresh_backend):
+    router = Bands()
+    return _three_models(fresh_backend, router), router, fresh_backend
 
 
 def test_each_band_goes_to_its_model_and_the_answer_names_it(pool):
@@ -395,13 +400,7 @@ async def test_with_a_non_deterministic_router_each_model_answers_its_band(fresh
     """Scored again at each level, a `random`-like router sent prompts outside their band
     (and reported the inner level's score): every level must cut the same score."""
     router = Drifting()
-    llm = routed_pool(
-        ["openai/cheap", "openai/mid", "openai/top"],
-        [0.3, 0.7],
-        router=router,
-        api_base=fresh_backend.base_url,
-        api_key="test",
-    )
+    llm = _three_models(fresh_backend, router)
     prompts = [f"question {i}" for i in range(len(router.scores))]
     if call.endswith("batch"):
         routings = [r for p in prompts for r in await _routings(llm, call, [p])]
@@ -540,15 +539,8 @@ def test_callbacks_tags_and_metadata_of_a_pool_see_each_call_once(fresh_backend)
     from langchain_core.callbacks import UsageMetadataCallbackHandler
 
     handler, usage = RoutingCallbackHandler(), UsageMetadataCallbackHandler()
-    llm = routed_pool(
-        ["openai/cheap", "openai/mid", "openai/top"],
-        [0.3, 0.7],
-        router=Bands(),
-        api_base=fresh_backend.base_url,
-        api_key="test",
-        callbacks=[handler, usage],
-        tags=["mine"],
-        metadata={"team": "a"},
+    llm = _three_models(
+        fresh_backend, Bands(), callbacks=[handler, usage], tags=["mine"], metadata={"team": "a"}
     )
     for prompt in ("easy one", "medium one", "hard one"):
         llm.invoke(prompt)
@@ -589,14 +581,7 @@ def test_a_pools_rate_limiter_is_acquired_once_per_call(fresh_backend):
             Counting.acquired += 1
             return True
 
-    llm = routed_pool(
-        ["openai/cheap", "openai/mid", "openai/top"],
-        [0.3, 0.7],
-        router=Bands(),
-        api_base=fresh_backend.base_url,
-        api_key="test",
-        rate_limiter=Counting(),
-    )
+    llm = _three_models(fresh_backend, Bands(), rate_limiter=Counting())
     for prompt in ("easy one", "medium one", "hard one"):
         llm.invoke(prompt)
     assert Counting.acquired == 3
