@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ROUTER=PATH",
         help="checkpoint folder or Hub id for a router (repeatable)",
     )
-    add("--threshold", type=float, help="threshold of the ids in /v1/models (default 0.5)")
+    add(
+        "--threshold",
+        type=float,
+        help="threshold of the ids in /v1/models, and of router-<r> ids (with --strong-share: "
+        "the controller's starting one; default 0.5)",
+    )
     add(
         "--strong-share",
         type=float,
