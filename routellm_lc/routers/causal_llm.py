@@ -322,6 +322,7 @@ class CausalLLMRouter(Router):
         gguf_file = gguf_file or gguf_from_path
         required = (gguf_file,) if gguf_file else ("config.json",)
         folder = ckpt.resolve_checkpoint(checkpoint, required, revision=revision)
+        ckpt.check_router_type(folder, "causal_llm")
         settings = read_router_config(folder)
         gguf_file = gguf_file or settings.get("gguf_file")
         if gguf_file:

@@ -277,10 +277,11 @@ def test_mf_num_classes_other_than_one_fails_at_load_naming_field_and_folder(
 
 
 def test_a_folder_of_another_router_type_is_named_as_such(tmp_path):
-    """Loading a sw_ranking folder as mf (or the reverse, or either as bert) says which router
+    """Loading a sw_ranking folder as mf (or the reverse, or one as bert or causal_llm) says which router
     wrote it (config.json's "router"), not "missing required field(s)"."""
     from routellm_lc.routers import load_router
     from routellm_lc.routers.bert import BertRouter
+    from routellm_lc.routers.causal_llm import CausalLLMRouter
 
     sw = _sw(tmp_path / "sw")
     mf = _mf(tmp_path / "mf")
@@ -290,6 +291,7 @@ def test_a_folder_of_another_router_type_is_named_as_such(tmp_path):
         (lambda: MatrixFactorizationRouter.from_pretrained(sw), sw, "sw_ranking"),
         (lambda: SWRankingRouter.from_pretrained(mf), mf, "mf"),
         (lambda: BertRouter.from_pretrained(str(sw)), sw, "sw_ranking"),
+        (lambda: CausalLLMRouter.from_pretrained(str(mf)), mf, "mf"),
     ]
     for load, folder, router in cases:
         with pytest.raises(CheckpointError) as info:
