@@ -97,7 +97,14 @@ class LiteLLMChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "api_base": self.api_base}
+        """What makes its answers differ (LLM-cache keys, tracing): never the key."""
+        sampling = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {
+            "model": self.model,
+            "api_base": self.api_base,
+            **{k: v for k, v in sampling.items() if v is not None},
+            **({"model_kwargs": self.model_kwargs} if self.model_kwargs else {}),
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         # Per-call overrides (`invoke(..., model=..., temperature=...)`) are what was sent.

@@ -243,3 +243,19 @@ def test_the_first_async_call_imports_litellm_off_the_event_loop():
         [sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, env=env, timeout=120
     )
     assert "ran during import" in done.stdout, done.stdout + done.stderr
+
+
+def test_sampling_settings_are_part_of_the_cache_key():
+    """Two instances that differ only in temperature, max_tokens or model_kwargs answer
+    differently: LangChain's LLM cache must not hand one's answer to the other."""
+    from routellm_lc.models import LiteLLMChatModel
+
+    base = dict(model="openai/m", api_base="http://127.0.0.1:9/v1", api_key="secret-key")
+    keys = {
+        LiteLLMChatModel(**base)._get_llm_string(),
+        LiteLLMChatModel(**base, temperature=0.9)._get_llm_string(),
+        LiteLLMChatModel(**base, max_tokens=5)._get_llm_string(),
+        LiteLLMChatModel(**base, model_kwargs={"seed": 1})._get_llm_string(),
+    }
+    assert len(keys) == 4
+    assert not any("secret-key" in key for key in keys)
