@@ -143,6 +143,34 @@ def test_fuzzed_chat_requests_never_get_a_server_error(http, body):
         assert error["type"] == "invalid_request_error"
 
 
+@pytest.fixture
+def litellm_http(start_server):
+    """The LiteLLM path with a provider LiteLLM translates (Anthropic: unknown fields refused
+    before routing, a strong model that fails here so the weak one answers), the strong-share
+    controller and cost accounting on. One server for all of a test's examples."""
+    server = start_server(
+        strong="anthropic/claude-3-5-sonnet-20240620",
+        forwarding="litellm",
+        strong_share=0.3,
+        prices={"openai/weak-model": {"input_per_million": 1, "output_per_million": 2}},
+    )
+    with httpx.Client(base_url=server.base_url, timeout=20) as client:
+        yield client
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies)
+def test_fuzzed_requests_on_the_litellm_path_never_get_a_server_error(litellm_http, body):
+    response = litellm_http.post("/chat/completions", content=body)
+    assert response.status_code in ALLOWED, (body, response.status_code, response.text[:300])
+    if response.status_code != 200:
+        assert response.json()["error"]["type"] == "invalid_request_error"
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     path=st.sampled_from(["/chat/completions", "/models", "/nothing", "/../health"]),
