@@ -135,7 +135,11 @@ def http(server):
 )
 @given(body=bodies)
 def test_fuzzed_chat_requests_never_get_a_server_error(http, body):
-    response = http.post("/chat/completions", content=body)
+    _post_fuzzed(http, body)
+
+
+def _post_fuzzed(client: httpx.Client, body: bytes) -> None:
+    response = client.post("/chat/completions", content=body)
     assert response.status_code in ALLOWED, (body, response.status_code, response.text[:300])
     if response.status_code != 200:
         error = response.json()["error"]
@@ -165,10 +169,7 @@ def litellm_http(start_server):
 )
 @given(body=bodies)
 def test_fuzzed_requests_on_the_litellm_path_never_get_a_server_error(litellm_http, body):
-    response = litellm_http.post("/chat/completions", content=body)
-    assert response.status_code in ALLOWED, (body, response.status_code, response.text[:300])
-    if response.status_code != 200:
-        assert response.json()["error"]["type"] == "invalid_request_error"
+    _post_fuzzed(litellm_http, body)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
