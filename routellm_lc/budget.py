@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,6 +93,18 @@ class StrongShareController:
         with self._lock:
             self._observed += int(np.size(scores))
             return self._record(np.atleast_1d(scores))
+
+    def route_in_order(self, scores: Sequence[float]) -> list[float]:
+        """The threshold in force for each of these calls' scores, in order, each score
+        observed after its call's threshold is read (as one lock hold): a batch is routed as
+        its calls would be one by one, not all at the threshold fitted to its end."""
+        in_force = []
+        with self._lock:
+            for score in scores:
+                in_force.append(self._threshold)
+                self._observed += 1
+                self._record([score])
+        return in_force
 
     def _record(self, scores: np.ndarray | list[float]) -> float:
         """Add scores to the window and move the threshold (the caller holds the lock)."""

@@ -607,11 +607,7 @@ class RouteLLMChat(BaseChatModel):
         one by one, not all with the threshold fitted to its end (or to what came before)."""
         if self.controller is None:
             return [self.threshold] * len(scores)
-        in_force = []
-        for score in scores:
-            in_force.append(self.controller.threshold())
-            self.controller.observe([score])
-        return in_force
+        return self.controller.route_in_order(scores)
 
     def _from_score(
         self, score: float, latency_ms: float, batch_size: int, threshold: float

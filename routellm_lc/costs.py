@@ -121,6 +121,23 @@ def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Pri
     return None
 
 
+#: The optional counts `_tokens` reads besides input/output: top-level keys, and per details
+#: mapping the keys in it (for callers that check a usage before pricing it).
+OPTIONAL_USAGE_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_output_tokens",
+)
+USAGE_DETAIL_COUNTS = {
+    "prompt_tokens_details": ("cached_tokens",),
+    "completion_tokens_details": ("reasoning_tokens",),
+    "input_token_details": ("cache_read", "cache_creation"),
+    "output_token_details": ("reasoning",),
+}
+
+
 def _tokens(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
     """(input, output, cached input read, input written to the cache, reasoning output) from
     LangChain's usage metadata or an OpenAI-shaped `usage`."""

@@ -15,7 +15,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from routellm_lc.costs import Price, call_cost, model_price
+from routellm_lc.costs import (
+    OPTIONAL_USAGE_COUNTS,
+    USAGE_DETAIL_COUNTS,
+    Price,
+    call_cost,
+    model_price,
+)
 from routellm_lc.server.metrics import Metrics
 
 log = logging.getLogger("routellm_lc.server")
@@ -76,31 +82,15 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-#: The other counts `costs.call_cost` reads, top-level and in each details mapping: absent or
-#: null is fine (OpenAI-compatible servers often send `"prompt_tokens_details": null`), anything
-#: else must be a count too (a negative `cached_tokens` would raise the cost).
-_OPTIONAL_COUNTS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "reasoning_output_tokens",
-)
-_DETAIL_COUNTS = {
-    "prompt_tokens_details": ("cached_tokens",),
-    "completion_tokens_details": ("reasoning_tokens",),
-    "input_token_details": ("cache_read", "cache_creation"),
-    "output_token_details": ("reasoning",),
-}
-
-
 def _counts_are_sane(usage: dict[str, Any]) -> bool:
-    """Every optional count `call_cost` reads is absent, null or a count."""
-    for key in _OPTIONAL_COUNTS:
+    """Every optional count `call_cost` reads is absent, null or a count (a negative
+    `cached_tokens` would raise the cost; OpenAI-compatible servers often send a null
+    `prompt_tokens_details`)."""
+    for key in OPTIONAL_USAGE_COUNTS:
         value = usage.get(key)
         if value is not None and not _is_count(value):
             return False
-    for key, counts in _DETAIL_COUNTS.items():
+    for key, counts in USAGE_DETAIL_COUNTS.items():
         details = usage.get(key)
         if not details:  # as `call_cost` reads it: none
             continue

@@ -150,10 +150,9 @@ class RouterSlot:
         controller = self.controller
         assert controller is not None, f"router {self.name!r} has no controller"
         decisions = self.decide_now(texts, controller.threshold())
+        thresholds = controller.route_in_order([d.score for d in decisions])
         routed = []
-        for decision in decisions:
-            threshold = controller.threshold()
-            controller.observe([decision.score])
+        for decision, threshold in zip(decisions, thresholds, strict=True):
             strong = decision.score >= threshold
             routed.append(
                 replace(
