@@ -55,6 +55,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.uuid import uuid7
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from routellm_lc.answer_cache import AnsweredCache
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
 from routellm_lc.errors import REQUEST_ERROR_STATUSES
@@ -224,7 +225,9 @@ class RouteLLMChat(BaseChatModel):
     the answering model's own cache (a global `set_llm_cache(...)`, or its `cache=`) reuses
     its answers. Set it (`True` for the global cache, or a cache) to reuse whole routed
     answers: the key holds the model the router chose, so an answer is reused only for the
-    same prompt routed to the same model (with the decision it was first made with)."""
+    same prompt routed to the same model (with the decision it was first made with). An
+    answer the other model gave after a fallback is not stored: the next call of that prompt
+    goes to the chosen model again."""
 
     # Resolved from the fields on use, keyed by what they were resolved from: a copy with
     # another model, endpoint or router (`model_copy(update=...)`) answers with those.
@@ -1060,6 +1063,33 @@ class RouteLLMChat(BaseChatModel):
             for var, token in reversed(tokens):
                 with suppress(ValueError):  # a generator finalised in another context
                     var.reset(token)
+
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self._use_answered_cache()
+        return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self._use_answered_cache()
+        return await super()._agenerate_with_cache(messages, stop, run_manager, **kwargs)
+
+    def _use_answered_cache(self) -> None:
+        """Put the cache behind `AnsweredCache` (once; a copy made with another `cache` gets it
+        on its first call): an answer given after a fallback is keyed by the model the router
+        chose, so storing it would answer that prompt with the other model from then on."""
+        if self.cache is not False and not isinstance(self.cache, AnsweredCache):
+            self.__dict__["cache"] = AnsweredCache(self.cache)
 
     def _generate(
         self,

@@ -356,6 +356,46 @@ def test_explicit_cache_reuses_routed_answers_for_the_same_chosen_model(make_cha
     assert weak.response_metadata["routing"]["model"] == WEAK
 
 
+@pytest.mark.parametrize("call", ["invoke", "ainvoke"])
+async def test_a_fallback_answer_is_not_cached_under_the_chosen_models_key(
+    make_chat, fresh_backend, call
+):
+    """The key names the model the router chose, made before the call: a fallback answer
+    stored there would answer that prompt with the other model from then on."""
+    cache = InMemoryCache()
+    chat = make_chat(cache=cache)
+
+    async def ask():
+        if call == "invoke":
+            return chat.invoke("a hard question")
+        return await chat.ainvoke("a hard question")
+
+    fresh_backend.fail(status=503, times=1, model="strong")
+    first = await ask()
+    assert first.response_metadata["routing"]["fallback_from"] == STRONG
+    assert cache._cache == {}
+    second, third = await ask(), await ask()
+    assert _answered(fresh_backend) == ["strong", "weak", "strong"]
+    assert "fallback_from" not in second.response_metadata["routing"]
+    assert third.content == second.content and second.content.startswith("[strong]")
+    assert len(cache._cache) == 1
+
+
+def test_cache_true_without_a_global_cache_is_langchains_error(make_chat):
+    with pytest.raises(ValueError, match="no cache found"):
+        make_chat(cache=True).invoke("a hard question")
+
+
+def test_a_copy_with_another_cache_uses_it_without_fallback_answers(make_chat, fresh_backend):
+    cache = InMemoryCache()
+    chat = make_chat().model_copy(update={"cache": cache})
+    fresh_backend.fail(status=503, times=1, model="strong")
+    chat.invoke("a hard question")
+    assert cache._cache == {}
+    chat.invoke("a hard question")
+    assert len(cache._cache) == 1
+
+
 @pytest.mark.parametrize(
     "other",
     [{"temperature": 1.5}, {"max_tokens": 7}, {"base_url": "elsewhere"}, {"model": "weak-2"}],
