@@ -172,7 +172,10 @@ def call_cost(
     written to it (`cache_creation`), and output tokens spent reasoning
     (`output_token_details.reasoning`, part of `output_tokens`), are billed at their own rates
     where the price has them, and a long prompt at its length tier's rates, as LiteLLM's
-    `cost_per_token` bills them (service tiers, batch, regional and off-peak rates aside)."""
+    `cost_per_token` bills them (service tiers, batch, regional and off-peak rates aside).
+    An answer from a LangChain LLM cache (`cache_hit`) cost nothing: 0.0, priced or not."""
+    if cache_hit(usage):
+        return 0.0
     price = model_price(model, overrides)
     if price is None or not usage:
         return None
@@ -189,6 +192,13 @@ def call_cost(
         + max(output_tokens - reasoning, 0) * rates.output
         + reasoning * reasoning_rate
     )
+
+
+def cache_hit(usage: Mapping[str, Any] | None) -> bool:
+    """Whether usage metadata is a LangChain LLM cache hit's: LangChain marks the answer it
+    returns from a cache with `usage_metadata["total_cost"] = 0` (its token counts are the
+    first call's, which no provider billed again)."""
+    return bool(usage) and usage.get("total_cost") == 0
 
 
 def strongest_route(decision: Mapping[str, Any]) -> str:
@@ -216,6 +226,9 @@ class SavingsReport:
     all_strong_cost: float = 0.0
     unpriced_calls: int = 0
     """Calls left out of both sums: their model, or the strong model, has no price."""
+    cached_calls: int = 0
+    """Calls answered from a LangChain LLM cache (`cache_hit`): counted, and priced at 0 in
+    both sums (an all-strong setup with the same cache would have hit it too)."""
     unpriced_models: list[str] = field(default_factory=list)
     calls_per_model: dict[str, int] = field(default_factory=dict)
     cost_per_model: dict[str, float] = field(default_factory=dict)
@@ -247,6 +260,7 @@ class SavingsReport:
             report.calls += 1
             report.strong_calls += strongest_route(decision) == "strong"
             report.calls_per_model[model] = report.calls_per_model.get(model, 0) + 1
+            report.cached_calls += cache_hit(usage)
             actual = call_cost(model, usage, overrides)
             counterfactual = call_cost(strong_model, usage, overrides)
             if actual is None or counterfactual is None:
@@ -280,6 +294,7 @@ class SavingsReport:
             "savings_pct": self.savings_pct,
             "unpriced_calls": self.unpriced_calls,
             "unpriced_models": list(self.unpriced_models),
+            "cached_calls": self.cached_calls,
             "calls_per_model": dict(self.calls_per_model),
             "cost_per_model_usd": dict(self.cost_per_model),
         }

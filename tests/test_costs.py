@@ -218,3 +218,21 @@ def test_strong_calls_in_a_pool_count_its_top_model_only():
     fell_back = {**to_pool, "fallback_from": "openai/o1"}
     report = SavingsReport.from_calls([({**mid, "cascade": [fell_back, mid]}, usage)], "openai/o1")
     assert report.strong_calls == 0
+
+
+def test_a_cache_hit_costs_nothing_on_both_sides():
+    """LangChain's cache hit (`total_cost: 0`) is priced at 0, also for an unpriced model."""
+    prices = {"big": Price(10e-6, 30e-6), "small": Price(1e-6, 2e-6)}
+    usage = {"input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    hit = {**usage, "total_cost": 0}
+    assert call_cost("small", hit, prices) == 0.0
+    assert call_cost("unknown-model", hit) == 0.0
+    calls = [
+        ({"model": "small", "route": "weak"}, usage),
+        ({"model": "small", "route": "weak"}, hit),
+    ]
+    report = SavingsReport.from_calls(calls, strong_model="big", overrides=prices)
+    assert (report.calls, report.cached_calls) == (2, 1)
+    assert report.cost == pytest.approx(100e-6 + 100e-6)
+    assert report.all_strong_cost == pytest.approx(1000e-6 + 1500e-6)
+    assert report.to_dict()["cached_calls"] == 1

@@ -23,7 +23,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from routellm_lc.costs import SavingsReport, strongest_route
+from routellm_lc.costs import SavingsReport, cache_hit, strongest_route
 
 _TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 #: Token counts priced apart (LangChain's `input_token_details` / `output_token_details` names →
@@ -58,7 +58,8 @@ class RoutedCall:
     routing_latency_ms: float
     """Time the router took to score the call."""
     call_latency_ms: float | None
-    """Wall time of the whole routed call (routing + model), None while unfinished."""
+    """Wall time of the router's run, None while unfinished: the model call (a fallback
+    included), which starts once the prompt is scored (`routing_latency_ms` is the scoring)."""
     usage: dict[str, int] = field(default_factory=dict)
     """`input_tokens` / `output_tokens` / `total_tokens`, as the model reported them,
     `cache_read_input_tokens` / `cache_creation_input_tokens` when it reported prompt-cache use
@@ -70,6 +71,9 @@ class RoutedCall:
     cascade: list[dict[str, Any]] = field(default_factory=list)
     """In a pool: each level's decision, outermost first (`response_metadata["routing"]`'s
     `cascade`); empty for a plain router."""
+    cached: bool = False
+    """Answered from a LangChain LLM cache (the router's `cache=` or the model's own): `usage`
+    has the first call's counts, and the savings report prices the call at 0."""
 
     @property
     def strongest(self) -> bool:
@@ -97,6 +101,8 @@ class RoutingSummary:
     fallbacks: int
     errors: int
     mean_routing_latency_ms: float | None
+    cached: int = 0
+    """Answered calls that came from a LangChain LLM cache (`RoutedCall.cached`)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,7 +113,8 @@ class RoutingSummary:
         """A short plain-text report."""
         lines = [
             f"routed calls: {self.calls}  strong: {self.strong_calls} "
-            f"({self.strong_share:.0%})  fallbacks: {self.fallbacks}  errors: {self.errors}",
+            f"({self.strong_share:.0%})  fallbacks: {self.fallbacks}  errors: {self.errors}"
+            + (f"  cached: {self.cached}" if self.cached else ""),
         ]
         if self.mean_routing_latency_ms is not None:
             lines.append(f"mean routing latency: {self.mean_routing_latency_ms:.2f} ms")
@@ -180,6 +187,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             call.cascade = [dict(level) for level in routing.get("cascade") or ()]
         usage = getattr(message, "usage_metadata", None) or {}
         call.usage = {k: int(usage[k]) for k in _TOKEN_KEYS if k in usage}
+        call.cached = cache_hit(usage)
         for side, detail, key in _DETAIL_KEYS:  # priced apart: the savings report needs them
             count = (usage.get(side) or {}).get(detail)
             if count:
@@ -237,6 +245,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             fallbacks=sum(c.fallback_from is not None for c in answered),
             errors=len(calls) - len(answered),
             mean_routing_latency_ms=sum(latencies) / len(latencies) if latencies else None,
+            cached=sum(c.cached for c in answered),
         )
 
 
@@ -247,7 +256,13 @@ def savings_report(
     `prices`: model → `costs.Price`)."""
     answered = [c for c in calls if c.error is None]
     return SavingsReport.from_calls(
-        [({"model": c.model, "route": c.route, "cascade": c.cascade}, c.usage) for c in answered],
+        [
+            (
+                {"model": c.model, "route": c.route, "cascade": c.cascade},
+                {**c.usage, "total_cost": 0} if c.cached else c.usage,
+            )
+            for c in answered
+        ],
         strong_model,
         prices,
     )

@@ -137,6 +137,38 @@ def test_prompt_cache_reads_reach_the_savings_report(make_chat, fresh_backend):
     assert handler.summary().tokens_per_model["openai/strong"]["cache_read_input_tokens"] == 4
 
 
+@pytest.mark.parametrize("layer", ["router", "models"])
+def test_answers_from_an_llm_cache_are_counted_but_not_billed(make_chat, fresh_backend, layer):
+    """LangChain marks a cache hit with `usage_metadata["total_cost"] = 0`: no provider billed
+    it, so the savings report prices it at 0 on both sides and counts it apart."""
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    from routellm_lc.costs import Price, call_cost
+
+    before = get_llm_cache()
+    chat = make_chat(cache=InMemoryCache()) if layer == "router" else make_chat()
+    if layer == "models":
+        set_llm_cache(InMemoryCache())
+    handler = RoutingCallbackHandler()
+    try:
+        for _ in range(3):
+            chat.invoke("a hard one", {"callbacks": [handler]})
+    finally:
+        set_llm_cache(before)
+    assert len([r for r in fresh_backend.requests if r.path.endswith("/completions")]) == 1
+    assert [c.cached for c in handler.calls] == [False, True, True]
+    prices = {"openai/strong": Price(10e-6, 30e-6), "openai/weak": Price(1e-6, 2e-6)}
+    report = handler.savings("openai/strong", prices)
+    one_call = call_cost("openai/strong", handler.calls[0].usage, prices)
+    assert (report.calls, report.cached_calls) == (3, 2)
+    assert report.cost == pytest.approx(one_call) and report.all_strong_cost == pytest.approx(
+        one_call
+    )
+    summary = handler.summary()
+    assert summary.cached == 2 and "cached: 2" in summary.format()
+
+
 def test_reasoning_tokens_reach_the_savings_report(make_chat, fresh_backend):
     """Reasoning output is billed at its own rate where the price map has one (Qwen's thinking
     mode costs 3.3× its answers): the handler keeps the count, so a run's savings use it."""
