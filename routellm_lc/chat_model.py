@@ -47,6 +47,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.log_stream import LogStreamCallbackHandler
 from langchain_core.utils.function_calling import (
     convert_to_openai_function,
     convert_to_openai_tool,
@@ -976,11 +977,12 @@ class RouteLLMChat(BaseChatModel):
             tags = [_FALLBACK_TAG] if decision.fallback_from is not None else []
         else:
             tags = self._routing_tags(decision)
+        callbacks = _child_callbacks(run_manager)
         return {
-            "run_name": decision.model,
+            "run_name": _child_run_name(decision.model, callbacks),
             "metadata": {"routing": decision.to_dict()},
             "tags": tags,
-            "callbacks": _child_callbacks(run_manager),
+            "callbacks": callbacks,
         }
 
     def _attempts(self, decision: RoutingDecision) -> _Attempts:
@@ -1520,6 +1522,16 @@ def _bind_tools_takes_strict(model_class: type) -> bool:
     """Whether a chat model class's `bind_tools` has a `strict` parameter (ChatOpenAI's does;
     forwarded to one that only has `**kwargs`, it would become a request parameter)."""
     return "strict" in inspect.signature(model_class.bind_tools).parameters
+
+
+def _child_run_name(model: str, callbacks: Any) -> str:
+    """The chosen model's run is named for the model (`openai/gpt-4o`), except under
+    `astream_log` (and `astream_events(version="v1")`, built on it): its JSON-patch paths are
+    `/logs/<run name>` unescaped, so a "/" would split the path; there it is `openai:gpt-4o`."""
+    handlers = callbacks if isinstance(callbacks, list) else callbacks.handlers
+    if "/" in model and any(isinstance(h, LogStreamCallbackHandler) for h in handlers):
+        return model.replace("/", ":")
+    return model
 
 
 def _child_callbacks(run_manager: Any) -> Any:

@@ -282,6 +282,27 @@ def test_child_run_nests_under_router_run_and_usage_counts_once(make_chat):
     )
 
 
+async def test_astream_log_and_events_v1_work_with_a_slash_in_the_model_name(make_chat):
+    """`astream_log` builds JSON-patch paths from run names without escaping: the chosen
+    model's run is `openai:strong` there, so the patches apply (and events v1 runs)."""
+    from langchain_core.tracers.log_stream import RunLog
+
+    chat = make_chat()
+    final = None
+    async for patch in chat.astream_log("a hard question", diff=True):
+        final = patch if final is None else final + patch
+    assert isinstance(final, RunLog)
+    assert final.state["final_output"].content.startswith("[strong]")
+    assert list(final.state["logs"]) == ["openai:strong"]
+    log = None
+    async for log in chat.astream_log("a hard question", diff=False):
+        pass
+    assert list(log.state["logs"]) == ["openai:strong"]
+    assert log.state["logs"]["openai:strong"]["name"] == "openai:strong"
+    events = [e async for e in chat.astream_events("a hard question", version="v1")]
+    assert events[-1]["event"] == "on_chat_model_end"
+
+
 def _counted(callback) -> int:
     return sum(u["total_tokens"] for u in callback.usage_metadata.values())
 
