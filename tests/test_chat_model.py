@@ -294,9 +294,8 @@ async def test_astream_log_and_events_v1_work_with_a_slash_in_the_model_name(mak
     assert isinstance(final, RunLog)
     assert final.state["final_output"].content.startswith("[strong]")
     assert list(final.state["logs"]) == ["openai:strong"]
-    log = None
-    async for log in chat.astream_log("a hard question", diff=False):
-        pass
+    logs = [log async for log in chat.astream_log("a hard question", diff=False)]
+    log = logs[-1]
     assert list(log.state["logs"]) == ["openai:strong"]
     assert log.state["logs"]["openai:strong"]["name"] == "openai:strong"
     events = [e async for e in chat.astream_events("a hard question", version="v1")]
