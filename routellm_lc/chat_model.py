@@ -1626,12 +1626,18 @@ def _threshold_override(config: RunnableConfig) -> float | None:
 
 
 def _with_graph_position(decision: RoutingDecision, metadata: dict[str, Any]) -> RoutingDecision:
-    """Record the LangGraph step and node the call runs in (from the run's metadata)."""
+    """Record the LangGraph step and node the call runs in (from the run's metadata), and in a
+    subgraph (or an agent run as a node) the enclosing graphs' nodes, outermost first
+    (`parent_nodes`, from `langgraph_checkpoint_ns`): step and node are the subgraph's own."""
     position = {
         key: metadata[source]
         for key, source in (("step", "langgraph_step"), ("node", "langgraph_node"))
         if metadata.get(source) is not None
     }
+    namespace = metadata.get("langgraph_checkpoint_ns")
+    if isinstance(namespace, str) and "|" in namespace:
+        # "agent:<task id>|model:<task id>": node names cannot hold ":" or "|"
+        position["parent_nodes"] = [part.partition(":")[0] for part in namespace.split("|")][:-1]
     if not position:
         return decision
     return replace(decision, extra={**decision.extra, **position})

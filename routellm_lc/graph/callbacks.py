@@ -71,6 +71,9 @@ class RoutedCall:
     cascade: list[dict[str, Any]] = field(default_factory=list)
     """In a pool: each level's decision, outermost first (`response_metadata["routing"]`'s
     `cascade`); empty for a plain router."""
+    parent_nodes: list[str] = field(default_factory=list)
+    """In a subgraph (or an agent run as a node): the enclosing graphs' nodes, outermost
+    first (`step` and `node` are the subgraph's own); empty at the top level."""
     cached: bool = False
     """Answered from a LangChain LLM cache (the router's `cache=` or the model's own): `usage`
     has the first call's counts, and the savings report prices the call at 0."""
@@ -287,6 +290,7 @@ def _call_from(
         route=routing["route"],
         routing_latency_ms=float(routing["latency_ms"]),
         call_latency_ms=None,
+        parent_nodes=list(extra.get("parent_nodes") or ()),
     )
 
 

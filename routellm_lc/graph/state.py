@@ -36,6 +36,9 @@ class DecisionRecord(TypedDict, total=False):
     batch_size: int
     fallback_from: NotRequired[str]
     """The model that failed, when the other one answered instead."""
+    parent_nodes: NotRequired[list[str]]
+    """In a subgraph (or an agent run as a node): the enclosing graphs' nodes, outermost
+    first; `step` and `node` are the subgraph's own."""
     message_id: NotRequired[str]
     """The id of the routed reply: what the reducer de-duplicates on (as `add_messages` does
     on message ids), since a subgraph or agent node hands back records the state holds."""
@@ -93,6 +96,8 @@ def record_from_routing(
         record[key] = routing.get(key)
     if routing.get("fallback_from"):
         record["fallback_from"] = routing["fallback_from"]
+    if extra.get("parent_nodes"):
+        record["parent_nodes"] = list(extra["parent_nodes"])
     return record  # type: ignore[return-value]
 
 

@@ -65,6 +65,8 @@ def test_a_subgraph_hands_back_its_records_without_repeating_them(make_chat, fre
     ]
     ids = [r["message_id"] for r in out["routing_decisions"]]
     assert len(set(ids)) == len(ids)
+    # the subgraph's own step and node, and the parent node it ran in
+    assert [r.get("parent_nodes") for r in out["routing_decisions"][:2]] == [None, ["sub"]]
 
 
 def test_an_agent_as_a_node_adds_only_its_own_call(make_chat, fresh_backend):
@@ -76,9 +78,12 @@ def test_an_agent_as_a_node_adds_only_its_own_call(make_chat, fresh_backend):
     graph.add_edge(START, "supervisor")
     graph.add_edge("supervisor", "worker")
     graph.add_edge("worker", END)
-    out = graph.compile().invoke({"messages": [("user", "hello")]})
+    handler = RoutingCallbackHandler()
+    out = graph.compile().invoke({"messages": [("user", "hello")]}, {"callbacks": [handler]})
     assert positions(out["routing_decisions"]) == [(1, "supervisor", "weak"), (1, "model", "weak")]
     assert model_calls(fresh_backend) == 2
+    assert [r.get("parent_nodes") for r in out["routing_decisions"]] == [None, ["worker"]]
+    assert [c.parent_nodes for c in handler.calls] == [[], ["worker"]]
 
 
 class Answer(BaseModel):
