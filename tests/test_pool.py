@@ -321,12 +321,16 @@ def test_a_per_call_threshold_is_refused_by_a_pool_on_every_path(pool):
     config = {"configurable": {"routellm_threshold": 0.4}}
     with pytest.raises(ValueError, match="cannot move the cuts of a pool"):
         llm.invoke("medium one", config)
+    # a node's own threshold: refused when the node is built, not on the graph's first run
+    for model in (llm, llm.bind_tools([]), llm.with_config(tags=["x"])):
+        with pytest.raises(ValueError, match="cannot move the cuts of a pool"):
+            routed_model_node(model, threshold=0.4)
     graph = StateGraph(RoutingState)
-    graph.add_node("model", routed_model_node(llm, threshold=0.4))
+    graph.add_node("model", routed_model_node(llm))
     graph.add_edge(START, "model")
     graph.add_edge("model", END)
     with pytest.raises(ValueError, match="cannot move the cuts of a pool"):
-        graph.compile().invoke({"messages": [("user", "medium one")]})
+        graph.compile().invoke({"messages": [("user", "medium one")]}, config)
     assert backend.requests == []
     assert llm.invoke("medium one").content.startswith("[mid]")  # without one: the bands
 

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableLambda
 from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.prebuilt.chat_agent_executor import AgentState
 
-from routellm_lc.chat_model import THRESHOLD_CONFIG_KEY
+from routellm_lc.chat_model import THRESHOLD_CONFIG_KEY, RouteLLMChat
 from routellm_lc.decision import validate_threshold
 from routellm_lc.graph.state import (
     DecisionRecord,
@@ -65,6 +65,12 @@ def routed_model_node(
     """
     if threshold is not None:
         threshold = validate_threshold(threshold)
+        if _is_pool(model):  # refused here, not on the graph's first run
+            raise ValueError(
+                f"routed_model_node's threshold ({threshold}) cannot move the cuts of a pool or "
+                "other nested router: set them when building it (routed_pool(models, "
+                "thresholds)), and leave threshold unset for it."
+            )
     bound = model.bind_tools(list(tools)) if tools else model
     node_config: RunnableConfig = (
         {} if threshold is None else {"configurable": {THRESHOLD_CONFIG_KEY: threshold}}
@@ -92,6 +98,14 @@ def routed_model_node(
         return update(await bound.ainvoke(messages, call_config), config)
 
     return RunnableLambda(call, afunc=acall, name=name)
+
+
+def _is_pool(model: Runnable) -> bool:
+    """Whether `model` (through `bind_tools` / `with_config` bindings) is a router one of whose
+    sides is another router: a per-call threshold is refused there."""
+    while isinstance(model, RunnableBinding):
+        model = model.bound
+    return isinstance(model, RouteLLMChat) and model._is_pool_level
 
 
 def _field(state: Any, key: str) -> Any:
