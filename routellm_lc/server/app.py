@@ -418,11 +418,11 @@ async def _answer(
             metrics.fallback(attempt.router, decision.route)
         headers = _decision_headers(attempt)
         if isinstance(result, Reply):
-            metrics.request(attempt.router, attempt.route, result.status)
+            metrics.request(attempt.router, attempt.route, result.status, _policy(attempt))
             if result.usage is not None:
                 state.accounting.record(attempt.router, attempt.model, result.usage)
             return Response(result.body, result.status, headers, media_type="application/json")
-        metrics.request(attempt.router, attempt.route, 200)
+        metrics.request(attempt.router, attempt.route, 200, _policy(attempt))
         headers["cache-control"] = "no-cache"
 
         def account(usage: Any, attempt: RoutingDecision = attempt) -> None:
@@ -434,6 +434,12 @@ async def _answer(
     return _failed(decision, failures, metrics)
 
 
+def _policy(decision: RoutingDecision) -> str:
+    """The `policy` label: "controller" for a decision the strong-share controller's
+    threshold made (a `router-<r>` id), else "fixed"."""
+    return "controller" if decision.extra.get("controller") else "fixed"
+
+
 def _failed(
     decision: RoutingDecision, failures: list[UpstreamFailure], metrics: Metrics
 ) -> Response:
@@ -443,7 +449,7 @@ def _failed(
     for same in (504, 429):
         if all(f.status == same for f in failures):
             status = same
-    metrics.request(decision.router, decision.route, status)
+    metrics.request(decision.router, decision.route, status, _policy(decision))
     if len(failures) == 1:
         message = failures[0].message
     else:
@@ -501,7 +507,7 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
     async def api_error(request: Request, exc: APIError) -> Response:
         metrics.error(exc.code or str(exc.status))
         if request.url.path == CHAT_PATH:
-            metrics.request("none", "none", exc.status)
+            metrics.request("none", "none", exc.status, "none")
         return exc.response()
 
     @app.exception_handler(StarletteHTTPException)

@@ -49,7 +49,7 @@ class Metrics:
     tokens and their cost (see `accounting.py`)."""
 
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
+        self.requests: Counter[tuple[str, str, str, int]] = Counter()
         self.fallbacks: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()
         self.routing = Histogram(ROUTING_BUCKETS)
@@ -59,9 +59,11 @@ class Metrics:
         self.strong_equivalent_cost: dict[str, float] = {}
         self.unpriced: Counter[str] = Counter()
 
-    def request(self, router: str, route: str, status: int) -> None:
-        """One finished chat request; `route` is strong/weak (after fallback) or `none`."""
-        self.requests[(router, route, status)] += 1
+    def request(self, router: str, route: str, status: int, policy: str = "fixed") -> None:
+        """One finished chat request; `route` is strong/weak (after fallback) or `none`;
+        `policy` is "controller" for a `router-<r>` id routed by the strong-share controller,
+        "fixed" for a `router-<r>-<threshold>` id (and "none" with router "none")."""
+        self.requests[(router, policy, route, status)] += 1
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
@@ -101,9 +103,10 @@ class Metrics:
         lines = _family(
             "routellm_requests_total",
             "counter",
-            "Chat completion requests by router, route and status.",
-            {(("router", r), ("route", route), ("status", str(status))): n
-             for (r, route, status), n in self.requests.items()},
+            "Chat completion requests by router, threshold policy (fixed or controller), "
+            "route and status.",
+            {(("router", r), ("policy", policy), ("route", route), ("status", str(status))): n
+             for (r, policy, route, status), n in self.requests.items()},
         )  # fmt: skip
         lines += _family(
             "routellm_fallbacks_total",

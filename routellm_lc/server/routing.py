@@ -160,6 +160,7 @@ class RouterSlot:
                     threshold=threshold,
                     route="strong" if strong else "weak",
                     model=self.strong if strong else self.weak,
+                    extra={**decision.extra, "controller": True},
                 )
             )
         return routed

@@ -187,9 +187,17 @@ def test_metrics_count_routes_statuses_and_routing_latency(start_server):
         assert httpx.post(f"{server.base_url}/chat/completions", json=body).status_code == 200
     httpx.post(f"{server.base_url}/chat/completions", json={"model": "router-x-1"})
     text = httpx.get(f"{root}/metrics").text
-    assert 'routellm_requests_total{router="test_keyword",route="strong",status="200"} 1' in text
-    assert 'routellm_requests_total{router="test_keyword",route="weak",status="200"} 2' in text
-    assert 'routellm_requests_total{router="none",route="none",status="400"} 1' in text
+    assert (
+        'routellm_requests_total{router="test_keyword",policy="fixed",route="strong",status="200"} 1'
+        in text
+    )
+    assert (
+        'routellm_requests_total{router="test_keyword",policy="fixed",route="weak",status="200"} 2'
+        in text
+    )
+    assert (
+        'routellm_requests_total{router="none",policy="none",route="none",status="400"} 1' in text
+    )
     assert 'routellm_routing_seconds_count{router="test_keyword"} 3' in text
     assert 'routellm_errors_total{kind="invalid_request"} 1' in text
     assert "# TYPE routellm_upstream_seconds histogram" in text

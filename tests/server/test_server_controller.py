@@ -95,7 +95,7 @@ def _chat(router: str, controller: StrongShareController) -> RouteLLMChat:
 def test_controlled_ids_hold_the_target_share_and_fixed_ids_are_unaffected(start_server):
     server = start_server(routers=["test_share_hash"], strong_share=TARGET, threshold=0.5)
     chat = _chat("test_share_hash", StrongShareController(TARGET, initial_threshold=0.5))
-    controlled_routes = []
+    controlled_routes, fixed_routes = [], []
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         for index, prompt in enumerate(_prompts(400)):
             raw = _ask(client, "router-test_share_hash", prompt)
@@ -110,6 +110,7 @@ def test_controlled_ids_hold_the_target_share_and_fixed_ids_are_unaffected(start
                 score = float(fixed.headers["x-routellm-score"])
                 assert float(fixed.headers["x-routellm-threshold"]) == 0.5
                 assert fixed.headers["x-routellm-route"] == ("strong" if score >= 0.5 else "weak")
+                fixed_routes.append(fixed.headers["x-routellm-route"])
     after_warmup = controlled_routes[100:]
     share = after_warmup.count("strong") / len(after_warmup)
     assert abs(share - TARGET) < 0.06, share
@@ -119,6 +120,12 @@ def test_controlled_ids_hold_the_target_share_and_fixed_ids_are_unaffected(start
     assert _gauges(server, "routellm_threshold") == {'router="test_share_hash"': state.threshold}
     shares = _gauges(server, "routellm_controller_strong_share")
     assert shares == {'router="test_share_hash"': state.strong_share_window}
+    # requests are counted per policy: the controlled ids' share is readable from the counter
+    counted = _gauges(server, "routellm_requests_total")
+    for policy, routes in (("controller", controlled_routes), ("fixed", fixed_routes)):
+        for route in ("strong", "weak"):
+            labels = f'router="test_share_hash",policy="{policy}",route="{route}",status="200"'
+            assert counted.get(labels, 0) == routes.count(route)
 
 
 def test_batched_requests_get_the_threshold_in_force_in_arrival_order(start_server):
