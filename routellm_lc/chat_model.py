@@ -441,25 +441,29 @@ class RouteLLMChat(BaseChatModel):
         models), so routers that differ in any of these never share an answer."""
         decision = kwargs.pop(_DECISION_KWARG, None)
         if decision is not None:
-            kwargs["routed_model"] = self._answering_model(decision)
+            kwargs["routed_model"], kwargs["routed_sides"] = self._answering_model(decision)
         kwargs["sides"] = {
             route: self._model(route)._get_llm_string() for route in ("strong", "weak")
         }
         return super()._get_llm_string(stop=self._stop(stop), **kwargs)
 
-    def _answering_model(self, decision: Mapping[str, Any]) -> str:
-        """The model a decision sends the call to: in a pool, the model of the score's band
-        (the next levels cut the same score: `_CarriedScore`); the chosen level's `router-…`
-        name when that level scores for itself (another router or `route_on`)."""
+    def _answering_model(self, decision: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """The model a decision sends the call to, and the sides taken to reach it (strong or
+        weak per level: two sides may name the same model, `gpt-4o` at two temperatures): in a
+        pool, the model of the score's band (the next levels cut the same score:
+        `_CarriedScore`); the chosen level's `router-…` name when that level scores for itself
+        (another router or `route_on`)."""
         level, route, score = self, decision["route"], decision["score"]
+        sides = [route]
         while level._to_router(route):
             inner = level.strong if route == "strong" else level.weak
             assert isinstance(inner, RouteLLMChat)
             if inner.route_on != level.route_on or inner.get_router() is not level.get_router():
-                return decision["model"]
+                return decision["model"], tuple(sides)
             route = "strong" if score >= inner.current_threshold() else "weak"
+            sides.append(route)
             level = inner
-        return level.strong_name if route == "strong" else level.weak_name
+        return level.strong_name if route == "strong" else level.weak_name, tuple(sides)
 
     # -- token counting ----------------------------------------------------------------------
     def get_num_tokens(self, text: str) -> int:

@@ -416,6 +416,26 @@ def test_a_copy_with_another_cache_uses_it_without_fallback_answers(make_chat, f
     assert len(cache._cache) == 1
 
 
+def test_two_sides_with_one_model_name_never_share_a_cache_entry(fresh_backend, router):
+    """Strong and weak may be one model in two settings (`gpt-4o` at two temperatures): the
+    key names the side that answers, not only its model's name."""
+    from routellm_lc.testing import LocalBackend
+
+    with LocalBackend() as other:
+        chat = RouteLLMChat(
+            strong=_chat_openai(fresh_backend, "same", temperature=0.0),
+            weak=_chat_openai(other, "same", temperature=1.0),
+            router=router,
+            cache=InMemoryCache(),
+        )
+        strong = chat.invoke("a hard question")
+        weak = chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
+        weak_requests = len(other.requests_for("same"))
+    assert strong.response_metadata["routing"]["route"] == "strong"
+    assert weak.response_metadata["routing"]["route"] == "weak"
+    assert weak_requests == 1
+
+
 @pytest.mark.parametrize(
     "other",
     [{"temperature": 1.5}, {"max_tokens": 7}, {"base_url": "elsewhere"}, {"model": "weak-2"}],
