@@ -828,8 +828,12 @@ class RouteLLMChat(BaseChatModel):
 
         `strict=True` asks for tool arguments that match the schemas exactly (OpenAI's
         structured outputs): it goes into each function definition, as `ChatOpenAI` sends it,
-        and to the chosen model's own `bind_tools` where that takes `strict`.
+        and to the chosen model's own `bind_tools` where that takes `strict`. With a
+        `response_format` (as `create_agent(..., response_format=ProviderStrategy(...))` binds
+        it) `strict` defaults to True, as on `ChatOpenAI`: OpenAI requires strict tools there.
         """
+        if kwargs.get("response_format") and strict is not False:
+            strict = True
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice

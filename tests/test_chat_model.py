@@ -557,6 +557,41 @@ def test_bind_tools_with_tool_choice_on_weak(make_chat, fresh_backend):
     assert body["tool_choice"]["function"]["name"] == "add"
 
 
+class City(BaseModel):
+    city: str
+
+
+@pytest.mark.parametrize("kind", ["litellm", "chat_openai"])
+def test_tools_bound_with_a_response_format_are_strict(make_chat, fresh_backend, kind):
+    """As on ChatOpenAI: OpenAI requires strict tools beside a `response_format`, and
+    ChatOpenAI refuses to parse a reply whose tools are not (create_agent's ProviderStrategy
+    binds both)."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ProviderStrategy
+
+    chat = make_chat(**_children(kind, fresh_backend))
+    schema = City.model_json_schema() | {"additionalProperties": False}
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "City", "schema": schema, "strict": True},
+    }
+    reply = chat.bind_tools([add], response_format=response_format).invoke("hard: add 2 and 3")
+    assert reply.tool_calls[0]["name"] == "add"
+    assert fresh_backend.requests_for("strong")[-1].body["tools"][0]["function"]["strict"]
+    if kind == "litellm":  # an explicit False is kept (ChatOpenAI's parser would refuse it)
+        chat.bind_tools([add], response_format=response_format, strict=False).invoke("hard: 1")
+        assert (
+            fresh_backend.requests_for("strong")[-1].body["tools"][0]["function"]["strict"] is False
+        )
+    fresh_backend.configure("strong", reply='{"city": "Paris"}')
+    agent = create_agent(chat, [add], response_format=ProviderStrategy(City))
+    out = agent.invoke({"messages": [("user", "hard: which city?")]})
+    assert out["structured_response"] == City(city="Paris")
+    body = fresh_backend.requests_for("strong")[-1].body
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["tools"][0]["function"]["strict"] is True
+
+
 class Person(BaseModel):
     name: str
     age: int
