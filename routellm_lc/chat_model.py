@@ -835,7 +835,7 @@ class RouteLLMChat(BaseChatModel):
         if kwargs.get("response_format") and strict is not False:
             strict = True
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        if tool_choice is not None:
+        if tool_choice:  # False, as on ChatOpenAI, leaves each model's default
             kwargs["tool_choice"] = tool_choice
         if strict is not None:
             kwargs["strict"] = strict

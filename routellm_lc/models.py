@@ -135,12 +135,13 @@ class LiteLLMChatModel(BaseChatModel):
         """Bind tools in OpenAI's format, as `ChatOpenAI.bind_tools` does.
 
         `tool_choice`: a tool's name, `"auto"`, `"none"`, `"any"`/`"required"`/`True`, or an
-        OpenAI `tool_choice` dict. `strict=True` marks each function definition strict (and
+        OpenAI `tool_choice` dict; `None` or `False` sends none (the provider's default, as
+        on `ChatOpenAI`). `strict=True` marks each function definition strict (and
         closes its parameter schema), so the provider's output matches the schema exactly;
         `None` leaves `strict` out.
         """
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        if tool_choice is not None:
+        if tool_choice:  # as ChatOpenAI: False (and None) leave the provider's default
             kwargs["tool_choice"] = _openai_tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, **kwargs)
 
@@ -274,8 +275,6 @@ def _openai_tool_choice(tool_choice: str | dict | bool, tools: list[dict[str, An
     """LangChain's tool_choice spellings → OpenAI's."""
     if tool_choice is True or tool_choice == "any":
         return "required"
-    if tool_choice is False:
-        return "none"
     if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
         return {"type": "function", "function": {"name": tool_choice}}
     return tool_choice

@@ -116,6 +116,25 @@ def test_bind_tools_strict_goes_in_each_function_definition(fresh_backend, stric
         assert body["tools"][0]["function"]["parameters"]["additionalProperties"] is False
 
 
+@pytest.mark.parametrize("tool_choice", [False, True, "any", "auto", "none", "other_function"])
+def test_tool_choice_is_sent_as_chatopenai_sends_it(fresh_backend, tool_choice):
+    """Every spelling reaches the wire as ChatOpenAI's; `False` sends no `tool_choice`."""
+    bodies = []
+    for model in (
+        _model(fresh_backend),
+        ChatOpenAI(
+            model="weak",
+            base_url=fresh_backend.base_url,
+            api_key="test-key",
+            http_async_client=openai.DefaultAsyncHttpxClient(),
+        ),
+    ):
+        model.bind_tools([magic_function, other_function], tool_choice=tool_choice).invoke("hi")
+        bodies.append(fresh_backend.requests_for("weak")[-1].body)
+    assert bodies[0].get("tool_choice") == bodies[1].get("tool_choice")
+    assert ("tool_choice" in bodies[0]) is (tool_choice is not False)
+
+
 # -- stream_usage ------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", STREAM_MODES)
 async def test_stream_usage_false_does_not_ask_for_usage(fresh_backend, mode):
