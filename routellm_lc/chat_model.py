@@ -41,7 +41,6 @@ from langchain_core.runnables import (
     RunnableBinding,
     RunnableConfig,
     RunnableLambda,
-    RunnableMap,
     RunnablePassthrough,
     ensure_config,
 )
@@ -871,6 +870,8 @@ class RouteLLMChat(BaseChatModel):
             raise ValueError(f"Received unsupported arguments {kwargs}")
         if schema is None and method != "json_mode":
             raise ValueError(f"schema must be given with method={method!r}; None was.")
+        if strict is not None and method == "json_mode":  # as ChatOpenAI: nothing to be strict
+            raise ValueError("Argument `strict` is not supported with `method`='json_mode'")
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         traced = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
         parser: Runnable
@@ -915,9 +916,10 @@ class RouteLLMChat(BaseChatModel):
             parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
         )
         unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parsed.with_fallbacks(
-            [unparsed], exception_key="parsing_error"
-        )
+        # `llm | {"raw": ...}`, not `RunnableMap(raw=llm)`: a map batches item by item, a
+        # sequence hands the whole batch to `llm.batch` (one router pass)
+        as_raw = RunnableLambda(_as_raw, name="as_raw")
+        return llm | as_raw | parsed.with_fallbacks([unparsed], exception_key="parsing_error")
 
     # -- generation: delegate to the chosen model as a child run -------------------------------
     def _decision_for(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> RoutingDecision:
@@ -1523,6 +1525,10 @@ def _is_request_error(error: Exception) -> bool:
         return False
     # Raised before anything was sent: a bad argument, an unsupported feature, a bug.
     return isinstance(error, (TypeError, ValueError, NotImplementedError))
+
+
+def _as_raw(message: AIMessage) -> dict[str, Any]:
+    return {"raw": message}
 
 
 @lru_cache(maxsize=64)

@@ -152,6 +152,21 @@ def test_batch_scores_all_prompts_in_one_router_call(make_chat, router, fresh_ba
     assert sorted(_answered(fresh_backend)) == ["strong", "strong", "weak"]
 
 
+@pytest.mark.parametrize("include_raw", [False, True])
+async def test_structured_output_batches_score_in_one_router_call(make_chat, router, include_raw):
+    structured = make_chat().with_structured_output(Person, include_raw=include_raw)
+    replies = structured.batch(PROMPTS)
+    assert router.calls == [PROMPTS]
+    parsed = [r["parsed"] if include_raw else r for r in replies]
+    assert parsed == [Person(name="example name", age=1)] * 3
+    if include_raw:
+        routes = [r["raw"].response_metadata["routing"]["route"] for r in replies]
+        assert routes == ["strong", "weak", "strong"]
+    router.calls.clear()
+    await structured.abatch(PROMPTS)
+    assert router.calls == [PROMPTS]
+
+
 def test_batch_returns_an_unroutable_inputs_error_in_its_place(make_chat, router):
     chat = make_chat()
     replies = chat.batch(["hard one", "", "easy two"], return_exceptions=True)
@@ -665,6 +680,8 @@ def test_structured_output_json_mode_sends_json_object(make_chat, fresh_backend)
     assert "tools" not in body
     as_dict = chat.with_structured_output(None, method="json_mode").invoke("easy")
     assert as_dict == {"model": "weak", "reply": "echo: easy"}
+    with pytest.raises(ValueError, match="`strict` is not supported"):  # as ChatOpenAI
+        chat.with_structured_output(Echo, method="json_mode", strict=True)
 
 
 def test_structured_output_include_raw_keeps_the_routed_message(make_chat, fresh_backend):
