@@ -61,6 +61,7 @@ from routellm_lc.decision import RoutingDecision, decide, routing_text, validate
 from routellm_lc.errors import REQUEST_ERROR_STATUSES
 from routellm_lc.graph.events import aemit_decision, emit_decision
 from routellm_lc.models import (
+    combine_llm_outputs,
     default_strong_model,
     default_weak_model,
     model_name,
@@ -369,6 +370,11 @@ class RouteLLMChat(BaseChatModel):
     def _to_router(self, route: str) -> bool:
         """Whether `route` leads to another router (a pool's next level), not to a model."""
         return isinstance(self.strong if route == "strong" else self.weak, RouteLLMChat)
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """`generate()`'s `llm_output`: token usage summed over the calls (each generation's
+        message carries its own decision)."""
+        return combine_llm_outputs(llm_outputs)
 
     @property
     def _llm_type(self) -> str:
@@ -1748,9 +1754,18 @@ def _result(
     message = message.model_copy(
         update={"response_metadata": {**message.response_metadata, "routing": routing}}
     )
+    # `llm_output` as the answering model's (ChatOpenAI's keys, which LangChain also merged
+    # into its message's metadata), for callbacks and `generate()` readers, plus the decision
+    answered = {
+        k: message.response_metadata[k] for k in _LLM_OUTPUT if k in message.response_metadata
+    }
     return ChatResult(
-        generations=[ChatGeneration(message=message)], llm_output={"routing": routing}
+        generations=[ChatGeneration(message=message)], llm_output={**answered, "routing": routing}
     )
+
+
+#: The answering model's `llm_output` keys the router's own passes on (ChatOpenAI's).
+_LLM_OUTPUT = ("token_usage", "model_name", "system_fingerprint", "id")
 
 
 def _blank(chunk: BaseMessage) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -90,6 +90,9 @@ class LiteLLMChatModel(BaseChatModel):
     A LangChain flag: it is never sent as a request field."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra parameters passed to `litellm.completion` as is."""
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        return combine_llm_outputs(llm_outputs)
 
     @property
     def _llm_type(self) -> str:
@@ -324,6 +327,30 @@ def _reported(**counts: Any) -> dict[str, int]:
     return {name: int(count) for name, count in counts.items() if count is not None}
 
 
+def combine_llm_outputs(llm_outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """`generate()`'s `llm_output` over several calls, as ChatOpenAI combines its own: token
+    usage summed (nested counts too), the model's name when every call names the same one."""
+    usage: dict[str, Any] = {}
+    names = set()
+    for output in llm_outputs:
+        if not output:
+            continue
+        _add_counts(usage, output.get("token_usage") or {})
+        names.add(output.get("model_name"))
+    combined: dict[str, Any] = {"token_usage": usage}
+    if len(names) == 1 and None not in names:
+        combined["model_name"] = names.pop()
+    return combined
+
+
+def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
+    for key, value in counts.items():
+        if isinstance(value, Mapping):
+            _add_counts(total.setdefault(key, {}), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+
+
 def _answered_by(requested: str, returned: Any) -> str:
     """The answering model as a LiteLLM string: the provider's reported name (e.g. a dated
     snapshot) under the requested provider prefix, so it can be passed back to LiteLLM."""
@@ -366,12 +393,21 @@ def _chat_result(response: Any, requested: str) -> ChatResult:
         response_metadata=metadata,
         id=data.get("id"),
     )
+    # As ChatOpenAI's: LangChain also merges it into the message's `response_metadata`.
+    llm_output = {
+        "token_usage": _as_dict(data.get("usage")),
+        "model_name": metadata["model_name"],
+        "system_fingerprint": data.get("system_fingerprint") or "",
+    }
+    if data.get("id"):
+        llm_output["id"] = data["id"]
     return ChatResult(
         generations=[
             ChatGeneration(
                 message=ai, generation_info={"finish_reason": choice.get("finish_reason")}
             )
-        ]
+        ],
+        llm_output=llm_output,
     )
 
 

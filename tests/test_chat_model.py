@@ -317,6 +317,33 @@ async def test_astream_log_and_events_v1_work_with_a_slash_in_the_model_name(mak
     assert events[-1]["event"] == "on_chat_model_end"
 
 
+@pytest.mark.parametrize("kind", ["litellm", "chat_openai"])
+def test_llm_output_carries_the_answering_models_usage_and_name(make_chat, fresh_backend, kind):
+    """Callbacks and `generate()` read `llm_output["token_usage"]`, as ChatOpenAI gives it."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Ends(BaseCallbackHandler):
+        outputs: list = []
+
+        def on_llm_end(self, response, **kwargs):
+            self.outputs.append(response.llm_output)
+
+    handler = Ends()
+    chat = make_chat(**_children(kind, fresh_backend))
+    reply = chat.invoke("a hard question", config={"callbacks": [handler]})
+    (output,) = handler.outputs
+    assert output["routing"]["route"] == "strong"
+    assert output["token_usage"]["total_tokens"] == reply.usage_metadata["total_tokens"] > 0
+    assert output["model_name"].endswith("strong")
+    # generate() sums the calls' usage, as ChatOpenAI's does
+    result = chat.generate([[HumanMessage("an easy question")], [HumanMessage("a hard one")]])
+    replies = [g[0].message for g in result.generations]
+    assert [r.response_metadata["routing"]["route"] for r in replies] == ["weak", "strong"]
+    assert result.llm_output["token_usage"]["total_tokens"] == sum(
+        r.usage_metadata["total_tokens"] for r in replies
+    )
+
+
 def _counted(callback) -> int:
     return sum(u["total_tokens"] for u in callback.usage_metadata.values())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
@@ -133,6 +133,17 @@ def test_tool_choice_is_sent_as_chatopenai_sends_it(fresh_backend, tool_choice):
         bodies.append(fresh_backend.requests_for("weak")[-1].body)
     assert bodies[0].get("tool_choice") == bodies[1].get("tool_choice")
     assert ("tool_choice" in bodies[0]) is (tool_choice is not False)
+
+
+def test_llm_output_and_metadata_carry_token_usage_as_chatopenai(fresh_backend):
+    model = _model(fresh_backend)
+    result = model.generate([[HumanMessage("one two")], [HumanMessage("three four five")]])
+    replies = [g[0].message for g in result.generations]
+    usage = [r.response_metadata["token_usage"] for r in replies]
+    assert [u["total_tokens"] for u in usage] == [r.usage_metadata["total_tokens"] for r in replies]
+    assert result.llm_output["token_usage"]["total_tokens"] == sum(u["total_tokens"] for u in usage)
+    assert result.llm_output["model_name"] == replies[0].response_metadata["model_name"]
+    assert replies[0].response_metadata["id"] == replies[0].id
 
 
 # -- stream_usage ------------------------------------------------------------------------------
