@@ -248,13 +248,17 @@ class LiteLLMChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         params = self._stream_params(messages, stop, **kwargs)
-        for raw in _litellm().completion(**params):
-            chunk = _generation_chunk(raw, params["model"])
-            if chunk is None:
-                continue
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        stream = _litellm().completion(**params)
+        try:
+            for raw in stream:
+                chunk = _generation_chunk(raw, params["model"])
+                if chunk is None:
+                    continue
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            _close(stream)
 
     async def _astream(
         self,
@@ -265,13 +269,31 @@ class LiteLLMChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         params = self._stream_params(messages, stop, **kwargs)
         stream = await (await _alitellm()).acompletion(**params)
-        async for raw in stream:
-            chunk = _generation_chunk(raw, params["model"])
-            if chunk is None:
-                continue
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        try:
+            async for raw in stream:
+                chunk = _generation_chunk(raw, params["model"])
+                if chunk is None:
+                    continue
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _close(stream: Any) -> None:
+    """Close a LiteLLM stream's HTTP response now, also when the caller stopped reading early.
+
+    LiteLLM's stream wrapper sits in a reference cycle, so without this the provider stream is
+    closed by the garbage collector, at whatever point it runs: inside another request on this
+    thread, it would wait for the HTTP pool lock that request holds, forever (seen with
+    `next(iter(llm.stream(...)))`). Closed here, the collector finds nothing left to close."""
+    inner = getattr(stream, "completion_stream", None)
+    close = getattr(inner, "close", None)
+    if close is not None:
+        close()
 
 
 def _openai_tool_choice(tool_choice: str | dict | bool, tools: list[dict[str, Any]]) -> Any:
