@@ -27,6 +27,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from routellm_lc.errors import EmbeddingError
+
 DEFAULT_EMBEDDER = "local"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained with 256-token inputs
 BATCH_SIZE = 32
@@ -481,14 +483,24 @@ class LiteLLMEmbedder:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
-        response = litellm.embedding(
-            model=self.model,
-            input=list(texts),
-            api_base=self.api_base,
-            api_key=self.api_key,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-        )
+        try:
+            response = litellm.embedding(
+                model=self.model,
+                input=list(texts),
+                api_base=self.api_base,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+        except Exception as exc:
+            message = " ".join(str(exc).split())
+            raise EmbeddingError(
+                f"embedder {self.name} failed ({type(exc).__name__}: {message[:300]}). It "
+                "calls a remote embedding API, as RouteLLM's own mf checkpoints do (OpenAI's "
+                "text-embedding-3-small): give it a key (OPENAI_API_KEY) and network, or an "
+                "OpenAI-compatible endpoint (api_base/api_key), or use a router with a local "
+                "embedder, such as the bundled mf"
+            ) from exc
         rows = sorted(response.data, key=lambda d: d["index"])
         vectors = _normalise(np.array([row["embedding"] for row in rows], dtype=np.float32))
         self.dim = vectors.shape[1]

@@ -35,3 +35,8 @@ class DeviceError(RouteLLMError, ValueError):
 class RouterOutputError(RouteLLMError, RuntimeError):
     """A router's `strong_win_rate` broke its contract (not one score in [0, 1] per prompt):
     a bug in the router or its checkpoint, not in the request."""
+
+
+class EmbeddingError(RouteLLMError, RuntimeError):
+    """A remote embedder (a LiteLLM embedding model, as RouteLLM's own `mf` checkpoints use)
+    failed: no key, no network, or the provider refused."""

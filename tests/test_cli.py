@@ -144,6 +144,27 @@ def test_a_missing_checkpoint_names_the_flag_as_well_as_the_argument(capsys, tmp
     _fails(capsys, [*argv, "--output", str(tmp_path / "out")], "`--checkpoint sw_ranking=`")
 
 
+def test_a_remote_embedder_that_fails_is_an_error_line(capsys, tmp_path, monkeypatch):
+    """RouteLLM's own mf checkpoints embed with OpenAI's API: without a key (or network) the
+    command says so in one line, not with LiteLLM's traceback."""
+    import numpy as np
+
+    from routellm_lc.routers.checkpoints import save_checkpoint
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    folder = tmp_path / "routellm" / "mf_gpt4_augmented"
+    config = {"dim": 4, "num_models": 64, "text_dim": 3, "num_classes": 1, "use_proj": True}
+    weights = {
+        "P.weight": np.ones((64, 4)),
+        "text_proj.0.weight": np.ones((4, 3)),
+        "classifier.0.weight": np.ones((1, 4)),
+    }
+    save_checkpoint(folder, config, weights, "")
+    message = _fails(capsys, ["route", "--checkpoint", str(folder), "hi"], "embedder litellm:")
+    assert "OPENAI_API_KEY" in message and "Traceback" not in message
+
+
 def test_calibrate_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
     prompts = tmp_path / "p.txt"

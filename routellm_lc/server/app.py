@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
 from routellm_lc.decision import RoutingDecision, routing_text
-from routellm_lc.errors import EmptyPromptError
+from routellm_lc.errors import EmbeddingError, EmptyPromptError
 from routellm_lc.models import _litellm
 from routellm_lc.server.accounting import Accounting
 from routellm_lc.server.config import ServerConfig
@@ -244,7 +244,11 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
         except EmptyPromptError as exc:
             raise APIError(400, str(exc), param="messages", code="empty_prompt") from None
         started = time.perf_counter()
-        decision = await slot.decide(text, threshold)
+        try:
+            decision = await slot.decide(text, threshold)
+        except EmbeddingError as exc:  # a remote embedder (RouteLLM's mf: OpenAI's API) failed
+            log.warning("routing failed: %s", exc)
+            raise APIError(502, f"Routing failed: {exc}", code="router_unavailable") from None
         state.metrics.routing.observe(slot.name, time.perf_counter() - started)
         return await _answer(state, body, decision)
 

@@ -76,10 +76,12 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     # listening at once: a client that connects as soon as the URL is announced waits in the
     # backlog while the app starts up, instead of being refused
     sock.listen(settings.backlog)
-    if announce is not None:
-        announce(f"http://{config.host}:{sock.getsockname()[1]}/v1")
+    # Before the announcement: a Ctrl-C sent as soon as the URL is printed, landing in a
+    # collection's finaliser, would be printed and dropped ("Exception ignored in ...").
     gc.collect()
     gc.freeze()
+    if announce is not None:
+        announce(f"http://{config.host}:{sock.getsockname()[1]}/v1")
     server.run(sockets=[sock])
 
 

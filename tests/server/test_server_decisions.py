@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -167,3 +168,29 @@ def test_a_router_whose_scores_are_not_win_rates_stops_the_server_starting():
     slot = RouterSlot("nan_router", NaNRouter(), "strong", "weak", None)
     with pytest.raises(RouterOutputError, match="'nan_router'.*not win rates"):
         slot.warm_up()
+
+
+def test_a_remote_embedder_failing_on_a_request_is_a_502_naming_it(start_server):
+    """RouteLLM's own mf embeds with OpenAI's API: when that fails mid-service the request
+    gets a 502 saying why, not a 500 internal error."""
+    from routellm_lc.errors import EmbeddingError
+    from routellm_lc.routers.base import register_router
+
+    @register_router("test_remote_embedder")
+    class RemoteEmbedderRouter(Router):
+        def strong_win_rate(self, prompts):
+            if any("outage" in p for p in prompts):
+                raise EmbeddingError("embedder litellm:text-embedding-3-small failed (down)")
+            return np.full(len(prompts), 0.4)
+
+    server = start_server(routers=["test_remote_embedder"])
+    body = {"model": "router-test_remote_embedder-0.5", "messages": [{"role": "user"}]}
+    body["messages"][0]["content"] = "during the outage"
+    response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=10)
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "router_unavailable" and "text-embedding-3-small" in error["message"]
+    body["messages"][0]["content"] = "after it"
+    assert (
+        httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=10).status_code == 200
+    )
