@@ -8,14 +8,19 @@ Also holds what is needed to read RouteLLM's published checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from routellm_lc.errors import CheckpointError
+
+log = logging.getLogger("routellm_lc")
 
 #: Checkpoints shipped inside the package, addressable by short name.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -78,13 +83,39 @@ def _looks_like_repo_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
 
 
+#: Seconds the Hub may take to answer when the checkpoint is already in the local Hub cache
+#: (`$ROUTELLM_LC_HUB_TIMEOUT`): past them the cached copy is used. huggingface_hub falls back
+#: to its cache when the Hub is unreachable, but waits without end on a connection that opens
+#: and never answers (a stalled proxy).
+HUB_CHECK_SECONDS = 20.0
+
+
 def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    failures = (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError)
+    cached = None
+    with contextlib.suppress(*failures):
+        cached = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    if cached is not None:
+        seconds = float(os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", HUB_CHECK_SECONDS))
+        folder = _within(seconds, lambda: snapshot_download(repo_id, revision=revision))
+        if not isinstance(folder, str):
+            log.warning(
+                "The Hugging Face Hub did not confirm %s (%s): using the copy in the local Hub "
+                "cache, %s (HF_HUB_OFFLINE=1 skips the check)",
+                repo_id,
+                folder,
+                cached,
+            )
+            folder = cached
+        folder = Path(folder)
+        _require_files(folder, required)
+        return folder
     try:
         folder = Path(snapshot_download(repo_id, revision=revision))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+    except failures as exc:
         raise CheckpointError(
             f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub and it is not in "
             f"the local Hub cache ({type(exc).__name__}: {exc}). Download it where the Hub is "
@@ -92,6 +123,25 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
         ) from exc
     _require_files(folder, required)
     return folder
+
+
+def _within(seconds: float, fetch: Callable[[], str]) -> str | BaseException:
+    """`fetch()`'s result, its error, or a `TimeoutError` when it has not returned after
+    `seconds` (it goes on in a daemon thread, which cannot hold up the interpreter's exit)."""
+    outcome: list[str | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fetch())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="routellm-hub-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        return TimeoutError(f"no answer in {seconds:g} s")
+    return outcome[0]
 
 
 def _require_files(folder: Path, required: Iterable[str]) -> None:

@@ -63,6 +63,33 @@ def test_routellm_mf_loads_by_hub_id_from_the_hub_cache(offline_hub):
     assert router.cache_key.startswith("mf:")
 
 
+def test_a_hub_that_never_answers_falls_back_to_the_cached_copy(offline_hub, monkeypatch, caplog):
+    """A proxy that accepts the connection and never answers: huggingface_hub would wait for
+    ever; with the checkpoint in the local Hub cache, the cached copy is used after
+    `ROUTELLM_LC_HUB_TIMEOUT` seconds."""
+    import socket
+
+    import huggingface_hub.constants as constants
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)  # accepted by the kernel, never answered
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{stalled.getsockname()[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", constants.ENDPOINT)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("ROUTELLM_LC_HUB_TIMEOUT", "1")
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached")
+    (snapshot / "config.json").write_text("{}")
+    try:
+        with caplog.at_level("WARNING", logger="routellm_lc"):
+            folder = resolve_checkpoint("owner/cached", required=["config.json"])
+    finally:
+        stalled.close()
+    assert folder == snapshot
+    assert "did not confirm owner/cached" in caplog.text and "HF_HUB_OFFLINE=1" in caplog.text
+
+
 def test_unknown_hub_id_offline_names_the_repo(offline_hub):
     with pytest.raises(CheckpointError, match="routellm/nope"):
         resolve_checkpoint("routellm/nope")
