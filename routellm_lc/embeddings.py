@@ -13,6 +13,7 @@ Every embedder returns float32 arrays of shape (n, dim), rows L2-normalised.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import os
@@ -556,6 +557,68 @@ class CachedEmbedder:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.stack([found[i] for i in range(len(texts))])
+
+
+class StoredEmbedder:
+    """An embedder that reads and fills the on-disk embedding store
+    (`training.decontaminate.EmbeddingStore`, where decontamination and training keep theirs),
+    so a sample's thousands of prompts are embedded once across runs and commands."""
+
+    def __init__(self, inner: Embedder) -> None:
+        from routellm_lc.training.decontaminate import EmbeddingStore
+
+        self.inner = inner
+        self.name = inner.name
+        self.store = EmbeddingStore(inner.name)
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        vectors, missing = self.store.get(texts)
+        if not missing:
+            assert vectors is not None
+            return vectors
+        todo = [texts[i] for i in missing]
+        fresh = np.asarray(self.inner.embed(todo), dtype=np.float32)
+        self.store.put(todo, fresh)
+        if vectors is None:
+            return fresh
+        vectors[missing] = fresh
+        return vectors
+
+
+#: Inside `stored_embeddings()` (this thread or task only): the store-backed embedders, by
+#: name; None outside it.
+_STORED: contextvars.ContextVar[dict[str, StoredEmbedder] | None] = contextvars.ContextVar(
+    "routellm_lc_stored_embeddings", default=None
+)
+
+
+@contextlib.contextmanager
+def stored_embeddings() -> Iterator[None]:
+    """While a whole sample is scored (`eval`, `calibrate`), routers that embed (mf,
+    sw_ranking) read the on-disk store first: prompts decontamination or an earlier run
+    embedded are not embedded again. Only in this thread or task: calls other threads serve
+    meanwhile (a shared router) neither read nor write the store."""
+    token = _STORED.set({})
+    try:
+        yield
+    finally:
+        _STORED.reset(token)
+
+
+def for_scoring(embedder: Embedder) -> Embedder:
+    """`embedder`, or inside `stored_embeddings()` its store-backed wrapper."""
+    stored = _STORED.get()
+    if stored is None:
+        return embedder
+    wrapper = stored.get(embedder.name)
+    if wrapper is None or wrapper.inner is not embedder:
+        wrapper = stored[embedder.name] = StoredEmbedder(embedder)
+    return wrapper
 
 
 _SHARED: dict[str, Embedder] = {}

@@ -169,10 +169,15 @@ def score_prompts(
     """`router.strong_win_rate` over `prompts` in batches, with a progress bar."""
     from tqdm.auto import tqdm
 
+    from routellm_lc.embeddings import stored_embeddings
+
     batch_size = validate_batch_size(batch_size)
     name = router_label(router)
     scores = np.full(len(prompts), np.nan, dtype=np.float64)
-    with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
+    with (
+        stored_embeddings(),  # the prompts decontamination or an earlier run embedded
+        tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar,
+    ):
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start : start + batch_size])
             out = router.strong_win_rate(batch)

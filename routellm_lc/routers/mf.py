@@ -134,11 +134,11 @@ class MatrixFactorizationRouter(Router):
             raise RuntimeError("This mf router is not trained: call fit() or from_pretrained().")
 
     def _embedder(self) -> Any:
-        from routellm_lc.embeddings import get_embedder
+        from routellm_lc.embeddings import for_scoring, get_embedder
 
         if not hasattr(self, "_embedder_obj"):
             self._embedder_obj = get_embedder(self.embedder)
-        return self._embedder_obj
+        return for_scoring(self._embedder_obj)
 
     def prompt_inputs(self, prompts: Sequence[str]) -> np.ndarray:
         """The model's input rows: embedding, then standardised features."""

@@ -295,11 +295,11 @@ class SWRankingRouter(Router):
             )
 
     def _embedder(self) -> Any:
-        from routellm_lc.embeddings import get_embedder
+        from routellm_lc.embeddings import for_scoring, get_embedder
 
         if not hasattr(self, "_embedder_obj"):
             self._embedder_obj = get_embedder(self.embedder)
-        return self._embedder_obj
+        return for_scoring(self._embedder_obj)
 
     def _prepare(self) -> None:
         """Group battles by tier pair once; compute the global ratings used as warm start."""

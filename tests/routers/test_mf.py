@@ -224,3 +224,52 @@ def test_calibration_scores_are_not_shared_across_strong_weak_pairs(tmp_path, mo
     )
     share = np.mean(swapped.strong_win_rate(prompts) >= second)
     assert share == pytest.approx(0.2, abs=0.021) and first != second
+
+
+def test_whole_sample_scoring_reuses_embeddings_stored_on_disk(tmp_path, monkeypatch):
+    """`eval` and `calibrate` score thousands of prompts: those decontamination (or an earlier
+    run) embedded come from the on-disk store; calls outside the scoring are left alone."""
+    import threading
+
+    from routellm_lc.evals.harness import score_prompts
+    from routellm_lc.training.decontaminate import cached_embeddings
+
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+
+    class Counting(TableEmbedder):
+        def __init__(self, table):
+            super().__init__(table)
+            self.embedded: list[str] = []
+
+        def embed(self, texts):
+            self.embedded += list(texts)
+            return super().embed(texts)
+
+    table = {"a": [1.0, 0.0, 0.0], "b": [0.0, 0.5, 0.5], "c": [2.0, 1.0, 0.0]}
+    embedder = Counting(table)
+    router = MatrixFactorizationRouter.from_pretrained(
+        _tiny_checkpoint(tmp_path / "ck"), embedder=embedder
+    )
+    cached_embeddings(["a", "b"], embedder, progress=False)  # as decontamination does
+    embedder.embedded.clear()
+    direct = router.strong_win_rate(["a", "b", "c"])
+    assert embedder.embedded == ["a", "b", "c"]  # outside a whole-sample scoring: as always
+    embedder.embedded.clear()
+    seen_elsewhere = []
+
+    class Watching(Counting):
+        def embed(self, texts):
+            if not seen_elsewhere:  # a call served by another thread meanwhile
+                worker = threading.Thread(target=lambda: seen_elsewhere.append(router._embedder()))
+                worker.start()
+                worker.join()
+            return super().embed(texts)
+
+    embedder.__class__ = Watching
+    scores = score_prompts(router, ["a", "b", "c"], progress=False)
+    np.testing.assert_allclose(scores, direct, rtol=1e-6)
+    assert embedder.embedded == ["c"]  # a and b came from the store
+    assert seen_elsewhere == [embedder]  # the other thread got the plain embedder
+    embedder.embedded.clear()
+    score_prompts(router, ["a", "b", "c"], progress=False)
+    assert embedder.embedded == []  # c is stored now too
