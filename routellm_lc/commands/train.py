@@ -281,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
         instead = (
             f"choose among the sources present with --sources {' '.join(present)}"
             if present
-            else "train on your own battles alone with --user-battles FILE --sources none"
+            else "train on your own battles alone with --user-battles FILE --sources none "
+            "(the data directory still needs routellm_evals/: training prompts are checked "
+            "against the evaluation prompts; `routellm-lc data fetch routellm_evals` gets it)"
         )
         raise MissingDataError(f"{exc} Or {instead}.", exc.folder) from None
     command = _reproduce_command(args)

@@ -470,7 +470,9 @@ def _load_tokenizer(folder: Path, gguf_file: str | None, fallback: str | Path) -
         raise CheckpointError(
             f"causal_llm checkpoint folder {folder} has no tokenizer files, and the tokenizer "
             f"{source!r} could not be loaded ({type(exc).__name__}: {exc}). RouteLLM's checkpoint "
-            f"uses {ROUTELLM_BASE_TOKENIZER} (gated on the Hub): pass tokenizer=<folder>."
+            f"uses {ROUTELLM_BASE_TOKENIZER} (gated on the Hub): pass tokenizer=<folder> "
+            f'(load_router), or put "tokenizer": "<folder>" in {folder / "router_config.json"} '
+            "(every command, the CLI included)."
         ) from exc
 
 
