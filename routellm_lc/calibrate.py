@@ -193,6 +193,8 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
     """Prompts from a file, by its extension: `.jsonl` / `.json` hold one JSON object with a
     `prompt` field per line; anything else (`.txt`) one prompt per line, taken as written."""
     path = Path(path)
+    if path.is_dir():
+        raise CalibrationError(f"Prompt file {path} is a folder: give a file of prompts.")
     if not path.is_file():
         raise CalibrationError(f"Prompt file {path} not found.")
     try:

@@ -193,3 +193,11 @@ def test_a_target_share_that_ties_make_unreachable_gets_a_note(tmp_path, capsys)
         assert (result.note is None) == reachable, result.note
     assert np.mean(scores > tied) < 0.7 < np.mean(scores >= tied)  # the case the note is for
     assert calibrate("test_calibration_hash", 0.2, prompts=PROMPTS).note is None
+
+
+def test_a_folder_given_as_the_prompt_file_is_named_as_a_folder(tmp_path):
+    from routellm_lc.calibrate import CalibrationError, read_prompt_file
+
+    with pytest.raises(CalibrationError, match="is a folder"):
+        read_prompt_file(tmp_path)
+
