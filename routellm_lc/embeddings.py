@@ -481,11 +481,10 @@ class LiteLLMEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        from routellm_lc.models import _litellm  # no LiteLLM banners on stdout
 
         try:
-            response = litellm.embedding(
+            response = _litellm().embedding(
                 model=self.model,
                 input=list(texts),
                 api_base=self.api_base,
@@ -577,6 +576,8 @@ class StoredEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
+        if not texts:
+            return self.inner.embed(texts)
         vectors, missing = self.store.get(texts)
         if not missing:
             assert vectors is not None

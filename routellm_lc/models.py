@@ -351,17 +351,22 @@ def _reported(**counts: Any) -> dict[str, int]:
 
 def combine_llm_outputs(llm_outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
     """`generate()`'s `llm_output` over several calls, as ChatOpenAI combines its own: token
-    usage summed (nested counts too), the model's name when every call names the same one."""
+    usage summed (nested counts too), the model's name when every call names the same one, and
+    the first system fingerprint."""
     usage: dict[str, Any] = {}
     names = set()
+    fingerprint = None
     for output in llm_outputs:
         if not output:
             continue
         _add_counts(usage, output.get("token_usage") or {})
         names.add(output.get("model_name"))
+        fingerprint = fingerprint or output.get("system_fingerprint")
     combined: dict[str, Any] = {"token_usage": usage}
     if len(names) == 1 and None not in names:
         combined["model_name"] = names.pop()
+    if fingerprint:
+        combined["system_fingerprint"] = fingerprint
     return combined
 
 

@@ -200,4 +200,3 @@ def test_a_folder_given_as_the_prompt_file_is_named_as_a_folder(tmp_path):
 
     with pytest.raises(CalibrationError, match="is a folder"):
         read_prompt_file(tmp_path)
-

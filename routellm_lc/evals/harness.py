@@ -11,6 +11,7 @@ scored afresh with seeds 0-9 and its curve averaged over the 10 runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -165,8 +166,10 @@ def score_prompts(
     batch_size: int = BATCH_SIZE,
     desc: str | None = None,
     progress: bool = True,
+    store: bool = True,
 ) -> np.ndarray:
-    """`router.strong_win_rate` over `prompts` in batches, with a progress bar."""
+    """`router.strong_win_rate` over `prompts` in batches, with a progress bar. With `store`,
+    routers that embed read and fill the on-disk embedding store (`stored_embeddings`)."""
     from tqdm.auto import tqdm
 
     from routellm_lc.embeddings import stored_embeddings
@@ -175,7 +178,7 @@ def score_prompts(
     name = router_label(router)
     scores = np.full(len(prompts), np.nan, dtype=np.float64)
     with (
-        stored_embeddings(),  # the prompts decontamination or an earlier run embedded
+        stored_embeddings() if store else contextlib.nullcontext(),
         tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar,
     ):
         for start in range(0, len(prompts), batch_size):
@@ -203,8 +206,13 @@ def cached_scores(
         hit = cache.load(key)
         if hit is not None and hit.shape == (len(prompts),) and np.isfinite(hit).all():
             return hit, True
-    scores = score_prompts(
-        loaded.router, prompts, batch_size, f"{loaded.name} on {benchmark_name}", progress
+    scores = score_prompts(  # no score cache (--no-cache): no embedding store either
+        loaded.router,
+        prompts,
+        batch_size,
+        f"{loaded.name} on {benchmark_name}",
+        progress,
+        store=cache is not None,
     )
     # Only a complete, finite result is stored: a partial one would poison later runs.
     if cache is not None and scores.shape == (len(prompts),) and np.isfinite(scores).all():

@@ -13,8 +13,7 @@ import json
 import logging
 import math
 import os
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +82,10 @@ def _looks_like_repo_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
 
 
-#: Seconds the Hub may take to answer when the checkpoint is already in the local Hub cache
+#: Seconds the Hub may take to answer whether a checkpoint in the local Hub cache is current
 #: (`$ROUTELLM_LC_HUB_TIMEOUT`): past them the cached copy is used. huggingface_hub falls back
 #: to its cache when the Hub is unreachable, but waits without end on a connection that opens
-#: and never answers (a stalled proxy).
+#: and never answers (a stalled proxy). Downloading a newer revision is not timed.
 HUB_CHECK_SECONDS = 20.0
 
 
@@ -98,50 +97,62 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
     cached = None
     with contextlib.suppress(*failures):
         cached = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
-    if cached is not None:
-        seconds = float(os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", HUB_CHECK_SECONDS))
-        folder = _within(seconds, lambda: snapshot_download(repo_id, revision=revision))
-        if not isinstance(folder, str):
-            log.warning(
-                "The Hugging Face Hub did not confirm %s (%s): using the copy in the local Hub "
-                "cache, %s (HF_HUB_OFFLINE=1 skips the check)",
-                repo_id,
-                folder,
-                cached,
-            )
-            folder = cached
-        folder = Path(folder)
-        _require_files(folder, required)
-        return folder
+    if cached is not None and not _newer_on_hub(repo_id, revision, cached):
+        _require_files(cached, required)
+        return cached
     try:
         folder = Path(snapshot_download(repo_id, revision=revision))
     except failures as exc:
-        raise CheckpointError(
-            f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub and it is not in "
-            f"the local Hub cache ({type(exc).__name__}: {exc}). Download it where the Hub is "
-            "reachable, or pass a local folder."
-        ) from exc
+        if cached is None:
+            raise CheckpointError(
+                f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub and it is "
+                f"not in the local Hub cache ({type(exc).__name__}: {exc}). Download it where "
+                "the Hub is reachable, or pass a local folder."
+            ) from exc
+        log.warning(
+            "Could not download the newer revision of %s (%s: %s): using the copy in the "
+            "local Hub cache, %s",
+            repo_id,
+            type(exc).__name__,
+            exc,
+            cached,
+        )
+        folder = cached
     _require_files(folder, required)
     return folder
 
 
-def _within(seconds: float, fetch: Callable[[], str]) -> str | BaseException:
-    """`fetch()`'s result, its error, or a `TimeoutError` when it has not returned after
-    `seconds` (it goes on in a daemon thread, which cannot hold up the interpreter's exit)."""
-    outcome: list[str | BaseException] = []
+def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
+    """Whether the Hub names another commit for `revision` than the cached snapshot's (its
+    folder's name). Asked with a deadline (`ROUTELLM_LC_HUB_TIMEOUT`): no answer in time, or
+    an error, keeps the cached copy, with a warning, as huggingface_hub keeps it when the Hub
+    is unreachable. `HF_HUB_OFFLINE=1` skips the question."""
+    from huggingface_hub import HfApi, constants
 
-    def run() -> None:
-        try:
-            outcome.append(fetch())
-        except Exception as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, name="routellm-hub-check", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if not outcome:
-        return TimeoutError(f"no answer in {seconds:g} s")
-    return outcome[0]
+    if constants.HF_HUB_OFFLINE:
+        return False
+    raw = os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", str(HUB_CHECK_SECONDS))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise CheckpointError(
+            f"ROUTELLM_LC_HUB_TIMEOUT must be a number of seconds above 0, got {raw!r}."
+        )
+    try:
+        sha = HfApi().repo_info(repo_id, revision=revision, timeout=seconds).sha
+    except Exception as exc:
+        log.warning(
+            "The Hugging Face Hub did not confirm %s (%s: %s): using the copy in the local Hub "
+            "cache, %s (HF_HUB_OFFLINE=1 skips the check)",
+            repo_id,
+            type(exc).__name__,
+            exc,
+            cached,
+        )
+        return False
+    return bool(sha) and sha != cached.name
 
 
 def _require_files(folder: Path, required: Iterable[str]) -> None:

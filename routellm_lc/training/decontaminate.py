@@ -71,7 +71,8 @@ class EmbeddingStore:
                 continue
             with np.load(path) as chunk:
                 for key, vector in zip(chunk["keys"], chunk["vectors"], strict=True):
-                    self._vectors[bytes(key)] = vector
+                    # NumPy's "S16" drops trailing NUL bytes: 1 digest in 256 ends in one
+                    self._vectors[bytes(key).ljust(16, b"\0")] = vector
             self._seen.add(path.name)
 
     def get(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:

@@ -90,6 +90,95 @@ def test_a_hub_that_never_answers_falls_back_to_the_cached_copy(offline_hub, mon
     assert "did not confirm owner/cached" in caplog.text and "HF_HUB_OFFLINE=1" in caplog.text
 
 
+@pytest.fixture
+def fake_hub(offline_hub, monkeypatch):
+    """A local HTTP server answering as the Hub does for `owner/cached`: its `main` is commit
+    `new_sha` (`hub.sha`), with one file; `hub.requests` lists the paths asked for."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    import huggingface_hub.constants as constants
+
+    hub = SimpleNamespace(sha="b" * 40, requests=[], file_delay=0.0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, body: bytes, headers=()):
+            self.send_response(200)
+            for key, value in (("Content-Type", "application/json"), *headers):
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_HEAD(self):
+            self.do_GET()
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            hub.requests.append(path)
+            if path.startswith("/api/models/owner/cached/tree/"):
+                listing = [{"type": "file", "path": "config.json", "size": 13, "oid": "c" * 40}]
+                return self._send(json.dumps(listing).encode())
+            if path.startswith("/api/models/owner/cached"):
+                info = {
+                    "id": "owner/cached",
+                    "sha": hub.sha,
+                    "siblings": [{"rfilename": "config.json"}],
+                }
+                return self._send(json.dumps(info).encode())
+            if "/resolve/" in path:
+                if self.command == "GET":
+                    time.sleep(hub.file_delay)
+                return self._send(b'{"new": true}', [("X-Repo-Commit", hub.sha), ("ETag", '"e1"')])
+            self.send_response(404)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("ROUTELLM_LC_HUB_TIMEOUT", "5")
+    yield hub
+    server.shutdown()
+
+
+def test_a_cached_checkpoint_the_hub_confirms_is_used_without_a_download(offline_hub, fake_hub):
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached", revision=fake_hub.sha)
+    (snapshot / "config.json").write_text('{"old": true}')
+    assert resolve_checkpoint("owner/cached", required=["config.json"]) == snapshot
+    assert not any("/resolve/" in path for path in fake_hub.requests)
+
+
+def test_a_newer_revision_on_the_hub_is_downloaded(offline_hub, fake_hub, monkeypatch):
+    """Only the Hub's answer is timed: a newer revision is downloaded, however long it takes."""
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached")  # commit "aaa…", older
+    (snapshot / "config.json").write_text('{"old": true}')
+    monkeypatch.setenv("ROUTELLM_LC_HUB_TIMEOUT", "1")
+    fake_hub.file_delay = 1.5  # a download longer than the Hub's answer may take
+    folder = resolve_checkpoint("owner/cached", required=["config.json"])
+    assert folder.name == fake_hub.sha
+    assert (folder / "config.json").read_text() == '{"new": true}'
+
+
+def test_a_bad_hub_timeout_is_named(offline_hub, fake_hub, monkeypatch):
+    _hub_cache_repo(offline_hub, "owner/cached").joinpath("config.json").write_text("{}")
+    monkeypatch.setenv("ROUTELLM_LC_HUB_TIMEOUT", "20s")
+    with pytest.raises(CheckpointError, match="ROUTELLM_LC_HUB_TIMEOUT"):
+        resolve_checkpoint("owner/cached", required=["config.json"])
+
+
 def test_unknown_hub_id_offline_names_the_repo(offline_hub):
     with pytest.raises(CheckpointError, match="routellm/nope"):
         resolve_checkpoint("routellm/nope")

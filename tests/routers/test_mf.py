@@ -273,3 +273,40 @@ def test_whole_sample_scoring_reuses_embeddings_stored_on_disk(tmp_path, monkeyp
     embedder.embedded.clear()
     score_prompts(router, ["a", "b", "c"], progress=False)
     assert embedder.embedded == []  # c is stored now too
+
+
+def test_the_embedding_store_finds_keys_ending_in_a_nul_byte(tmp_path):
+    """NumPy's "S16" keys drop trailing NUL bytes: 1 prompt in 256 was never found again."""
+    import hashlib
+
+    from routellm_lc.embeddings import StoredEmbedder
+    from routellm_lc.training.decontaminate import EmbeddingStore
+
+    texts = [f"prompt {i}" for i in range(2000)]
+    nul = [t for t in texts if hashlib.sha256(t.encode()).digest()[15] == 0]
+    assert nul  # about 8 of 2000
+    store = EmbeddingStore("table", root=tmp_path)
+    store.put(texts, np.ones((len(texts), 3), dtype=np.float32))
+    vectors, missing = EmbeddingStore("table", root=tmp_path).get(nul)
+    assert missing == [] and vectors is not None and vectors.shape == (len(nul), 3)
+
+    class Empty(TableEmbedder):
+        def embed(self, texts):
+            return np.empty((0, self.dim), dtype=np.float32) if not texts else super().embed(texts)
+
+    assert StoredEmbedder(Empty({"a": [1.0, 0.0, 0.0]})).embed([]).shape == (0, 3)
+
+
+def test_scoring_without_the_score_cache_leaves_no_embeddings_on_disk(tmp_path, monkeypatch):
+    """`eval --no-cache` (`use_cache=False` in calibrate): the prompts' embeddings are not
+    written to (or read from) the on-disk store either."""
+    from routellm_lc.evals.harness import LoadedRouter, cached_scores
+
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+    embedder = TableEmbedder({"a": [1.0, 0.0, 0.0], "b": [0.0, 0.5, 0.5]})
+    router = MatrixFactorizationRouter.from_pretrained(
+        _tiny_checkpoint(tmp_path / "ck"), embedder=embedder
+    )
+    loaded = LoadedRouter("mf", router, None, "mf:identity")
+    cached_scores(loaded, "bench", ["a", "b"], None, progress=False)
+    assert not (tmp_path / "cache" / "embeddings").exists()
