@@ -718,7 +718,22 @@ class RouteLLMChat(BaseChatModel):
     ) -> AIMessage:
         config, kwargs = await self._awith_decision(input, config, kwargs)
         with self._active_call(config):
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
+            try:
+                return await super().ainvoke(input, config, stop=stop, **kwargs)
+            except asyncio.CancelledError as exc:
+                await self._end_cancelled_run(exc)
+                raise
+
+    async def _end_cancelled_run(self, error: asyncio.CancelledError) -> None:
+        """End this call's run when its task is cancelled (`asyncio.wait_for` timing out, a
+        client gone): LangChain's `agenerate` lets the cancellation out of its `gather`
+        without an end or error callback, so handlers and tracers would hold the run open
+        for good (`RoutingCallbackHandler` kept it, and never counted the call)."""
+        run_manager = self._detached_run_manager(async_api=True)
+        if run_manager is None:
+            return
+        with suppress(Exception):
+            await asyncio.shield(run_manager.on_llm_error(error))
 
     def stream(
         self,

@@ -12,6 +12,7 @@ exactly one record per routed call; the chosen model's child run goes only to tr
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -71,6 +72,9 @@ class RoutedCall:
     cascade: list[dict[str, Any]] = field(default_factory=list)
     """In a pool: each level's decision, outermost first (`response_metadata["routing"]`'s
     `cascade`); empty for a plain router."""
+    abandoned: bool = False
+    """The caller stopped before the call finished (a stream closed early, a cancelled task):
+    routed, and counted as a call, but with no usage to price."""
     parent_nodes: list[str] = field(default_factory=list)
     """In a subgraph (or an agent run as a node): the enclosing graphs' nodes, outermost
     first (`step` and `node` are the subgraph's own); empty at the top level."""
@@ -106,6 +110,9 @@ class RoutingSummary:
     mean_routing_latency_ms: float | None
     cached: int = 0
     """Answered calls that came from a LangChain LLM cache (`RoutedCall.cached`)."""
+    abandoned: int = 0
+    """Calls the caller stopped before they finished (`RoutedCall.abandoned`): counted in
+    `calls` and the shares, with no tokens."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,7 +124,8 @@ class RoutingSummary:
         lines = [
             f"routed calls: {self.calls}  strong: {self.strong_calls} "
             f"({self.strong_share:.0%})  fallbacks: {self.fallbacks}  errors: {self.errors}"
-            + (f"  cached: {self.cached}" if self.cached else ""),
+            + (f"  cached: {self.cached}" if self.cached else "")
+            + (f"  abandoned: {self.abandoned}" if self.abandoned else ""),
         ]
         if self.mean_routing_latency_ms is not None:
             lines.append(f"mean routing latency: {self.mean_routing_latency_ms:.2f} ms")
@@ -201,7 +209,10 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         call = self._finish(run_id)
         if call is None:
             return
-        call.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, GeneratorExit | asyncio.CancelledError):
+            call.abandoned = True  # the caller went away: no model failed
+        else:
+            call.error = f"{type(error).__name__}: {error}"
         self._append(call)
 
     # -- results ---------------------------------------------------------------------------
@@ -249,6 +260,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             errors=len(calls) - len(answered),
             mean_routing_latency_ms=sum(latencies) / len(latencies) if latencies else None,
             cached=sum(c.cached for c in answered),
+            abandoned=sum(c.abandoned for c in answered),
         )
 
 
@@ -257,7 +269,8 @@ def savings_report(
 ) -> SavingsReport:
     """A `routellm_lc.costs.SavingsReport` over answered calls (LiteLLM's price map, or
     `prices`: model → `costs.Price`)."""
-    answered = [c for c in calls if c.error is None]
+    # an abandoned call has no usage to price: left out, as its cost is unknown
+    answered = [c for c in calls if c.error is None and not c.abandoned]
     return SavingsReport.from_calls(
         [
             (

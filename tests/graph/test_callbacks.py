@@ -233,3 +233,27 @@ def test_strong_share_under_a_router_over_a_pool_counts_the_top_model(make_chat,
     report = handler.savings("openai/top", prices)
     assert (report.strong_calls, report.unpriced_calls) == (1, 0)
     assert report.strong_share == pytest.approx(1 / 3)
+
+
+async def test_a_call_its_caller_gave_up_on_is_recorded_as_abandoned(make_chat, fresh_backend):
+    """A cancelled `ainvoke` (LangChain sends no end callback for it) and a stream closed
+    early both end their run: counted as routed calls, marked abandoned, not as errors."""
+    import asyncio
+
+    handler = RoutingCallbackHandler()
+    chat = make_chat()
+    fresh_backend.configure(latency_ms=500)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(chat.ainvoke("a hard one", {"callbacks": [handler]}), 0.1)
+    fresh_backend.configure(latency_ms=0)
+    for _chunk in chat.stream("an easy one", {"callbacks": [handler]}):
+        break
+    assert handler._started == {}
+    assert [(c.route, c.abandoned, c.error) for c in handler.calls] == [
+        ("strong", True, None),
+        ("weak", True, None),
+    ]
+    summary = handler.summary()
+    assert (summary.calls, summary.errors, summary.abandoned) == (2, 0, 2)
+    assert "abandoned: 2" in summary.format()
+    assert handler.savings("openai/strong", {}).calls == 0  # no usage to price
