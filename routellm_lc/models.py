@@ -477,6 +477,40 @@ def _generation_chunk(raw: Any, requested: str) -> ChatGenerationChunk | None:
     return ChatGenerationChunk(message=message)
 
 
+#: LangChain's `init_chat_model("provider:model")` provider names → LiteLLM's prefixes, so
+#: `strong="openai:gpt-4o"` means what a LangChain user means by it (`openai/gpt-4o`).
+LANGCHAIN_PROVIDERS = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure_openai": "azure",
+    "azure_ai": "azure_ai",
+    "google_genai": "gemini",
+    "google_vertexai": "vertex_ai",
+    "bedrock": "bedrock",
+    "bedrock_converse": "bedrock",
+    "cohere": "cohere",
+    "fireworks": "fireworks_ai",
+    "together": "together_ai",
+    "mistralai": "mistral",
+    "huggingface": "huggingface",
+    "groq": "groq",
+    "ollama": "ollama",
+    "deepseek": "deepseek",
+    "xai": "xai",
+    "perplexity": "perplexity",
+}
+
+
+def litellm_model_string(model: str) -> str:
+    """`model` as LiteLLM spells it: LangChain's `provider:model` (`openai:gpt-4o`,
+    `ollama:llama3:8b`) becomes `provider/model` for the providers both know; anything else
+    (`openai/gpt-4o`, a Bedrock id ending in `:0`) is returned as it is."""
+    provider, sep, name = model.partition(":")
+    if sep and name and provider in LANGCHAIN_PROVIDERS:
+        return f"{LANGCHAIN_PROVIDERS[provider]}/{name}"
+    return model
+
+
 def resolve_model(
     model: BaseChatModel | str,
     *,
@@ -491,7 +525,11 @@ def resolve_model(
     if isinstance(model, str) and model.strip():
         key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
         return LiteLLMChatModel(
-            model=model, api_base=api_base, api_key=key, timeout=timeout, max_retries=max_retries
+            model=litellm_model_string(model.strip()),
+            api_base=api_base,
+            api_key=key,
+            timeout=timeout,
+            max_retries=max_retries,
         )
     raise TypeError(
         f"A model must be a LangChain chat model or a LiteLLM model string, got {model!r}."
@@ -501,7 +539,7 @@ def resolve_model(
 def model_name(model: BaseChatModel | str) -> str:
     """The name a decision records for a model."""
     if isinstance(model, str):
-        return model
+        return litellm_model_string(model.strip())
     for attribute in ("model_name", "model", "model_id"):
         value = getattr(model, attribute, None)
         if isinstance(value, str) and value:

@@ -316,3 +316,38 @@ def test_sampling_settings_are_part_of_the_cache_key():
     }
     assert len(keys) == 4
     assert not any("secret-key" in key for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("openai:gpt-4o", "openai/gpt-4o"),
+        ("google_genai:gemini-2.5-pro", "gemini/gemini-2.5-pro"),
+        ("ollama:llama3:8b", "ollama/llama3:8b"),
+        ("openai/gpt-4o", "openai/gpt-4o"),
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        ("gpt-4o", "gpt-4o"),
+    ],
+)
+def test_langchain_provider_spelling_becomes_litellms(given, expected):
+    from routellm_lc.models import litellm_model_string
+
+    assert litellm_model_string(given) == expected
+
+
+def test_a_router_over_langchain_spelled_models_calls_them(fresh_backend):
+    from routellm_lc import RouteLLMChat
+
+    chat = RouteLLMChat(
+        strong="openai:strong",
+        weak="openai:weak",
+        router="random",
+        threshold=0.0,
+        api_base=fresh_backend.base_url,
+        api_key="k",
+        timeout=10,
+        max_retries=0,
+    )
+    reply = chat.invoke("hi")
+    assert reply.content == "[strong] echo: hi"
+    assert reply.response_metadata["routing"]["model"] == "openai/strong"
