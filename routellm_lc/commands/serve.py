@@ -54,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cost accounting (repeatable; e.g. my-llama=0.2,0.6)",
     )
     add_device_argument(parser)
-    add("--strong", help="strong model, a LiteLLM string (default: openai/gpt-4o)")
+    add(
+        "--strong",
+        help="strong model, a LiteLLM string (default: openai/gpt-4o; LangChain's openai:gpt-4o too)",
+    )
     add("--weak", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
     add("--api-base", help="OpenAI-compatible base URL for both models")
     add("--api-key", help="upstream API key for both models")

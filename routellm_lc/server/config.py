@@ -98,14 +98,19 @@ class ServerConfig:
         return {model: _price(model, value) for model, value in self.prices.items()}
 
     def __post_init__(self) -> None:
-        from routellm_lc.models import default_strong_model, default_weak_model
+        from routellm_lc.models import (
+            default_strong_model,
+            default_weak_model,
+            litellm_model_string,
+        )
 
         if isinstance(self.controller_state, os.PathLike):
             self.controller_state = os.fspath(self.controller_state)
         _check_types(self)
 
-        self.strong = self.strong or default_strong_model()
-        self.weak = self.weak or default_weak_model()
+        # LangChain's `openai:gpt-4o` spelling is LiteLLM's `openai/gpt-4o`, as in RouteLLMChat
+        self.strong = litellm_model_string(self.strong or default_strong_model())
+        self.weak = litellm_model_string(self.weak or default_weak_model())
         if isinstance(self.routers, str):
             self.routers = [r for r in self.routers.replace(",", " ").split() if r]
         if not self.routers:

@@ -334,3 +334,8 @@ def test_passthrough_fields_from_flags_and_config_files(tmp_path):
     assert flags.passthrough_fields == ["top_k", "min_p", "repetition_penalty"]
     alone = ServerConfig.from_sources(None, passthrough_fields=["min_p", "top_k"])
     assert alone.passthrough_fields == ["top_k", "min_p"]
+
+
+def test_langchain_spelled_models_are_taken_as_litellm_strings():
+    config = ServerConfig(strong="openai:gpt-4o", weak="ollama:llama3:8b")
+    assert (config.strong, config.weak) == ("openai/gpt-4o", "ollama/llama3:8b")
