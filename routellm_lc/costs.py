@@ -20,6 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from routellm_lc.model_names import litellm_model_string
+
 
 @dataclass(frozen=True)
 class Price:
@@ -106,13 +108,19 @@ def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Pri
 
     `overrides` win over LiteLLM's map, and both are looked up by the full name, then without
     the provider prefix: a self-hosted model on an `api_base`, recorded as `openai/my-llama`,
-    is priced by `{"my-llama": ...}`."""
+    is priced by `{"my-llama": ...}`. LangChain's spelling (`openai:gpt-4o`) is LiteLLM's
+    (`openai/gpt-4o`), in `model` and in the keys of `overrides`."""
+    model = litellm_model_string(model)
     candidates = [model]
     if "/" in model:
         candidates.append(model.split("/", 1)[1])
-    for name in candidates:
-        if overrides and name in overrides:
-            return overrides[name]
+    if overrides:
+        for name in candidates:
+            if name in overrides:
+                return overrides[name]
+        for key, price in overrides.items():  # a key in LangChain's spelling
+            if ":" in key and litellm_model_string(key) in candidates:
+                return price
     prices = _price_map()
     for name in candidates:
         entry = prices.get(name)

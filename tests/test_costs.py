@@ -236,3 +236,17 @@ def test_a_cache_hit_costs_nothing_on_both_sides():
     assert report.cost == pytest.approx(100e-6 + 100e-6)
     assert report.all_strong_cost == pytest.approx(1000e-6 + 1500e-6)
     assert report.to_dict()["cached_calls"] == 1
+
+
+def test_langchains_model_spelling_is_priced_as_litellms():
+    """`strong="openai:gpt-4o"` is recorded as `openai/gpt-4o`: the name the user gives
+    `savings()` or a price in that spelling finds the same price."""
+    assert model_price("openai:gpt-4o") == model_price("openai/gpt-4o") is not None
+    assert model_price("openai/my-llama", {"openai:my-llama": Price(1e-6, 2e-6)}) == Price(
+        1e-6, 2e-6
+    )
+    usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+    report = SavingsReport.from_calls(
+        [({"model": "openai/gpt-4o-mini", "route": "weak"}, usage)], "openai:gpt-4o"
+    )
+    assert report.unpriced_calls == 0 and report.all_strong_cost > report.cost > 0

@@ -102,7 +102,7 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
         return cached
     try:
         folder = Path(snapshot_download(repo_id, revision=revision))
-    except failures as exc:
+    except Exception as exc:  # also httpx's errors, which huggingface_hub lets out
         if cached is None:
             raise CheckpointError(
                 f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub and it is "
@@ -117,6 +117,7 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
             exc,
             cached,
         )
+        _point_ref_at(cached, revision)
         folder = cached
     _require_files(folder, required)
     return folder
@@ -129,8 +130,8 @@ def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
     is unreachable. `HF_HUB_OFFLINE=1` skips the question."""
     from huggingface_hub import HfApi, constants
 
-    if constants.HF_HUB_OFFLINE:
-        return False
+    if constants.HF_HUB_OFFLINE or (revision is not None and revision == cached.name):
+        return False  # offline, or a commit asked for by its hash: it cannot change
     raw = os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", str(HUB_CHECK_SECONDS))
     try:
         seconds = float(raw)
@@ -153,6 +154,16 @@ def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
         )
         return False
     return bool(sha) and sha != cached.name
+
+
+def _point_ref_at(cached: Path, revision: str | None) -> None:
+    """After a failed download of a newer revision, point the branch's ref in the Hub cache
+    back at the snapshot still there: huggingface_hub moves it first, and the next offline load
+    would find no copy at all."""
+    ref = cached.parent.parent / "refs" / (revision or "main")
+    with contextlib.suppress(OSError):
+        if ref.is_file() and ref.read_text().strip() != cached.name:
+            ref.write_text(cached.name)
 
 
 def _require_files(folder: Path, required: Iterable[str]) -> None:

@@ -98,11 +98,8 @@ class ServerConfig:
         return {model: _price(model, value) for model, value in self.prices.items()}
 
     def __post_init__(self) -> None:
-        from routellm_lc.models import (
-            default_strong_model,
-            default_weak_model,
-            litellm_model_string,
-        )
+        from routellm_lc.model_names import litellm_model_string
+        from routellm_lc.models import default_strong_model, default_weak_model
 
         if isinstance(self.controller_state, os.PathLike):
             self.controller_state = os.fspath(self.controller_state)

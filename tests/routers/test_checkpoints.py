@@ -102,7 +102,7 @@ def fake_hub(offline_hub, monkeypatch):
 
     import huggingface_hub.constants as constants
 
-    hub = SimpleNamespace(sha="b" * 40, requests=[], file_delay=0.0)
+    hub = SimpleNamespace(sha="b" * 40, requests=[], file_delay=0.0, drop_files=False)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -136,6 +136,12 @@ def fake_hub(offline_hub, monkeypatch):
             if "/resolve/" in path:
                 if self.command == "GET":
                     time.sleep(hub.file_delay)
+                    if hub.drop_files:  # a body cut short: the connection drops mid-file
+                        self.send_response(200)
+                        self.send_header("Content-Length", "100")
+                        self.end_headers()
+                        self.wfile.write(b'{"new"')
+                        return
                 return self._send(b'{"new": true}', [("X-Repo-Commit", hub.sha), ("ETag", '"e1"')])
             self.send_response(404)
             self.end_headers()
@@ -170,6 +176,27 @@ def test_a_newer_revision_on_the_hub_is_downloaded(offline_hub, fake_hub, monkey
     folder = resolve_checkpoint("owner/cached", required=["config.json"])
     assert folder.name == fake_hub.sha
     assert (folder / "config.json").read_text() == '{"new": true}'
+
+
+def test_a_failed_download_of_a_newer_revision_keeps_the_cached_copy(offline_hub, fake_hub):
+    """The download drops mid-file (an httpx error huggingface_hub lets out): the cached copy
+    answers, now and on the next load offline (huggingface_hub had moved the branch's ref)."""
+    import huggingface_hub.constants as constants
+
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached")
+    (snapshot / "config.json").write_text('{"old": true}')
+    fake_hub.drop_files = True
+    assert resolve_checkpoint("owner/cached", required=["config.json"]) == snapshot
+    assert (snapshot.parent.parent / "refs" / "main").read_text() == snapshot.name
+    constants.HF_HUB_OFFLINE = True  # restored by the fixture's monkeypatch
+    assert resolve_checkpoint("owner/cached", required=["config.json"]) == snapshot
+
+
+def test_a_commit_asked_for_by_its_hash_is_not_checked_online(offline_hub, fake_hub):
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached")
+    (snapshot / "config.json").write_text("{}")
+    folder = resolve_checkpoint("owner/cached", required=["config.json"], revision="a" * 40)
+    assert folder == snapshot and fake_hub.requests == []
 
 
 def test_a_bad_hub_timeout_is_named(offline_hub, fake_hub, monkeypatch):
