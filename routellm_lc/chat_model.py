@@ -832,6 +832,49 @@ class RouteLLMChat(BaseChatModel):
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
 
+    def batch_as_completed(
+        self,
+        inputs: Sequence[LanguageModelInput],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> Iterator[tuple[int, AIMessage | Exception]]:
+        """As `batch`, one router pass for all prompts, yielding (index, reply) as they finish.
+
+        Every call starts within the first `next()` (LangChain submits them all at once, each
+        with the scores in its context); the scores are not left in the caller's context while
+        it holds the iterator."""
+        with self._prescored(inputs):
+            results = super().batch_as_completed(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+            first = next(results, None)
+        if first is None:
+            return
+        yield first
+        yield from results
+
+    async def abatch_as_completed(
+        self,
+        inputs: Sequence[LanguageModelInput],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> AsyncIterator[tuple[int, AIMessage | Exception]]:
+        """`batch_as_completed` for async code: one router pass (in a worker thread)."""
+        async with self._prescored(inputs):
+            results = super().abatch_as_completed(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+            first = await anext(results, None)
+        if first is None:
+            return
+        yield first
+        async for item in results:
+            yield item
+
     def _prescored(self, inputs: Sequence[LanguageModelInput]) -> _Prescored:
         return _Prescored(self, inputs)
 

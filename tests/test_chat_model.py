@@ -167,6 +167,31 @@ async def test_structured_output_batches_score_in_one_router_call(make_chat, rou
     assert router.calls == [PROMPTS]
 
 
+async def test_batch_as_completed_scores_all_prompts_in_one_router_call(make_chat, router):
+    chat = make_chat()
+    done = dict(chat.batch_as_completed(PROMPTS))
+    assert router.calls == [PROMPTS]
+    assert [done[i].content for i in range(3)] == [
+        "[strong] echo: hard one",
+        "[weak] echo: easy two",
+        "[strong] echo: hard three",
+    ]
+    router.calls.clear()
+    done = {i: reply async for i, reply in chat.abatch_as_completed(PROMPTS)}
+    assert router.calls == [PROMPTS]
+    assert [done[i].response_metadata["routing"]["route"] for i in range(3)] == [
+        "strong",
+        "weak",
+        "strong",
+    ]
+    # the scores are not left in the caller's context while it iterates
+    router.calls.clear()
+    for _index, _reply in chat.batch_as_completed(PROMPTS[:2]):
+        chat.invoke("hard one")
+    assert router.calls == [PROMPTS[:2], ["hard one"], ["hard one"]]
+    assert list(chat.batch_as_completed([])) == []
+
+
 def test_batch_returns_an_unroutable_inputs_error_in_its_place(make_chat, router):
     chat = make_chat()
     replies = chat.batch(["hard one", "", "easy two"], return_exceptions=True)
