@@ -476,7 +476,9 @@ class LiteLLMEmbedder:
         self.timeout = timeout
         self.max_retries = max_retries
         self.dim = dim or 0
-        self.name = f"litellm:{model}"
+        # the endpoint too: two endpoints serving one model name are two embedders (their
+        # stored embeddings and the scores built on them must not mix)
+        self.name = f"litellm:{model}" + (f"@{api_base}" if api_base else "")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

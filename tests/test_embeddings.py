@@ -139,6 +139,9 @@ def test_litellm_embedder_against_backend(fresh_backend):
     assert not np.allclose(vectors[0], vectors[1])
     (request,) = fresh_backend.requests_for("embed-small")
     assert request.path == "/v1/embeddings"
+    # named with its endpoint: another endpoint's stored embeddings are another embedder's
+    assert embedder.name == f"litellm:openai/embed-small@{fresh_backend.base_url}"
+    assert LiteLLMEmbedder("openai/embed-small").name == "litellm:openai/embed-small"
     assert request.body["input"] == ["alpha", "beta", "alpha"]
 
 
