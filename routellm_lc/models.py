@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -259,7 +260,16 @@ class LiteLLMChatModel(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
-        finally:
+        except GeneratorExit:
+            # Closed before the end, perhaps by the garbage collector while this thread holds
+            # the HTTP pool's lock inside another request: closing the response here would wait
+            # for that lock for ever. Another thread closes it once the lock is free.
+            threading.Thread(target=_close, args=(stream,), daemon=True).start()
+            raise
+        except BaseException:
+            _close(stream)
+            raise
+        else:
             _close(stream)
 
     async def _astream(
@@ -286,11 +296,11 @@ class LiteLLMChatModel(BaseChatModel):
 
 
 def _close(stream: Any) -> None:
-    """Close a LiteLLM stream's HTTP response now, also when the caller stopped reading early.
+    """Close a LiteLLM stream's HTTP response, also when the caller stopped reading early.
 
     LiteLLM's stream wrapper sits in a reference cycle, so without this the provider stream is
     closed by the garbage collector, at whatever point it runs: inside another request on this
-    thread, it would wait for the HTTP pool lock that request holds, forever (seen with
+    thread, it would wait for the HTTP pool lock that request holds, for ever (seen with
     `next(iter(llm.stream(...)))`). Closed here, the collector finds nothing left to close."""
     inner = getattr(stream, "completion_stream", None)
     close = getattr(inner, "close", None)

@@ -361,10 +361,18 @@ async def _routings(llm, call: str, prompts: list[str]) -> list[dict]:
         replies = [llm.invoke(p) for p in prompts]
     elif call == "ainvoke":
         replies = [await llm.ainvoke(p) for p in prompts]
-    elif call == "stream":
-        replies = [next(iter(llm.stream(p))) for p in prompts]
+    elif call == "stream":  # the first chunk carries the decision; each stream is closed
+        replies = []
+        for prompt in prompts:
+            stream = llm.stream(prompt)
+            replies.append(next(stream))
+            stream.close()
     elif call == "astream":
-        replies = [await anext(aiter(llm.astream(p))) for p in prompts]
+        replies = []
+        for prompt in prompts:
+            astream = llm.astream(prompt)
+            replies.append(await anext(astream))
+            await astream.aclose()
     elif call == "batch":
         replies = llm.batch(prompts)
     else:

@@ -246,8 +246,9 @@ async def test_a_call_its_caller_gave_up_on_is_recorded_as_abandoned(make_chat, 
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(chat.ainvoke("a hard one", {"callbacks": [handler]}), 0.1)
     fresh_backend.configure(latency_ms=0)
-    for _chunk in chat.stream("an easy one", {"callbacks": [handler]}):
-        break
+    stream = chat.stream("an easy one", {"callbacks": [handler]})
+    next(stream)
+    stream.close()  # the caller stops reading
     assert handler._started == {}
     assert [(c.route, c.abandoned, c.error) for c in handler.calls] == [
         ("strong", True, None),
