@@ -577,20 +577,7 @@ class StoredEmbedder:
         return self.inner.dim
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
-            return self.inner.embed(texts)
-        vectors, missing = self.store.get(texts)
-        if not missing:
-            assert vectors is not None
-            return vectors
-        todo = [texts[i] for i in missing]
-        fresh = np.asarray(self.inner.embed(todo), dtype=np.float32)
-        self.store.put(todo, fresh)
-        if vectors is None:
-            return fresh
-        vectors[missing] = fresh
-        return vectors
+        return self.store.embed(texts, self.inner)
 
 
 #: Inside `stored_embeddings()` (this thread or task only): the store-backed embedders, by

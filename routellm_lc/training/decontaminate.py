@@ -90,6 +90,37 @@ class EmbeddingStore:
                 out[i] = vector
         return out, missing
 
+    def embed(self, texts: Sequence[str], embedder: Any, *, progress: bool = False) -> np.ndarray:
+        """Embeddings of `texts` (rows in order): the stored ones read, the others embedded by
+        `embedder` in chunks of 512 (with a progress bar when asked and there are more) and
+        stored after each chunk, so progress survives an interruption."""
+        texts = list(texts)
+        vectors, missing = self.get(texts)
+        if not missing:  # all stored, or no texts
+            return vectors if vectors is not None else np.zeros((0, embedder.dim), np.float32)
+        from tqdm.auto import tqdm
+
+        todo = [texts[i] for i in missing]
+        step = 512
+        chunks = []
+        bar = tqdm(
+            total=len(todo),
+            desc="embedding",
+            unit="prompt",
+            disable=not progress or len(todo) <= step,
+        )
+        for start in range(0, len(todo), step):
+            chunk = np.asarray(embedder.embed(todo[start : start + step]), dtype=np.float32)
+            self.put(todo[start : start + step], chunk)
+            chunks.append(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        fresh = np.concatenate(chunks)
+        if vectors is None:  # nothing was stored: every row is fresh
+            return fresh
+        vectors[missing] = fresh
+        return vectors
+
     def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         fresh = {}
         for text, vector in zip(texts, vectors, strict=True):
@@ -138,28 +169,7 @@ def cached_embeddings(
             vectors = np.load(legacy)
             store.put(texts, vectors)
             return vectors
-    if vectors is None:
-        vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    if missing:
-        from tqdm.auto import tqdm
-
-        todo = [texts[i] for i in missing]
-        step = 512
-        chunks = []
-        bar = tqdm(
-            total=len(todo),
-            desc="embedding",
-            unit="prompt",
-            disable=not progress or len(todo) <= step,
-        )
-        for start in range(0, len(todo), step):
-            chunk = embedder.embed(todo[start : start + step])
-            store.put(todo[start : start + step], chunk)  # progress survives an interruption
-            chunks.append(chunk)
-            bar.update(len(chunk))
-        bar.close()
-        vectors[missing] = np.concatenate(chunks)
-    return vectors
+    return store.embed(texts, embedder, progress=progress)
 
 
 def contaminated_mask(
