@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Controller": "routellm_lc.controller",
     "RouteLLMChat": "routellm_lc.chat_model",
     "RoutingDecision": "routellm_lc.decision",
     "load_router": "routellm_lc.routers.base",
@@ -24,6 +25,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Controller",
     "LiteLLMChatModel",
     "RouteLLMChat",
     "Router",
@@ -38,6 +40,7 @@ __all__ = [
 if TYPE_CHECKING:
     from routellm_lc.budget import StrongShareController
     from routellm_lc.chat_model import RouteLLMChat
+    from routellm_lc.controller import Controller
     from routellm_lc.decision import RoutingDecision
     from routellm_lc.embeddings import get_embedder
     from routellm_lc.models import LiteLLMChatModel

@@ -16,6 +16,20 @@ class InvalidThresholdError(RouteLLMError, ValueError):
     """The cost threshold is not a number in [0, 1]."""
 
 
+class RoutingError(RouteLLMError, ValueError):
+    """A call cannot be routed as asked: no router or threshold given, a router that is not
+    loaded, a bad threshold (RouteLLM's `RoutingError`, raised by `Controller`)."""
+
+
+class RouterModelNameError(RoutingError):
+    """A model name is not `router-<router>-<threshold>` with a known router and a threshold
+    in [0, 1]. `code`: `invalid_model`, `model_not_found` or `invalid_threshold`."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class UnknownRouterError(RouteLLMError, ValueError):
     """No router is registered under the requested name."""
 

@@ -1,10 +1,17 @@
 """Model names as LiteLLM spells them, from LangChain's `init_chat_model` spelling too.
 
 Kept apart from `models` (which imports LangChain) so that `costs` and the server's
-accounting can normalise names without importing anything heavy.
+accounting can normalise names without importing anything heavy. RouteLLM's
+`router-<router>-<threshold>` names are parsed here too, for the server and `Controller`.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from routellm_lc.errors import InvalidThresholdError, RouterModelNameError
 
 #: LangChain's `init_chat_model("provider:model")` provider names → LiteLLM's prefixes, so
 #: `strong="openai:gpt-4o"` means what a LangChain user means by it (`openai/gpt-4o`).
@@ -38,3 +45,57 @@ def litellm_model_string(model: str) -> str:
     if sep and name and provider in LANGCHAIN_PROVIDERS:
         return f"{LANGCHAIN_PROVIDERS[provider]}/{name}"
     return model
+
+
+#: RouteLLM's model names for routed calls: `router-<router>-<threshold>`.
+ROUTER_MODEL_PREFIX = "router-"
+_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
+
+
+def parse_router_model(
+    name: Any, routers: Sequence[str], default_threshold: float | None
+) -> tuple[str, float | None]:
+    """`router-<router>-<threshold>` (or `router-<router>`: `default_threshold`) → (router,
+    threshold), for the server and `Controller` alike.
+
+    Router names may hold hyphens (a plugin's `keyword-router`), and so may thresholds
+    (`1e-05`): the longest of `routers` that the name starts with is the router. Raises
+    `RouterModelNameError` whose `code` says what is wrong: `invalid_model` (not a router
+    model name), `model_not_found` (a router not among `routers`) or `invalid_threshold`.
+    """
+    if not isinstance(name, str) or not name.startswith(ROUTER_MODEL_PREFIX):
+        example = routers[0] if routers else "mf"
+        raise RouterModelNameError(
+            f"Model {name!r} is not a router model name. Use 'router-<router>-<threshold>', "
+            f"e.g. 'router-{example}-0.5' (routers: {', '.join(routers)}).",
+            code="invalid_model",
+        )
+    from routellm_lc.decision import validate_threshold  # numpy: not for `costs`' imports
+
+    rest = name[len(ROUTER_MODEL_PREFIX) :]
+    matches = [r for r in routers if rest == r or rest.startswith(r + "-")]
+    if not matches:
+        asked = _NAMED_THRESHOLD.fullmatch(rest)
+        router = asked.group(1) if asked else rest
+        raise RouterModelNameError(
+            f"Router {router!r} is not served here. Served routers: {', '.join(routers)} "
+            f"(model names 'router-<router>-<threshold>').",
+            code="model_not_found",
+        )
+    router = max(matches, key=len)
+    if rest == router:
+        return router, default_threshold
+    threshold_text = rest[len(router) + 1 :]
+    try:
+        if not _DECIMAL.fullmatch(threshold_text):  # `float` would take "0.1_1" and " 0.2"
+            raise InvalidThresholdError(
+                f"threshold must be a decimal number in [0, 1], got {threshold_text!r}."
+            )
+        return router, validate_threshold(float(threshold_text))
+    except InvalidThresholdError as exc:
+        raise RouterModelNameError(
+            f"Bad threshold in model {name!r}: {exc} Use 'router-{router}-<threshold>', "
+            f"e.g. 'router-{router}-0.5'.",
+            code="invalid_threshold",
+        ) from None

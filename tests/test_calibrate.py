@@ -98,6 +98,17 @@ def test_cli_prints_threshold_and_measured_share(tmp_path, capsys):
     assert "strictly between 0 and 1" in capsys.readouterr().err
 
 
+def test_routellm_calibrate_flags_are_understood(tmp_path, capsys):
+    """RouteLLM's `calibrate_threshold --routers mf --strong-model-pct 0.5` spelling."""
+    path = tmp_path / "traffic.txt"
+    path.write_text("".join(p.replace("\n", " ") + "\n" for p in PROMPTS))
+    argv = ["calibrate", "--routers", "test_calibration_hash", "--strong-model-pct", "0.5"]
+    assert main([*argv, "--prompts", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strong_pct"] == 0.5 and result["measured_share"] == pytest.approx(0.5)
+    assert result["router"] == "test_calibration_hash"
+
+
 def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):
     sample = [f"training prompt {i}" for i in range(50)]
     seen = {}

@@ -18,9 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the given share of it goes to the strong model (RouteLLM's rule: the (1 - share) "
         "quantile of the scores). Default sample: the bundled training prompts.",
     )
-    parser.add_argument("--router", default="mf", help="router name (default: mf)")
+    # RouteLLM's calibrate_threshold spells these --routers and --strong-model-pct
+    parser.add_argument("--router", "--routers", default="mf", help="router name (default: mf)")
     parser.add_argument(
         "--strong-pct",
+        "--strong-model-pct",
         required=True,
         help="target share of strong-model calls, between 0 and 1 (0.2 or 20%%)",
     )

@@ -54,12 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cost accounting (repeatable; e.g. my-llama=0.2,0.6)",
     )
     add_device_argument(parser)
+    # RouteLLM's openai_server spells three of these --strong-model, --weak-model, --base-url
     add(
         "--strong",
+        "--strong-model",
         help="strong model, a LiteLLM string (default: openai/gpt-4o; LangChain's openai:gpt-4o too)",
     )
-    add("--weak", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
-    add("--api-base", help="OpenAI-compatible base URL for both models")
+    add("--weak", "--weak-model", help="weak model, a LiteLLM string (default: openai/gpt-4o-mini)")
+    add("--api-base", "--base-url", help="OpenAI-compatible base URL for both models")
     add("--api-key", help="upstream API key for both models")
     add("--strong-api-base", help="base URL for the strong model only")
     add("--weak-api-base", help="base URL for the weak model only")

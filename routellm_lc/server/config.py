@@ -288,7 +288,8 @@ def _split_keys(text: str) -> list[str]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON mapping whose keys are `ServerConfig` fields."""
+    """A YAML or JSON mapping whose keys are `ServerConfig` fields, or RouteLLM's router config
+    (`mf: {checkpoint_path: routellm/mf_gpt4_augmented}`, ...), read as checkpoints."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -305,6 +306,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ServerConfigError(f"Config file {path} is not valid YAML/JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ServerConfigError(f"Config file {path} must hold a mapping of settings.")
+    if _is_routellm_config(data):
+        return {"checkpoints": _routellm_checkpoints(data, path)}
     data = _flag_names(data, path)
     known = {f.name for f in fields(ServerConfig)}
     unknown = sorted(set(data) - known)
@@ -313,6 +316,38 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             f"Unknown settings in {path}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
     return data
+
+
+#: The routers RouteLLM's own config files (`config.example.yaml`) name at their top level.
+ROUTELLM_ROUTERS = ("mf", "sw_ranking", "bert", "causal_llm", "random")
+
+
+def _is_routellm_config(data: dict[str, Any]) -> bool:
+    """A RouteLLM router config (`mf: {checkpoint_path: ...}`, as `routellm.openai_server
+    --config` reads), not a file of settings: every key a router, every value a mapping."""
+    return bool(data) and all(
+        key in ROUTELLM_ROUTERS and isinstance(value, dict | None) for key, value in data.items()
+    )
+
+
+def _routellm_checkpoints(data: dict[str, Any], path: Path) -> dict[str, str]:
+    """RouteLLM's router config as checkpoints: each router's `checkpoint_path`. Its
+    `sw_ranking` entry names Arena datasets, which this package's sw_ranking does not load
+    (a served sw_ranking then needs `--checkpoint sw_ranking=DIR`)."""
+    checkpoints = {}
+    for router, options in data.items():
+        options = options or {}
+        unknown = sorted(
+            set(options) - {"checkpoint_path", "arena_battle_datasets", "arena_embedding_datasets"}
+        )
+        if unknown:
+            raise ServerConfigError(
+                f"{path}: RouteLLM router config for {router!r} has settings this server does not "
+                f"read: {', '.join(unknown)} (it reads checkpoint_path)."
+            )
+        if options.get("checkpoint_path"):
+            checkpoints[router] = str(options["checkpoint_path"])
+    return checkpoints
 
 
 def parse_checkpoints(pairs: list[Any], name: str = "checkpoint") -> dict[str, str]:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,15 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from routellm_lc.budget import StrongShareController
-from routellm_lc.decision import RoutingDecision, decide, validate_threshold
-from routellm_lc.errors import InvalidThresholdError
+from routellm_lc.decision import RoutingDecision, decide
+from routellm_lc.errors import RouterModelNameError
+from routellm_lc.model_names import ROUTER_MODEL_PREFIX, parse_router_model
 from routellm_lc.routers.base import as_probabilities, router_label
 from routellm_lc.server.config import ServerConfigError
 from routellm_lc.server.errors import APIError
 
 log = logging.getLogger("routellm_lc.server")
 
-MODEL_PREFIX = "router-"
+MODEL_PREFIX = ROUTER_MODEL_PREFIX
 #: Routers whose warm single-prompt call is faster than this are called on the event loop:
 #: a hop to the worker thread and back costs more than they do.
 INLINE_BELOW_S = 0.0002
@@ -48,55 +48,19 @@ MAX_BATCH = 64
 SAVE_EVERY_S = 10.0
 
 
+_STATUS = {"invalid_model": 400, "model_not_found": 404, "invalid_threshold": 400}
+
+
 def parse_model_name(
     name: Any, served: Sequence[str], default_threshold: float | None
 ) -> tuple[str, float | None]:
     """`router-<router>-<threshold>` (or `router-<router>`: `default_threshold`) → (router,
-    threshold), else 400 (404 for a router not served)."""
-    if not isinstance(name, str) or not name.startswith(MODEL_PREFIX):
-        raise APIError(
-            400,
-            f"Model {name!r} is not a router model name. Use 'router-<router>-<threshold>', "
-            f"e.g. 'router-{served[0]}-0.5' (served routers: {', '.join(served)}).",
-            param="model",
-            code="invalid_model",
-        )
-    rest = name[len(MODEL_PREFIX) :]
-    # router names may hold hyphens (a plugin's `keyword-router`), and so may thresholds
-    # (`1e-05`): the longest served name that the model name starts with is the router
-    matches = [r for r in served if rest == r or rest.startswith(r + "-")]
-    if not matches:  # OpenAI answers a model it does not have with 404
-        asked = _NAMED_THRESHOLD.fullmatch(rest)
-        router = asked.group(1) if asked else rest
-        raise APIError(
-            404,
-            f"Router {router!r} is not served here. Served routers: {', '.join(served)} "
-            f"(model names 'router-<router>-<threshold>').",
-            param="model",
-            code="model_not_found",
-        )
-    router = max(matches, key=len)
-    if rest == router:
-        return router, default_threshold
-    threshold_text = rest[len(router) + 1 :]
+    threshold), else 400 (404 for a router not served, as OpenAI answers a model it does not
+    have)."""
     try:
-        if not _DECIMAL.fullmatch(threshold_text):  # `float` would take "0.1_1" and " 0.2"
-            raise InvalidThresholdError(
-                f"threshold must be a decimal number in [0, 1], got {threshold_text!r}."
-            )
-        return router, validate_threshold(float(threshold_text))
-    except InvalidThresholdError as exc:
-        raise APIError(
-            400,
-            f"Bad threshold in model {name!r}: {exc} Use 'router-{router}-<threshold>', "
-            f"e.g. 'router-{router}-0.5'.",
-            param="model",
-            code="invalid_threshold",
-        ) from None
-
-
-_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-_NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
+        return parse_router_model(name, served, default_threshold)
+    except RouterModelNameError as exc:
+        raise APIError(_STATUS[exc.code], str(exc), param="model", code=exc.code) from None
 
 
 class RouterSlot:

@@ -339,3 +339,58 @@ def test_passthrough_fields_from_flags_and_config_files(tmp_path):
 def test_langchain_spelled_models_are_taken_as_litellm_strings():
     config = ServerConfig(strong="openai:gpt-4o", weak="ollama:llama3:8b")
     assert (config.strong, config.weak) == ("openai/gpt-4o", "ollama/llama3:8b")
+
+
+# -- RouteLLM's own spellings ---------------------------------------------------------------------
+ROUTELLM_CONFIG_EXAMPLE = """\
+sw_ranking:
+  arena_battle_datasets:
+    - lmsys/lmsys-arena-human-preference-55k
+    - routellm/gpt4_judge_battles
+  arena_embedding_datasets:
+    - routellm/arena_battles_embeddings
+    - routellm/gpt4_judge_battles_embeddings
+causal_llm:
+  checkpoint_path: routellm/causal_llm_gpt4_augmented
+bert:
+  checkpoint_path: routellm/bert_gpt4_augmented
+mf:
+  checkpoint_path: routellm/mf_gpt4_augmented
+"""
+
+
+def test_routellm_server_command_runs_as_written(monkeypatch, tmp_path):
+    """`python -m routellm.openai_server --routers mf --config config.example.yaml
+    --strong-model ... --weak-model ... --base-url ... --api-key ...`, with `routellm-lc serve`
+    in front: the same models, endpoint and checkpoints (RouteLLM's config file read as
+    checkpoints)."""
+    import routellm_lc.server.runner as runner
+
+    (tmp_path / "config.example.yaml").write_text(ROUTELLM_CONFIG_EXAMPLE)
+    seen = {}
+    monkeypatch.setattr(runner, "serve", lambda config, **_: seen.update(config=config))
+    args = build_parser().parse_args(
+        ["serve", "--routers", "mf", "--config", str(tmp_path / "config.example.yaml"),
+         "--strong-model", "gpt-4-1106-preview", "--weak-model", "openai/mixtral",
+         "--base-url", "http://127.0.0.1:9/v1", "--api-key", "k", "--port", "6060"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    config = seen["config"]
+    assert (config.strong, config.weak) == ("gpt-4-1106-preview", "openai/mixtral")
+    assert config.api_base == "http://127.0.0.1:9/v1" and config.api_key == "k"
+    assert config.routers == ["mf"] and config.port == 6060
+    assert config.checkpoints == {
+        "causal_llm": "routellm/causal_llm_gpt4_augmented",
+        "bert": "routellm/bert_gpt4_augmented",
+        "mf": "routellm/mf_gpt4_augmented",
+    }
+
+
+def test_a_routellm_config_with_settings_we_do_not_read_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("mf:\n  checkpoint_path: x\n  hidden_size: 128\n")
+    with pytest.raises(ServerConfigError, match="hidden_size"):
+        ServerConfig.from_sources(path, env={})
+    path.write_text("mf:\n  checkpoint_path: x\nport: 1\n")  # a settings file after all
+    with pytest.raises(ServerConfigError, match="Unknown settings.*mf"):
+        ServerConfig.from_sources(path, env={})
