@@ -286,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
             "against the evaluation prompts; `routellm-lc data fetch routellm_evals` gets it)"
         )
         raise MissingDataError(f"{exc} Or {instead}.", exc.folder) from None
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     command = _reproduce_command(args)
     # Saved with a card without the eval figures first: they are added only once the written
     # checkpoint is shown to be the one that eval scored.

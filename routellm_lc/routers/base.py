@@ -44,6 +44,9 @@ class Router(ABC):
     #: True for routers that run a torch model and take a `device` argument (`bert`,
     #: `causal_llm`): the CLI's `--device` and `load_routers(device=...)` reach only these.
     uses_device: ClassVar[bool] = False
+    #: True for routers whose `fit` learns only from battles between the two models they
+    #: score (`bert`'s 3-way classifier); `mf` and `sw_ranking` learn from every battle.
+    fits_scored_pair_only: ClassVar[bool] = False
 
     @abstractmethod
     def strong_win_rate(self, prompts: Sequence[str]) -> np.ndarray:

@@ -132,6 +132,7 @@ class BertRouter(Router):
     """
 
     uses_device = True
+    fits_scored_pair_only = True
 
     def __init__(
         self,

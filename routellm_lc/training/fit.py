@@ -178,6 +178,9 @@ class TrainingReport:
     """The seeded subset size the run was limited to (`--limit`), if any."""
     heldout_notes: dict[str, str] = field(default_factory=dict)
     """Why a held-out set has no figure in `heldout_apgr` (e.g. "user battles": too few)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the user should know about the data actually trained on (e.g. battles a router
+    could not learn from); printed by `train` and written on the card."""
 
 
 def fit_arena_length(
@@ -509,6 +512,11 @@ def train_router(
     battles += user_train
     if not battles:
         raise RecipeError("No training battles: check the sources and the data directory.")
+    warnings: list[str] = []
+    if not linear and router != "mf":
+        battles, user_train, warnings = _scored_pair_battles(
+            router, battles, user_train, strong_model, weak_model
+        )
 
     if linear:
         settings = {"alpha": RIDGE_ALPHA, "features": list(DEFAULT_FEATURES), **router_kwargs}
@@ -576,8 +584,54 @@ def train_router(
         user_battles_given=len(limit_prompts(user_battles, limit, seed)),
         limit=limit,
         heldout_notes=notes,
+        warnings=warnings,
     )
     return model, report
+
+
+def _scored_pair_battles(
+    router: str,
+    battles: list[Battle],
+    user_train: list[Battle],
+    strong_model: str,
+    weak_model: str,
+) -> tuple[list[Battle], list[Battle], list[str]]:
+    """For a router that learns only from battles between the pair it scores (`bert`): those
+    battles, the user's among them, and a warning when some of the user's are left out.
+    None of the user's battles between the pair is an error: the user meant to train on them."""
+    from routellm_lc.routers.base import get_router_class
+
+    if not get_router_class(router).fits_scored_pair_only:
+        return battles, user_train, []
+    pair = {strong_model, weak_model}
+    used = [b for b in battles if {b.model_a, b.model_b} == pair]
+    user_used = [b for b in user_train if {b.model_a, b.model_b} == pair]
+    if user_train and not user_used:
+        raise RecipeError(
+            f"{router} learns only from battles between the two models it scores "
+            f"({strong_model} vs {weak_model}), and none of your {len(user_train)} training "
+            "battles is between them: name your pair with --strong-model and --weak-model "
+            "(add --sources none to train on your battles alone)."
+        )
+    if not used:
+        raise RecipeError(
+            f"No training battle is between {strong_model} and {weak_model}, the pair {router} "
+            "scores: check --strong-model / --weak-model."
+        )
+    warnings = []
+    if len(user_used) < len(user_train):
+        warnings.append(
+            f"{len(user_train) - len(user_used)} of your {len(user_train)} training battles are "
+            f"not between {strong_model} and {weak_model}, so {router} (which learns only from "
+            "battles between the pair it scores) did not train on them."
+        )
+    if len(used) < len(battles) - (len(user_train) - len(user_used)):
+        warnings.append(
+            f"{len(battles) - len(used) - (len(user_train) - len(user_used))} battles of the "
+            f"data sources are not between {strong_model} and {weak_model}, so {router} did "
+            "not train on them."
+        )
+    return used, user_used, warnings
 
 
 def _jsonable(value: Any) -> Any:
@@ -833,6 +887,8 @@ def _card_data(report: TrainingReport, strong: str, weak: str) -> str:
                 + str(dropped)
             )
         text = f"{read}; {', '.join(trained)}{split}."
+        if report.warnings:
+            text += " " + " ".join(report.warnings)
         if report.user_battles_heldout:
             text += (
                 f" Held out: {report.user_battles_heldout} of your battles (those on the "

@@ -195,3 +195,33 @@ def test_the_shipped_card_names_its_pair_and_labels_the_targets():
     assert "GPT-4-class) model beats a weak" not in card and "\nlicense: apache-2.0\n" in card
     assert "| gsm8k | 0.589 | 35.1% | 0.622 / 33.6% |" in card
     assert "0.802 / 0.603 / 0.622" not in card
+
+
+def test_bert_trains_only_on_your_battles_between_the_scored_pair(tmp_path, capsys):
+    """bert learns from strong-vs-weak battles only: battles naming other models used to be
+    dropped silently while the report and card counted them as trained on."""
+    rows = [json.loads(line) for line in _log(tmp_path / "a.jsonl", 4).read_text().splitlines()]
+    rows += [dict(r, model_b="other") for r in rows]  # 8 battles big vs other
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["--router", "bert", "--user-battles", str(log), "--sources", "none", "--epochs", "1"]
+    argv += ["--holdout", "0", "--device", "cpu", "--strong-model", "big", "--weak-model", "small"]
+    assert main(["train", *argv, "--output", str(tmp_path / "bert")]) == 0
+    out, err = capsys.readouterr()
+    printed, card = json.loads(out), (tmp_path / "bert" / "README.md").read_text()
+    assert printed["user_battles"] == 8 and printed["n_train_battles"] == 8
+    assert "8 of your 16 training battles are not between big and small" in err
+    assert "8 of your battles" in card and "8 of your 16 training battles" in card
+
+    # none of them between the pair: refused before any training
+    log.write_text("".join(json.dumps(dict(r, model_b="other")) + "\n" for r in rows))
+    code = main(["train", *argv[:-4], "--strong-model", "big", "--weak-model", "other",
+                 "--output", str(tmp_path / "x")])  # fmt: skip
+    assert code == 0  # big vs other is a pair of the battles: fine
+    capsys.readouterr()
+    rows3 = [dict(r, model_a="third") for r in rows]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows + rows3))
+    code = main(["train", *argv[:-4], "--strong-model", "third", "--weak-model", "big",
+                 "--output", str(tmp_path / "y")])  # fmt: skip
+    assert code == 2
+    assert "none of your" in capsys.readouterr().err
