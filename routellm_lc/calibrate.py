@@ -189,6 +189,13 @@ def default_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[str]
         ) from None
 
 
+def text_lines(text: str) -> list[str]:
+    """`text`'s lines, split at newlines only (`\n`, `\r\n`): `str.splitlines` also splits at
+    form feeds and Unicode line separators (U+2028), which are characters *inside* a prompt
+    (JSON writes U+2028 raw)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
     """Prompts from a file, by its extension: `.jsonl` / `.json` hold one JSON object with a
     `prompt` field per line; anything else (`.txt`) one prompt per line, taken as written."""
@@ -198,7 +205,7 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
     if not path.is_file():
         raise CalibrationError(f"Prompt file {path} not found.")
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = text_lines(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise CalibrationError(
             f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8."
@@ -221,6 +228,8 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
                 raise CalibrationError(
                     f"{path}:{number}: expected an object with a string 'prompt'."
                 )
+            if not row["prompt"].strip():
+                raise CalibrationError(f"{path}:{number}: the prompt is blank.")
             prompts.append(row["prompt"])
     if not prompts:
         raise CalibrationError(f"{path} holds no prompts.")

@@ -123,6 +123,21 @@ def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):
     assert result.sample == "training prompts" and result.n_prompts == 50
 
 
+def test_prompt_files_split_at_newlines_only(tmp_path):
+    """A form feed or U+2028 is a character of a prompt (JSON writes U+2028 raw), not a line
+    break: `str.splitlines` made one prompt two, and a valid JSONL line invalid JSON."""
+    txt = tmp_path / "p.txt"
+    txt.write_text("page one\fpage two\r\nsecond\u2028line\nthird\u0085x\n", encoding="utf-8")
+    assert read_prompt_file(txt) == ["page one\fpage two", "second\u2028line", "third\u0085x"]
+    jsonl = tmp_path / "p.jsonl"
+    rows = [{"prompt": "a\u2028b"}, {"prompt": "c\x1cd"}]
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    assert read_prompt_file(jsonl) == ["a\u2028b", "c\x1cd"]
+    jsonl.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": " "}) + "\n")
+    with pytest.raises(CalibrationError, match="p.jsonl:2: the prompt is blank"):
+        read_prompt_file(jsonl)
+
+
 def test_prompt_file_kind_follows_its_extension(tmp_path):
     txt = tmp_path / "p.txt"
     txt.write_text('{"role": "user"} is a JSON-looking prompt\nsecond\n')

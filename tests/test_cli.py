@@ -103,7 +103,18 @@ def test_route_refuses_an_empty_prompt(capsys, prompt):
 def test_route_refuses_an_empty_prompt_of_a_jsonl_file(capsys, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "hi"}) + "\n" + json.dumps({"prompt": " "}) + "\n")
-    _fails(capsys, ["route", "--router", "random", "--file", str(path)], "prompt 2 is empty")
+    _fails(
+        capsys,
+        ["route", "--router", "random", "--file", str(path)],
+        "p.jsonl:2: the prompt is blank",
+    )
+
+
+def test_route_stdin_splits_at_newlines_only():
+    done = _run("route", "--router", "random", "--json", "-", input="one\u2028line\r\ntwo\fpages\n")
+    assert done.returncode == 0, done.stderr
+    prompts = [json.loads(line)["prompt"] for line in done.stdout.splitlines()]
+    assert prompts == ["one\u2028line", "two\fpages"]
 
 
 def test_route_stdin_that_is_not_utf8(tmp_path):

@@ -36,12 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _stdin_prompts() -> list[str]:
+    from routellm_lc.calibrate import text_lines
     from routellm_lc.errors import RouteLLMError
 
     stream = getattr(sys.stdin, "buffer", None)  # bytes: decoded strictly, whatever the locale
     try:
         text = stream.read().decode("utf-8-sig") if stream is not None else sys.stdin.read()
-        lines = text.splitlines()
+        lines = text_lines(text)
     except UnicodeDecodeError as exc:
         raise RouteLLMError(
             f"standard input is not UTF-8 text (byte {exc.start}: {exc.reason}); send UTF-8."
@@ -67,11 +68,7 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
         else:
             prompts.append(prompt)
     if args.file:
-        from_file = read_prompt_file(args.file)
-        blank = next((i for i, prompt in enumerate(from_file, 1) if not prompt.strip()), None)
-        if blank is not None:
-            raise EmptyPromptError(f"{args.file}: prompt {blank} is empty (nothing to route on).")
-        prompts += from_file
+        prompts += read_prompt_file(args.file)  # a blank .jsonl prompt: an error naming its line
     return prompts
 
 
