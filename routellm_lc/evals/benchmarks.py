@@ -242,9 +242,21 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:  # DictReader would keep the last column of each name, silently
+                raise BenchmarkError(
+                    f"{path}: the header names {', '.join(map(repr, twice))} more than once: "
+                    "give each column its own name."
+                )
             line = 1
             for number, row in enumerate(reader, 1):
                 row[_ROW], row[_LINE] = str(number), str(line + 1)
+                if None in row:  # more fields than the header: DictReader files them under None
+                    raise BenchmarkError(
+                        f"{path}: {_where(row)} has {len(row[None])} more field(s) than the "
+                        'header; quote a cell that holds a comma ("like, this").'
+                    )
                 rows.append(row)
                 line = reader.line_num
     except UnicodeDecodeError as exc:
@@ -267,9 +279,9 @@ def _from_rows(
     weak_model: str,
     parse: Callable[[str], float],
 ) -> Benchmark:
-    """Per-prompt outcomes of the two model columns. A missing or unparseable cell, or a
-    NaN / infinite number, is refused naming its row and column: a benchmark with a hole in it
-    would give NaN metrics (and no prompt is silently dropped)."""
+    """Per-prompt outcomes of the two model columns. A missing or unparseable cell, a NaN /
+    infinite number, or an empty prompt is refused naming its row and column: a benchmark with a
+    hole in it would give NaN metrics (and no prompt is silently dropped)."""
 
     def cell(row: dict[str, str], column: str) -> str:
         value = row.get(column)
@@ -289,7 +301,10 @@ def _from_rows(
             )
         return number
 
-    kept = [row for row in rows if cell(row, "prompt") not in removed]
+    for row in rows:
+        if not cell(row, "prompt").strip():
+            raise BenchmarkError(f"{name}: {_where(row)}: the prompt is empty.")
+    kept = [row for row in rows if row["prompt"] not in removed]
     strong = np.array([outcome(row, strong_model) for row in kept], dtype=np.float64)
     weak = np.array([outcome(row, weak_model) for row in kept], dtype=np.float64)
     return Benchmark(

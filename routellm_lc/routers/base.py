@@ -257,4 +257,6 @@ def battle_weights(weights: Iterable[Any]) -> np.ndarray:
     array = np.array(values, dtype=np.float64)
     if len(array) and not array.sum() > 0:
         raise ValueError("Every battle has weight 0: there is nothing to learn from.")
+    if not np.isfinite(array.sum()):  # huge weights (1e308) overflow the total: rescale
+        array = array / array.max()
     return array

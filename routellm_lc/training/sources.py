@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -405,8 +406,13 @@ def _parse_battle_line(line: str) -> Battle:
     if row["model_a"] == row["model_b"]:
         raise ValueError(f"model_a and model_b are the same model ({row['model_a']!r})")
     weight = row.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-        raise ValueError(f"weight must be a positive number, got {weight!r}")
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not weight > 0
+        or not math.isfinite(weight)  # json.loads reads Infinity
+    ):
+        raise ValueError(f"weight must be a positive finite number, got {weight!r}")
     winner = WINNERS[row["winner"]]
     return Battle(row["prompt"], row["model_a"], row["model_b"], winner, "user", weight)
 

@@ -81,3 +81,21 @@ def test_custom_csv_errors_name_the_problem(tmp_path):
         load_csv(path, strong_model="big", weak_model="small")
     with pytest.raises(BenchmarkError, match="Unknown benchmark 'hellaswag'"):
         load_benchmark("hellaswag")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # an unquoted comma in the last column: the prompt used to be cut at the comma
+        ("big,small,prompt\nTrue,False,Summarise this, then list the risks\n",
+         r"row 1 \(line 2\) has 1 more field\(s\) than the header; quote a cell"),
+        # two columns of one name: the last one used to win silently
+        ("prompt,big,big,small\nhi,1,0,0\n", "names 'big' more than once"),
+        ("prompt,big,small\nhi,1,0\n  ,1,0\n", r"row 2 \(line 3\): the prompt is empty"),
+    ],
+)  # fmt: skip
+def test_custom_csv_rows_are_never_silently_cut_or_shadowed(tmp_path, text, match):
+    path = tmp_path / "mine.csv"
+    path.write_text(text)
+    with pytest.raises(BenchmarkError, match=match):
+        load_csv(path, strong_model="big", weak_model="small")

@@ -44,6 +44,16 @@ def test_battle_weights_refuse_negative_non_finite_and_non_numbers(weight):
         battle_weights([1.0, weight])
 
 
+def test_huge_weights_keep_their_ratios():
+    """Two weights of 1e308 overflowed the total, so normalised weights were all 0 and the
+    router learnt nothing, silently."""
+    weights = battle_weights([1e308, 1e308, 1e307])
+    assert np.isfinite(weights.sum()) and weights.tolist() == pytest.approx([1.0, 1.0, 0.1])
+    router = MatrixFactorizationRouter("big", "small", embedder=Table(), dim=2, epochs=60, lr=0.05)
+    battles = [dict(b, weight=1e308) for b in _battles("model_a", 20, 1.0)]
+    assert router.fit(battles).strong_win_rate(["hard"])[0] > 0.8
+
+
 def test_battle_weights_refuse_all_zero():
     with pytest.raises(ValueError, match="Every battle has weight 0"):
         battle_weights([0.0, 0])

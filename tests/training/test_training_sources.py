@@ -205,6 +205,13 @@ def test_user_logs_load_and_bad_lines_are_reported_with_line_numbers(tmp_path):
     assert f"{bad}:3: winner must be model_a, model_b, tie or tie (bothbad), got 'a'" in message
     assert f"{bad}:4: missing field(s) model_b" in message
 
+    # JSON's Infinity is read by json.loads: refused at its line, not deep inside training
+    bad.write_text(
+        '{"prompt": "x", "model_a": "a", "model_b": "b", "winner": "tie", "weight": Infinity}\n'
+    )
+    with pytest.raises(BattleFormatError, match=r"bad.jsonl:1: weight must be a positive finite"):
+        load_user_battles(bad)
+
 
 def test_arena_bothbad_ties_are_read_as_ties_by_the_log_reader_and_every_router(tmp_path):
     """Chatbot Arena's `"winner": "tie (bothbad)"` is a tie for the log reader, as for the
