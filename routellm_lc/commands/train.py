@@ -128,9 +128,15 @@ def _card_eval(folder: str, router: str) -> tuple[dict[str, dict[str, float]], d
         if not path.is_file():
             continue
         try:
-            row = json.loads(path.read_text(encoding="utf-8"))["routers"].get(router)
-        except (ValueError, KeyError, AttributeError) as exc:
+            result = json.loads(path.read_text(encoding="utf-8"))
+            row = result["routers"].get(router)
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise RecipeError(f"--card-eval: {path} is not an eval result ({exc}).") from None
+        if result.get("csv"):
+            raise RecipeError(
+                f"--card-eval: {path} holds the figures of your CSV {result['csv']}, not of "
+                f"RouteLLM's {name} benchmark; the card shows RouteLLM's three benchmarks only."
+            )
         if not row:
             continue
         if not all(isinstance(row.get(k), int | float) for k in ("apgr", "cpt50")):

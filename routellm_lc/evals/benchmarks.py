@@ -16,7 +16,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,8 @@ class Benchmark:
     weak: np.ndarray
     strong_model: str = STRONG_MODEL
     weak_model: str = WEAK_MODEL
+    csv: str | None = None
+    """The CSV file a user's benchmark was read from (None: RouteLLM's built-in one)."""
 
     def __post_init__(self) -> None:
         if not (len(self.prompts) == len(self.strong) == len(self.weak)):
@@ -94,6 +96,7 @@ class Benchmark:
             weak=self.weak[indices],
             strong_model=self.strong_model,
             weak_model=self.weak_model,
+            csv=self.csv,
         )
 
     def stratified_sample(self, limit: int, seed: int = 0) -> Benchmark:
@@ -229,7 +232,8 @@ def load_csv(
             f"{', '.join(map(repr, sorted(columns)))}. Name the model columns with "
             "--strong-model / --weak-model."
         )
-    return _from_rows(path.stem, rows, set(), strong_model, weak_model, _parse_outcome)
+    bench = _from_rows(path.stem, rows, set(), strong_model, weak_model, _parse_outcome)
+    return replace(bench, csv=str(path))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -280,6 +280,7 @@ def evaluate_benchmark(
     )
     return {
         "benchmark": benchmark.name,
+        "csv": benchmark.csv,
         "n_prompts": len(benchmark),
         "strong": {"model": benchmark.strong_model, "quality": strong_q},
         "weak": {"model": benchmark.weak_model, "quality": weak_q},

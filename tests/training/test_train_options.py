@@ -243,3 +243,20 @@ def test_an_unwritable_output_folder_is_refused_before_training(tmp_path, capsys
         _fails(capsys, [*argv, str(locked / "ck")], "is not writable")
     finally:
         locked.chmod(0o700)
+
+
+def test_card_eval_refuses_a_csv_that_shares_a_builtin_benchmarks_name(tmp_path, capsys):
+    """`eval --benchmark mmlu.csv` writes mmlu.json too: its figures (your CSV's) used to go on
+    the card as RouteLLM's MMLU, beside RouteLLM's best MMLU router."""
+    csv_path = tmp_path / "mmlu.csv"
+    lines = ["prompt,gpt-4-1106-preview,mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    lines += [f"question {'word ' * n},{n % 3 != 0},{n % 2 == 0}" for n in range(1, 13)]
+    csv_path.write_text("\n".join(lines) + "\n")
+    evals = tmp_path / "evals"
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "mf", "--bootstrap", "0"]
+    assert main([*argv, "--output", str(evals), "--no-cache"]) == 0
+    assert json.loads((evals / "mmlu.json").read_text())["csv"] == str(csv_path)
+    capsys.readouterr()
+    argv = ["train", "--card-eval", str(evals), "--output", str(tmp_path / "out")]
+    _fails(capsys, argv, "holds the figures of your CSV")
+    assert not (tmp_path / "out").exists()
