@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from routellm_lc.commands import add_device_argument, positive_int
 
@@ -80,7 +81,7 @@ def parse_checkpoints(values: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from routellm_lc.errors import RouteLLMError
-    from routellm_lc.evals.harness import format_paired, format_table, run_eval
+    from routellm_lc.evals.harness import format_paired, format_table, pair_notes, run_eval
 
     if args.bootstrap < 0:
         raise RouteLLMError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
@@ -110,4 +111,6 @@ def run(args: argparse.Namespace) -> int:
     for line in format_paired(results):
         print(line)
     print(f"wrote {', '.join(f'{n}.json/.png' for n in results)} to {args.output}")
+    for note in pair_notes(results):
+        print(note, file=sys.stderr)
     return 0

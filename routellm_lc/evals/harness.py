@@ -261,6 +261,9 @@ def evaluate_benchmark(
             curve = metrics.threshold_curve(scores, benchmark.strong, benchmark.weak)
             entry = metrics.summarize(curve, strong_q, weak_q)
             entry.update(checkpoint=loaded.checkpoint, cache_key=loaded.identity, cached=hit)
+            pair = [getattr(loaded.router, a, None) for a in ("strong_model", "weak_model")]
+            if all(isinstance(model, str) for model in pair):
+                entry["scored_pair"] = pair  # what the router's scores predict
             scored[loaded.name] = scores
         results[loaded.name] = entry
     paired = []
@@ -364,6 +367,28 @@ def run_eval(
         plot_benchmark(result, output / f"{benchmark.name}.png")
         all_results[benchmark.name] = result
     return all_results
+
+
+def pair_notes(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A line for each router whose scores predict another pair than the one a CSV benchmark's
+    columns name (a checkpoint trained on your battles between other models): its figures
+    there rank prompts for its own pair. The tiers stand for any strong/weak pair: no note."""
+    from routellm_lc.training.names import STRONG_TIER, WEAK_TIER
+
+    notes = []
+    for name, result in results.items():
+        if not result.get("csv"):
+            continue
+        columns = [result["strong"]["model"], result["weak"]["model"]]
+        for router, entry in result["routers"].items():
+            pair = entry.get("scored_pair")
+            if pair and pair != columns and pair != [STRONG_TIER, WEAK_TIER]:
+                notes.append(
+                    f"note: {router} scores {pair[0]} vs {pair[1]} (its checkpoint's pair), not "
+                    f"{name}'s columns {columns[0]} vs {columns[1]}: its figures there measure "
+                    "how well that pair's predictions route this one."
+                )
+    return notes
 
 
 def _check_distinct_names(specs: Sequence[str], benchmarks: Sequence[Benchmark]) -> None:

@@ -177,3 +177,33 @@ def test_an_output_that_cannot_be_created_is_refused_before_scoring(tmp_path, ca
     assert "error: --output" in err and "x.txt is a file, not a folder" in err
     assert "Traceback" not in err
     assert PromptLengthRouter.calls == 0
+
+
+def test_eval_notes_a_checkpoint_that_scores_another_pair_than_the_csv(tmp_path, capsys):
+    """A checkpoint trained on your battles scores its own pair: evaluated on a CSV of two
+    other models, its figures were printed with no word that they are for another pair."""
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+    battles = [
+        {"prompt": f"q{i}", "model_a": a, "model_b": b, "winner": "model_a"}
+        for i in range(4)
+        for a, b in (("gpt-4o", "claude-3-haiku"), ("gpt-4o", "gpt-4o-mini"))
+    ]
+    router = MatrixFactorizationRouter("gpt-4o", "claude-3-haiku", embedder="local", dim=2)
+    router.fit(battles)
+    router.save_pretrained(tmp_path / "mine")
+    csv_path = tmp_path / "mine.csv"
+    rows = [f"prompt {'x' * i},{i % 2 == 0},False" for i in range(12)]
+    csv_path.write_text("prompt,gpt-4o,gpt-4o-mini\n" + "\n".join(rows) + "\n")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "mf", "--bootstrap", "0"]
+    argv += ["--checkpoint", f"mf={tmp_path / 'mine'}", "--no-cache", "--output", str(tmp_path)]
+    assert main([*argv, "--strong-model", "gpt-4o", "--weak-model", "gpt-4o-mini"]) == 0
+    err = capsys.readouterr().err
+    assert "note: mf scores gpt-4o vs claude-3-haiku (its checkpoint's pair), not mine's " in err
+    result = json.loads((tmp_path / "mine.json").read_text())
+    assert result["routers"]["mf"]["scored_pair"] == ["gpt-4o", "claude-3-haiku"]
+    # the bundled tiers stand for any pair: no note
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "mf", "--bootstrap", "0"]
+    assert main([*argv, "--strong-model", "gpt-4o", "--weak-model", "gpt-4o-mini",
+                 "--output", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert "note:" not in capsys.readouterr().err
