@@ -36,6 +36,7 @@ from langchain_core.output_parsers.openai_tools import (
     PydanticToolsParser,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import (
     Runnable,
     RunnableBinding,
@@ -509,15 +510,25 @@ class RouteLLMChat(BaseChatModel):
 
         `threshold` overrides the model's own (and the controller's) for these decisions.
         """
-        texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
+        texts = self._routing_texts(inputs)
         return self._decide_texts(texts, threshold)
+
+    def _routing_texts(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
+        """One routing text per input. A single input (a string, a message, a prompt value)
+        is refused: iterated, a string would be routed as one prompt per character."""
+        if isinstance(inputs, str | BaseMessage | PromptValue):
+            raise TypeError(
+                f"decide takes a list of inputs, got one {type(inputs).__name__}: "
+                "decide([prompt]) routes one."
+            )
+        return [routing_text(self._to_messages(i), self.route_on) for i in inputs]
 
     async def adecide(
         self, inputs: Sequence[LanguageModelInput], threshold: float | None = None
     ) -> list[RoutingDecision]:
         """`decide` for async code: the router scores in a worker thread, so a slow router
         (a torch model) neither stalls the event loop nor serialises concurrent calls."""
-        texts = [routing_text(self._to_messages(i), self.route_on) for i in inputs]
+        texts = self._routing_texts(inputs)
         return await self._adecide_texts(texts, threshold)
 
     def current_threshold(self) -> float:

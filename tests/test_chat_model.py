@@ -1144,6 +1144,20 @@ async def test_adecide_scores_like_decide(make_chat, router):
     assert router.calls == [["hard", "easy"], ["hard", "easy"]]
 
 
+@pytest.mark.parametrize("single", ["hello", "two words", HumanMessage("hi")])
+async def test_decide_refuses_a_single_input_instead_of_routing_its_characters(
+    make_chat, router, single
+):
+    """`decide("hello")` used to route each character as a prompt (and, with a controller,
+    move its threshold five times)."""
+    chat = make_chat()
+    with pytest.raises(TypeError, match=r"decide takes a list of inputs.*decide\(\[prompt\]\)"):
+        chat.decide(single)
+    with pytest.raises(TypeError, match="decide takes a list of inputs"):
+        await chat.adecide(single)
+    assert router.calls == []
+
+
 # -- copies ------------------------------------------------------------------------------------
 def test_model_copy_with_a_new_model_answers_with_it(make_chat, fresh_backend):
     chat = make_chat()
