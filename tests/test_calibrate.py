@@ -107,6 +107,14 @@ def test_routellm_calibrate_flags_are_understood(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["strong_pct"] == 0.5 and result["measured_share"] == pytest.approx(0.5)
     assert result["router"] == "test_calibration_hash"
+    # RouteLLM calibrates several routers in one run: one line each, on the same sample
+    argv = ["calibrate", "--routers", "test_calibration_hash", "random", "--strong-model-pct"]
+    assert main([*argv, "0.25", "--prompts", str(path), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["router"] for r in lines] == ["test_calibration_hash", "random"]
+    assert all(r["measured_share"] == pytest.approx(0.25, abs=0.002) for r in lines)
+    assert main([*argv, "0.25", "--checkpoint", "x"]) == 2
+    assert "calibrate that router alone" in capsys.readouterr().err
 
 
 def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):

@@ -19,7 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantile of the scores). Default sample: the bundled training prompts.",
     )
     # RouteLLM's calibrate_threshold spells these --routers and --strong-model-pct
-    parser.add_argument("--router", "--routers", default="mf", help="router name (default: mf)")
+    parser.add_argument(
+        "--router",
+        "--routers",
+        nargs="+",
+        default=["mf"],
+        help="router name(s) (default: mf); each gets its own threshold on the same sample",
+    )
     parser.add_argument(
         "--strong-pct",
         "--strong-model-pct",
@@ -46,21 +52,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from routellm_lc.calibrate import calibrate, read_prompt_file, validate_strong_pct
+    from routellm_lc.errors import RouteLLMError
 
     strong_pct = validate_strong_pct(args.strong_pct)  # fail before loading anything
-    refuse_checkpoint(args.router, args.checkpoint)
+    routers = list(dict.fromkeys(args.router))
+    if args.checkpoint and len(routers) > 1:
+        raise RouteLLMError(
+            "--checkpoint names one router's checkpoint: calibrate that router alone."
+        )
+    for router in routers:
+        refuse_checkpoint(router, args.checkpoint)
     prompts = read_prompt_file(args.prompts) if args.prompts else None
-    result = calibrate(
-        args.router,
-        strong_pct,
-        prompts=prompts,
-        checkpoint=args.checkpoint,
-        data_dir=args.data_dir,
-        use_cache=not args.no_cache,
-        progress=True,
-        device=args.device,
-    )
-    print(json.dumps(dataclasses.asdict(result)) if args.json else result)
-    if result.note:
-        print(f"note: {result.note}", file=sys.stderr)
+    for router in routers:
+        result = calibrate(
+            router,
+            strong_pct,
+            prompts=prompts,
+            checkpoint=args.checkpoint,
+            data_dir=args.data_dir,
+            use_cache=not args.no_cache,
+            progress=True,
+            device=args.device,
+        )
+        print(json.dumps(dataclasses.asdict(result)) if args.json else result, flush=True)
+        if result.note:
+            print(f"note: {result.note}", file=sys.stderr)
     return 0
