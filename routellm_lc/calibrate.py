@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,10 +191,10 @@ def default_prompts(data_dir: str | os.PathLike[str] | None = None) -> list[str]
 
 
 def text_lines(text: str) -> list[str]:
-    """`text`'s lines, split at newlines only (`\n`, `\r\n`): `str.splitlines` also splits at
-    form feeds and Unicode line separators (U+2028), which are characters *inside* a prompt
-    (JSON writes U+2028 raw)."""
-    return [line.removesuffix("\r") for line in text.split("\n")]
+    """`text`'s lines, split at line ends only (`\n`, `\r\n`, `\r`): `str.splitlines` also
+    splits at form feeds and Unicode line separators (U+2028), which are characters *inside* a
+    prompt (JSON writes U+2028 raw)."""
+    return re.split(r"\r\n|\r|\n", text)
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:

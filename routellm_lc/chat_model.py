@@ -516,7 +516,7 @@ class RouteLLMChat(BaseChatModel):
     def _routing_texts(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
         """One routing text per input. A single input (a string, a message, a prompt value)
         is refused: iterated, a string would be routed as one prompt per character."""
-        if isinstance(inputs, str | BaseMessage | PromptValue):
+        if isinstance(inputs, str | BaseMessage | PromptValue | Mapping):
             raise TypeError(
                 f"decide takes a list of inputs, got one {type(inputs).__name__}: "
                 "decide([prompt]) routes one."

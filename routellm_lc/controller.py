@@ -16,7 +16,7 @@ response; `route` names the model a prompt goes to; `batch_calculate_win_rate` s
 (a pandas Series in, a Series out); `model_counts[router][model]` counts routed calls;
 `RoutingError` for a missing or unknown router or a bad threshold.
 
-What differs, on purpose: scoring is local (the bundled `mf` checkpoint and embedder, unless
+What differs, on purpose: scoring is local (`mf`: the bundled checkpoint and embedder, unless
 `config` names another checkpoint, e.g. RouteLLM's own with `ROUTELLM_CONFIG`); the scoring
 is the same step `RouteLLMChat` and the server use, so all three decide alike; every LiteLLM
 call has a timeout and bounded retries; and each response carries its decision in
@@ -80,14 +80,16 @@ class Controller:
             `anthropic/claude-3-5-sonnet-20240620`; LangChain's `openai:gpt-4o` too).
         config: per router, its options: `checkpoint_path` (RouteLLM's key) or `checkpoint`,
             a local folder or Hub id; any other key goes to the router's `from_pretrained`.
-            None: every router's bundled default (`mf` has one; `sw_ranking`, `bert` and
-            `causal_llm` need a checkpoint).
+            None: every router's default, as `load_router(name)` gives it: `mf` the bundled
+            checkpoint; `bert` and `causal_llm` RouteLLM's published ones (downloaded from the
+            Hub once, then scored locally); `sw_ranking` has none (give a checkpoint).
         api_base, api_key: passed to every LiteLLM call (an OpenAI-compatible endpoint).
         progress_bar: progress bars while loading routers and in `batch_calculate_win_rate`.
         timeout, max_retries: of every LiteLLM call (a call's own `timeout=` wins). LiteLLM's
             defaults (600 s and retries) look like a hang.
-        route_on: `last_user` (RouteLLM's behaviour: the last user message) or
-            `conversation` (the recent turns).
+        route_on: `last_user` (the last user message; RouteLLM scores the last message
+            whatever its role, e.g. a tool result in an agent loop) or `conversation` (the
+            recent turns).
         device: the torch device of `bert` / `causal_llm` routers (None: theirs).
     """
 
@@ -173,7 +175,7 @@ class Controller:
         if "model" in kwargs:  # the model name wins, as in RouteLLM; `threshold=` fills
             try:
                 router, threshold = parse_router_model(
-                    kwargs["model"], list(self.routers), threshold
+                    kwargs["model"], list(self.routers), threshold, listing="loaded routers"
                 )
             except RouterModelNameError as exc:
                 if exc.code != "model_not_found":

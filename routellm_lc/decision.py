@@ -159,7 +159,8 @@ def routing_text(messages: Sequence[Any], route_on: RouteOn = "last_user") -> st
     """The text the router scores for a conversation (text parts only; a lone surrogate, as
     a surrogateescape-decoded byte gives, becomes "?": tokenizers refuse the whole text).
 
-    `last_user` (RouteLLM's behaviour): the last user message with text (a latest turn with
+    `last_user` (RouteLLM scores the last message whatever its role: the same text whenever a
+    conversation ends with a user turn): the last user message with text (a latest turn with
     an image alone is scored by the user turn before it). `conversation`: the recent turns
     (user, assistant, tool), most recent last, cut to the last `CONVERSATION_CHARS`
     characters, so a follow-up like "and now in Rust?" is scored with its context.

@@ -54,7 +54,10 @@ _NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
 
 
 def parse_router_model(
-    name: Any, routers: Sequence[str], default_threshold: float | None
+    name: Any,
+    routers: Sequence[str],
+    default_threshold: float | None,
+    listing: str = "served routers",
 ) -> tuple[str, float | None]:
     """`router-<router>-<threshold>` (or `router-<router>`: `default_threshold`) → (router,
     threshold), for the server and `Controller` alike.
@@ -63,12 +66,13 @@ def parse_router_model(
     (`1e-05`): the longest of `routers` that the name starts with is the router. Raises
     `RouterModelNameError` whose `code` says what is wrong: `invalid_model` (not a router
     model name), `model_not_found` (a router not among `routers`) or `invalid_threshold`.
+    `listing` names `routers` in the first message.
     """
     if not isinstance(name, str) or not name.startswith(ROUTER_MODEL_PREFIX):
         example = routers[0] if routers else "mf"
         raise RouterModelNameError(
             f"Model {name!r} is not a router model name. Use 'router-<router>-<threshold>', "
-            f"e.g. 'router-{example}-0.5' (routers: {', '.join(routers)}).",
+            f"e.g. 'router-{example}-0.5' ({listing}: {', '.join(routers)}).",
             code="invalid_model",
         )
     from routellm_lc.decision import validate_threshold  # numpy: not for `costs`' imports

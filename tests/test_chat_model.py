@@ -1144,7 +1144,9 @@ async def test_adecide_scores_like_decide(make_chat, router):
     assert router.calls == [["hard", "easy"], ["hard", "easy"]]
 
 
-@pytest.mark.parametrize("single", ["hello", "two words", HumanMessage("hi")])
+@pytest.mark.parametrize(
+    "single", ["hello", "two words", HumanMessage("hi"), {"role": "user", "content": "hi"}]
+)
 async def test_decide_refuses_a_single_input_instead_of_routing_its_characters(
     make_chat, router, single
 ):

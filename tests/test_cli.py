@@ -111,10 +111,17 @@ def test_route_refuses_an_empty_prompt_of_a_jsonl_file(capsys, tmp_path):
 
 
 def test_route_stdin_splits_at_newlines_only():
-    done = _run("route", "--router", "random", "--json", "-", input="one\u2028line\r\ntwo\fpages\n")
+    done = _run(
+        "route",
+        "--router",
+        "random",
+        "--json",
+        "-",
+        input="one\u2028line\r\ntwo\fpages\nthree\rfour\n",
+    )
     assert done.returncode == 0, done.stderr
     prompts = [json.loads(line)["prompt"] for line in done.stdout.splitlines()]
-    assert prompts == ["one\u2028line", "two\fpages"]
+    assert prompts == ["one\u2028line", "two\fpages", "three", "four"]
 
 
 def test_route_stdin_that_is_not_utf8(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 
 from routellm_lc import Controller, RouteLLMChat
 from routellm_lc.errors import RouterModelNameError, RoutingError
-from routellm_lc.routers.checkpoints import BUNDLED_DIR
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -196,16 +194,22 @@ def test_timeout_and_retries_are_bounded(fresh_backend):
 
 
 def test_config_names_checkpoints_like_routellm(fresh_backend, tmp_path):
-    folder = tmp_path / "my-mf"
-    shutil.copytree(BUNDLED_DIR / "mf_default", folder)
-    client = Controller(["mf"], "openai:strong-model", WEAK, config={"mf": {"checkpoint_path": str(folder)}},
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+    battles = [
+        {"prompt": p, "model_a": "big", "model_b": "small", "winner": w}
+        for p, w in ((HARD, "model_a"), (EASY, "model_b"))
+    ]
+    mine = MatrixFactorizationRouter("big", "small", embedder="local", dim=2).fit(battles * 4)
+    mine.save_pretrained(tmp_path / "my-mf")
+    client = Controller(["mf"], "openai:strong-model", WEAK, config={"mf": {"checkpoint_path": str(tmp_path / "my-mf")}},
                         api_base=fresh_backend.base_url, api_key="k")  # fmt: skip
     assert client.model_pair.strong == STRONG  # LangChain's provider:model spelling
-    bundled = Controller(["mf"], STRONG, WEAK)
-    np.testing.assert_allclose(
-        client.batch_calculate_win_rate([HARD, EASY], "mf"),
-        bundled.batch_calculate_win_rate([HARD, EASY], "mf"),
-    )
+    assert (client.routers["mf"].strong_model, client.routers["mf"].weak_model) == ("big", "small")
+    ours = client.batch_calculate_win_rate([HARD, EASY], "mf")
+    np.testing.assert_allclose(ours, mine.strong_win_rate([HARD, EASY]), rtol=1e-6)
+    bundled = Controller(["mf"], STRONG, WEAK).batch_calculate_win_rate([HARD, EASY], "mf")
+    assert not np.allclose(ours, bundled)
     with pytest.raises(RoutingError, match="arena_battle_datasets"):
         Controller(["sw_ranking"], STRONG, WEAK,
                    config={"sw_ranking": {"arena_battle_datasets": ["lmsys/x"]}})  # fmt: skip

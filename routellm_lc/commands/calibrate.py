@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object (threshold, strong_pct, measured_share, n_prompts, ...)",
+        help="print one JSON object per router (threshold, strong_pct, measured_share, "
+        "n_prompts, ...)",
     )
     add_device_argument(parser)
     parser.set_defaults(func=run)

@@ -177,6 +177,9 @@ class ServerConfig:
         if overrides.get("prices") and isinstance(from_file.get("prices"), dict):
             # `--price` flags add to (and, model by model, override) the file's prices
             values["prices"] = {**from_file["prices"], **overrides["prices"]}
+        if overrides.get("checkpoints") and isinstance(from_file.get("checkpoints"), dict):
+            # `--checkpoint` flags add to (and, router by router, override) the file's
+            values["checkpoints"] = {**from_file["checkpoints"], **overrides["checkpoints"]}
         return cls(**values)
 
 

@@ -44,6 +44,8 @@ def test_bad_model_names_raise_400(name):
         parse_model_name(name, ["mf"], 0.5)
     assert caught.value.status == (404 if name == "router-bert-0.5" else 400)
     assert caught.value.param == "model"
+    if name in ("mf-0.5", None):
+        assert "(served routers: mf)" in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -382,6 +384,19 @@ def test_routellm_server_command_runs_as_written(monkeypatch, tmp_path):
     assert config.checkpoints == {
         "causal_llm": "routellm/causal_llm_gpt4_augmented",
         "bert": "routellm/bert_gpt4_augmented",
+        "mf": "routellm/mf_gpt4_augmented",
+    }
+
+
+def test_checkpoint_flags_add_to_the_config_files_checkpoints(tmp_path):
+    """`--config config.example.yaml --checkpoint bert=DIR` used to drop the file's mf."""
+    (tmp_path / "c.yaml").write_text(ROUTELLM_CONFIG_EXAMPLE)
+    config = ServerConfig.from_sources(
+        tmp_path / "c.yaml", env={}, checkpoints={"bert": "/tmp/mybert"}
+    )
+    assert config.checkpoints == {
+        "causal_llm": "routellm/causal_llm_gpt4_augmented",
+        "bert": "/tmp/mybert",
         "mf": "routellm/mf_gpt4_augmented",
     }
 
