@@ -323,12 +323,17 @@ class SWRankingRouter(Router):
     def _tier(self, model: str | None, role: str) -> int:
         if model is None:
             raise ValueError(f"sw_ranking router needs a {role} model name to score.")
-        if model not in self.models_:
+        lowered = [m.lower() for m in self.models_]
+        if model in self.models_:  # exact first, then case-insensitively, as mf matches names
+            index = self.models_.index(model)
+        elif model.lower() in lowered:
+            index = lowered.index(model.lower())
+        else:
             raise ValueError(
                 f"{role} model {model!r} is not one of this sw_ranking router's models: "
                 f"{', '.join(self.models_)}."
             )
-        return int(self._tier_of_model[self.models_.index(model)])
+        return int(self._tier_of_model[index])
 
     def tier_ratings(self, prompts: Sequence[str]) -> np.ndarray:
         """(n_prompts, n_tiers) Elo ratings of every tier, fitted on the battles weighted by

@@ -102,6 +102,17 @@ def _routellm_reference(battles, embeddings, query, strong, weak):
     return 1 / (1 + 10 ** (-gap / 400))
 
 
+def test_model_names_match_case_insensitively_as_in_mf():
+    router = SWRankingRouter("GPT4", "Mixtral", embedder=TableEmbedder(TABLE))
+    router.fit(TWO_MODEL_BATTLES)
+    exact = SWRankingRouter("gpt4", "mixtral", embedder=TableEmbedder(TABLE)).fit(TWO_MODEL_BATTLES)
+    np.testing.assert_allclose(router.strong_win_rate(["q1"]), exact.strong_win_rate(["q1"]))
+    with pytest.raises(ValueError, match="'claude' is not one of this sw_ranking router's models"):
+        SWRankingRouter("claude", "mixtral", embedder=TableEmbedder(TABLE)).fit(
+            TWO_MODEL_BATTLES
+        ).strong_win_rate(["q1"])
+
+
 def test_three_models_match_routellms_logistic_regression():
     battles = [
         _battle("p1", "gpt4", "mixtral", "model_a"),
