@@ -620,6 +620,60 @@ def round21(study: Study, data_dir: str | None) -> None:
     )
 
 
+def group_scaled(y: np.ndarray, groups: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
+    """Round 22: `y` put on one scale per group, from the questions in `mask` only: `z`
+    ((y − group mean) / group SD) or `rank` (within-group percentile rank, ties averaged, in
+    (0, 1)). Rows outside `mask` (or with a non-finite y) are NaN."""
+    from scipy.stats import rankdata
+
+    out = np.full(len(y), np.nan)
+    for g in np.unique(groups[mask]):
+        m = mask & (groups == g) & np.isfinite(y)
+        if not m.any():
+            continue
+        if how == "z":
+            sd = y[m].std()
+            out[m] = (y[m] - y[m].mean()) / (sd if sd > 1e-12 else 1.0)
+        elif how == "rank":
+            out[m] = rankdata(y[m]) / (m.sum() + 1)
+        else:
+            raise ValueError(how)
+    return out
+
+
+def round22(study: Study) -> None:
+    """The difficulty label on one scale per group (z-score or within-group rank), else R10."""
+    y = study.targets["diff"]
+
+    def scaled(how: str | None):
+        def fit(m: np.ndarray):
+            t = y if how is None else group_scaled(y, study.dom, m, how)
+            mm = m & np.isfinite(t)
+            c = recipe.fixed_effects_ridge(
+                study.x_all[mm], t[mm], study.dom[mm], study.src[mm], 10.0
+            )
+            fn, tr = (lambda x: x @ c), study.x_all @ c
+            ref, lref = tr[m], study.length[m]
+            return (
+                lambda x: cdf(fn(x), ref) + cdf(x[:, 384], lref),
+                cdf(tr, ref) + cdf(study.length, lref),
+            )
+
+        return fit
+
+    for g in np.unique(study.dom):
+        m = (study.dom == g) & np.isfinite(y)
+        print(f"  group {g}: n {m.sum()}, difficulty mean {y[m].mean():.3f}, SD {y[m].std():.3f}")
+    loso_table(
+        study,
+        {
+            "R10 = F(fe-full α=10) + F(len)": scaled(None),
+            "R22-z = F(fe-full α=10 on group z) + F(len)": scaled("z"),
+            "R22-rank = F(fe-full α=10 on group rank) + F(len)": scaled("rank"),
+        },
+    )
+
+
 def irt_fit(
     study: Study, mask: np.ndarray, dim: int = 8, l2: float = 1e-3, steps: int = 400
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -846,6 +900,8 @@ def main() -> None:
         round10(with_alpaca, only="R17 = R10's recipe + AlpacaEval as a sixth source")
     if 21 in args.rounds:
         round21(study, args.data_dir)
+    if 22 in args.rounds:
+        round22(study)
     if 4 in args.rounds:
         for k in (20, 100):
             oof, fn = knn(study, k)
