@@ -38,7 +38,7 @@ class CheckpointError(RouteLLMError, FileNotFoundError):
     """A router checkpoint is missing, incomplete or malformed."""
 
 
-class EmptyPromptError(RouteLLMError, ValueError):
+class EmptyPromptError(RoutingError):
     """There is nothing to route on (empty message list or no text)."""
 
 

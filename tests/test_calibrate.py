@@ -117,6 +117,41 @@ def test_routellm_calibrate_flags_are_understood(tmp_path, capsys):
     assert "calibrate that router alone" in capsys.readouterr().err
 
 
+def test_routellm_calibrate_command_with_its_config_and_task(tmp_path, capsys):
+    """RouteLLM's documented `calibrate_threshold --task calibrate --routers mf
+    --strong-model-pct 0.5 --config config.example.yaml`: the config's checkpoint_path is the
+    router's checkpoint; `--task generate` (RouteLLM's precomputation) is refused."""
+    from routellm_lc.calibrate import calibrate_threshold
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+    battles = [
+        {"prompt": p, "model_a": "big", "model_b": "small", "winner": w}
+        for p, w in (("Prove the theorem in full.", "model_a"), ("hi", "model_b"))
+    ]
+    mine = MatrixFactorizationRouter("big", "small", embedder="local", dim=2).fit(battles * 4)
+    mine.save_pretrained(tmp_path / "my-mf")
+    (tmp_path / "config.example.yaml").write_text(
+        f"sw_ranking:\n  arena_battle_datasets: [lmsys/x]\nmf:\n  checkpoint_path: {tmp_path / 'my-mf'}\n"
+    )
+    sample = [f"prompt {i} {'word ' * (i % 7)}" for i in range(40)]
+    (tmp_path / "p.txt").write_text("\n".join(sample) + "\n")
+    argv = ["calibrate", "--task", "calibrate", "--routers", "mf", "--strong-model-pct", "0.5"]
+    argv += [
+        "--config",
+        str(tmp_path / "config.example.yaml"),
+        "--prompts",
+        str(tmp_path / "p.txt"),
+    ]
+    assert main([*argv, "--json", "--no-cache"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["threshold"] == pytest.approx(calibrate_threshold(mine, sample, 0.5))
+    assert main([*argv[:2], "generate", *argv[3:]]) == 2
+    assert "--task generate is RouteLLM's step" in capsys.readouterr().err
+    (tmp_path / "server.yaml").write_text("port: 8000\n")
+    assert main([*argv[:-4], "--config", str(tmp_path / "server.yaml")]) == 2
+    assert "is not a RouteLLM router config" in capsys.readouterr().err
+
+
 def test_default_sample_is_the_training_prompts(tmp_path, monkeypatch):
     sample = [f"training prompt {i}" for i in range(50)]
     seen = {}

@@ -151,6 +151,16 @@ def test_model_name_errors_say_what_is_wrong():
     assert issubclass(RoutingError, ValueError)
 
 
+@pytest.mark.parametrize(
+    "content", ["", None, [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]]
+)
+def test_a_conversation_with_no_text_is_a_routing_error(client, fresh_backend, content):
+    """`except RoutingError` catches every call that cannot be routed, before any call."""
+    with pytest.raises(RoutingError, match="no message has any text"):
+        client.completion(model="router-mf-0.5", messages=[{"role": "user", "content": content}])
+    assert fresh_backend.requests == []
+
+
 def test_route_and_batch_win_rates_use_the_same_scores(client):
     scores = client.batch_calculate_win_rate([HARD, EASY], "mf")
     assert isinstance(scores, np.ndarray) and scores.shape == (2,)

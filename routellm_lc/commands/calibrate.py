@@ -39,6 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "other file (.txt): one prompt per line",
     )
     parser.add_argument("--checkpoint", help="checkpoint folder or Hub id (default: bundled)")
+    # RouteLLM's calibrate_threshold: --config (its router config) and --task
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="RouteLLM's router config (config.example.yaml): each router's checkpoint_path",
+    )
+    parser.add_argument(
+        "--task",
+        choices=["calibrate", "generate"],
+        default="calibrate",
+        help="RouteLLM's: only calibrate (scores are cached on the first run by themselves)",
+    )
     parser.add_argument("--data-dir", help="data folder for the default sample")
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
     parser.add_argument(
@@ -55,21 +67,34 @@ def run(args: argparse.Namespace) -> int:
     from routellm_lc.calibrate import calibrate, read_prompt_file, validate_strong_pct
     from routellm_lc.errors import RouteLLMError
 
+    if args.task == "generate":
+        raise RouteLLMError(
+            "--task generate is RouteLLM's step that scores its Arena battles dataset ahead of "
+            "time; here calibrate scores its sample and caches the scores on the first run: "
+            "run --task calibrate (the default)."
+        )
     strong_pct = validate_strong_pct(args.strong_pct)  # fail before loading anything
     routers = list(dict.fromkeys(args.router))
     if args.checkpoint and len(routers) > 1:
         raise RouteLLMError(
             "--checkpoint names one router's checkpoint: calibrate that router alone."
         )
+    checkpoints: dict[str, str] = {}
+    if args.config:
+        from routellm_lc.server.config import routellm_config_checkpoints
+
+        checkpoints = routellm_config_checkpoints(args.config)
+    if args.checkpoint:
+        checkpoints[routers[0]] = args.checkpoint
     for router in routers:
-        refuse_checkpoint(router, args.checkpoint)
+        refuse_checkpoint(router, checkpoints.get(router))
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     for router in routers:
         result = calibrate(
             router,
             strong_pct,
             prompts=prompts,
-            checkpoint=args.checkpoint,
+            checkpoint=checkpoints.get(router),
             data_dir=args.data_dir,
             use_cache=not args.no_cache,
             progress=True,

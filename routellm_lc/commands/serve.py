@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from routellm_lc.commands import add_device_argument, port_number
 
@@ -93,6 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--forwarding", choices=["auto", "litellm"], help="auto: direct relay for OpenAI APIs")
     add("--max-body-bytes", type=int, help="larger request bodies get 413 (default 4 MiB)")
     add("--access-log", action="store_const", const=True, help="log every request")
+    # RouteLLM's openai_server flags: --verbose (its per-request log) and --workers
+    add("--verbose", action="store_const", const=True, dest="access_log",
+        help="the same as --access-log (RouteLLM's spelling)")  # fmt: skip
+    add("--workers", type=int, metavar="N",
+        help="RouteLLM's uvicorn workers: not used; one process serves (see the README)")  # fmt: skip
     add(
         "--log-level",
         type=str.lower,
@@ -150,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.WARNING))
+    if args.workers and args.workers > 1:
+        print(
+            f"note: --workers {args.workers} is RouteLLM's; routellm-lc serves from one process "
+            "(its event loop relays requests while one worker thread scores them in batches): "
+            "run more processes behind a load balancer to use more cores",
+            file=sys.stderr,
+        )
     auth = f"{len(config.server_keys)} key(s)" if config.server_keys else "none"
     share = f"; strong share {config.strong_share:g}" if config.strong_share is not None else ""
 

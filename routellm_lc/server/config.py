@@ -294,6 +294,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML or JSON mapping whose keys are `ServerConfig` fields, or RouteLLM's router config
     (`mf: {checkpoint_path: routellm/mf_gpt4_augmented}`, ...), read as checkpoints."""
     path = Path(path)
+    data = _read_mapping(path)
+    if _is_routellm_config(data):
+        return {"checkpoints": _routellm_checkpoints(data, path)}
+    data = _flag_names(data, path)
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ServerConfigError(
+            f"Unknown settings in {path}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+        )
+    return data
+
+
+#: The routers RouteLLM's own config files (`config.example.yaml`) name at their top level.
+ROUTELLM_ROUTERS = ("mf", "sw_ranking", "bert", "causal_llm", "random")
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -309,20 +327,20 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ServerConfigError(f"Config file {path} is not valid YAML/JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ServerConfigError(f"Config file {path} must hold a mapping of settings.")
-    if _is_routellm_config(data):
-        return {"checkpoints": _routellm_checkpoints(data, path)}
-    data = _flag_names(data, path)
-    known = {f.name for f in fields(ServerConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ServerConfigError(
-            f"Unknown settings in {path}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
-        )
     return data
 
 
-#: The routers RouteLLM's own config files (`config.example.yaml`) name at their top level.
-ROUTELLM_ROUTERS = ("mf", "sw_ranking", "bert", "causal_llm", "random")
+def routellm_config_checkpoints(path: str | Path) -> dict[str, str]:
+    """Each router's `checkpoint_path` from RouteLLM's router config file (YAML or JSON, as
+    `routellm.calibrate_threshold --config` reads it); `ServerConfigError` for any other file."""
+    path = Path(path)
+    data = _read_mapping(path)
+    if not _is_routellm_config(data):
+        raise ServerConfigError(
+            f"{path} is not a RouteLLM router config (router names, each with its "
+            "checkpoint_path, as in RouteLLM's config.example.yaml)."
+        )
+    return _routellm_checkpoints(data, path)
 
 
 def _is_routellm_config(data: dict[str, Any]) -> bool:

@@ -388,6 +388,21 @@ def test_routellm_server_command_runs_as_written(monkeypatch, tmp_path):
     }
 
 
+def test_routellm_server_flags_verbose_and_workers(monkeypatch, capsys):
+    import routellm_lc.server.runner as runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "serve", lambda config, **_: seen.update(config=config))
+    args = build_parser().parse_args(
+        ["serve", "--routers", "random", "--verbose", "--workers", "4"]
+    )
+    assert args.func(args) == 0
+    assert seen["config"].access_log is True
+    assert "note: --workers 4 is RouteLLM's; routellm-lc serves from one process" in (
+        capsys.readouterr().err
+    )
+
+
 def test_checkpoint_flags_add_to_the_config_files_checkpoints(tmp_path):
     """`--config config.example.yaml --checkpoint bert=DIR` used to drop the file's mf."""
     (tmp_path / "c.yaml").write_text(ROUTELLM_CONFIG_EXAMPLE)
