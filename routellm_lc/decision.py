@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from routellm_lc.errors import EmptyPromptError, InvalidThresholdError
@@ -43,8 +44,10 @@ class RoutingDecision:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not data["extra"]:
+        data = dict(self.__dict__)  # `asdict` costs ~10x more: every response carries this
+        if self.extra:
+            data["extra"] = copy.deepcopy(self.extra)
+        else:
             data.pop("extra")
         if data["fallback_from"] is None:
             data.pop("fallback_from")
