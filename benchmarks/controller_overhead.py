@@ -70,8 +70,8 @@ added = [c - d for c, d in zip(routed, direct)]
 print(json.dumps({
     "direct_p50_ms": statistics.median(direct), "direct_p99_ms": pct(direct, 0.99),
     "controller_p50_ms": statistics.median(routed), "controller_p99_ms": pct(routed, 0.99),
-    "added_p50_ms": statistics.median(added), "litellm": litellm.__version__
-    if hasattr(litellm, "__version__") else None,
+    "added_p50_ms": statistics.median(added),
+    "litellm": __import__("importlib.metadata").metadata.version("litellm"),
 }))
 """
 
@@ -136,7 +136,7 @@ def main() -> None:
             print(
                 f"{label:12} {router:7} direct p50 {row['direct_p50_ms']:.2f} ms, controller "
                 f"p50 {row['controller_p50_ms']:.2f} ms (p99 {row['controller_p99_ms']:.2f}), "
-                f"added p50 {row['added_p50_ms']:+.2f} ms",
+                f"added p50 {row['added_p50_ms']:+.2f} ms (litellm {row['litellm']})",
                 flush=True,
             )
     finally:
