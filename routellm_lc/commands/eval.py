@@ -55,6 +55,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=256, help="prompts per router call (≥ 1)"
     )
     parser.add_argument("--no-cache", action="store_true", help="re-score, ignoring the cache")
+    # RouteLLM's evaluate: --config (its router config) and --overwrite-cache [ROUTER ...]
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="RouteLLM's router config (config.example.yaml): each router's checkpoint_path "
+        "(--checkpoint wins)",
+    )
+    parser.add_argument(
+        "--overwrite-cache",
+        nargs="*",
+        metavar="ROUTER",
+        help="RouteLLM's spelling: re-score (here: every router, as --no-cache)",
+    )
     add_device_argument(parser)
     parser.add_argument(
         "--bootstrap",
@@ -79,6 +92,18 @@ def parse_checkpoints(values: list[str]) -> dict[str, str]:
     return checkpoints
 
 
+def _checkpoints(args: argparse.Namespace) -> dict[str, str]:
+    """`--checkpoint` pairs over the `--config` file's (RouteLLM's router config); the file's
+    entries for routers not evaluated are left out."""
+    checkpoints = parse_checkpoints(args.checkpoint)
+    if not args.config:
+        return checkpoints
+    from routellm_lc.server.config import routellm_config_checkpoints
+
+    from_file = routellm_config_checkpoints(args.config)
+    return {**{r: p for r, p in from_file.items() if r in args.routers}, **checkpoints}
+
+
 def run(args: argparse.Namespace) -> int:
     from routellm_lc.errors import RouteLLMError
     from routellm_lc.evals.harness import format_paired, format_table, pair_notes, run_eval
@@ -90,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
         benchmarks=args.benchmark,
         router_names=args.routers,
         output=args.output,
-        checkpoints=parse_checkpoints(args.checkpoint),
+        checkpoints=_checkpoints(args),
         data_dir=args.data_dir,
         limit=args.limit,
         seed=args.seed,
         strong_model=args.strong_model,
         weak_model=args.weak_model,
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache and args.overwrite_cache is None,
         batch_size=args.batch_size,
         progress=True,
         bootstrap=args.bootstrap,

@@ -298,14 +298,18 @@ def check_model_columns(
     benchmarks: Sequence[str], strong_model: str | None, weak_model: str | None
 ) -> None:
     """`--strong-model` / `--weak-model` name a CSV benchmark's columns; the built-in
-    benchmarks always score RouteLLM's pair, so with no CSV among `benchmarks` they would be
-    silently ignored: a `BenchmarkError` instead."""
+    benchmarks always score RouteLLM's pair, so with no CSV among `benchmarks` another pair
+    would be silently ignored: a `BenchmarkError` instead (RouteLLM's pair itself, as RouteLLM's
+    `evaluate --strong-model gpt-4-1106-preview` names it, is accepted)."""
     from routellm_lc.evals.benchmarks import BUILTIN_BENCHMARKS, STRONG_MODEL, WEAK_MODEL
 
-    given = [
+    given = [  # RouteLLM's own pair, as its evaluate command spells it, is what they score
         flag
-        for flag, value in (("--strong-model", strong_model), ("--weak-model", weak_model))
-        if value is not None
+        for flag, value, pair in (
+            ("--strong-model", strong_model, STRONG_MODEL),
+            ("--weak-model", weak_model, WEAK_MODEL),
+        )
+        if value is not None and value != pair
     ]
     if given and all(spec in BUILTIN_BENCHMARKS for spec in benchmarks):
         raise BenchmarkError(

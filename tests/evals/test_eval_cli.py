@@ -207,3 +207,31 @@ def test_eval_notes_a_checkpoint_that_scores_another_pair_than_the_csv(tmp_path,
     assert main([*argv, "--strong-model", "gpt-4o", "--weak-model", "gpt-4o-mini",
                  "--output", str(tmp_path / "b")]) == 0  # fmt: skip
     assert "note:" not in capsys.readouterr().err
+
+
+def test_routellm_evaluate_command_as_written(data_dir, tmp_path, capsys):
+    """RouteLLM's `evaluate --routers random mf --benchmark gsm8k --strong-model
+    gpt-4-1106-preview --weak-model mistralai/Mixtral-8x7B-Instruct-v0.1 --config
+    config.example.yaml --overwrite-cache`: its own pair is accepted, its config names mf's
+    checkpoint (--checkpoint would win), --overwrite-cache re-scores."""
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+    battles = [
+        {"prompt": p, "model_a": "big", "model_b": "small", "winner": w}
+        for p, w in (("Prove the theorem in full.", "model_a"), ("hi", "model_b"))
+    ]
+    MatrixFactorizationRouter("big", "small", embedder="local", dim=2).fit(
+        battles * 4
+    ).save_pretrained(tmp_path / "my-mf")
+    config = tmp_path / "config.example.yaml"
+    config.write_text(
+        f"bert:\n  checkpoint_path: routellm/x\nmf:\n  checkpoint_path: {tmp_path / 'my-mf'}\n"
+    )
+    argv = ["eval", "--routers", "random", "mf", "--benchmark", "gsm8k", "--strong-model",
+            "gpt-4-1106-preview", "--weak-model", "mistralai/Mixtral-8x7B-Instruct-v0.1",
+            "--config", str(config), "--overwrite-cache", "--limit", "40", "--bootstrap", "0",
+            "--data-dir", str(data_dir), "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    row = json.loads((tmp_path / "out" / "gsm8k.json").read_text())["routers"]["mf"]
+    assert row["checkpoint"] == str(tmp_path / "my-mf") and row["cached"] is False
+    assert row["scored_pair"] == ["big", "small"]
