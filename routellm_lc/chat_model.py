@@ -610,20 +610,17 @@ class RouteLLMChat(BaseChatModel):
     def _settled(
         self, decisions: list[RoutingDecision], threshold: float | None
     ) -> list[RoutingDecision]:
-        """The decisions of routed calls, the controller seeing their scores (see `_score`)."""
+        """The decisions of routed calls, the controller seeing the scores of the calls it
+        decided (see `_score`). A call with its own threshold is not the controller's: its score
+        does not move it (as the server never observes a named threshold), or a node forced
+        strong or weak would shift the share the controller holds for the others."""
         if threshold is not None or self.controller is None:
-            self._observe([d.score for d in decisions])
             return decisions
         in_force = self._in_order([d.score for d in decisions])
         return [
             self._from_score(d.score, d.latency_ms, d.batch_size, at)
             for d, at in zip(decisions, in_force, strict=True)
         ]
-
-    def _observe(self, scores: list[float]) -> None:
-        """Count routed calls' scores in the controller, one score per call."""
-        if self.controller is not None and scores:
-            self.controller.observe(scores)
 
     def _in_order(self, scores: Sequence[float]) -> list[float]:
         """The threshold in force for each of these calls, in order, the controller seeing each

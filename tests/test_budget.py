@@ -101,6 +101,22 @@ def test_route_llm_chat_uses_the_controller_threshold():
     assert decisions[0].threshold == 0.9  # before warm-up: the initial threshold
 
 
+def test_calls_with_their_own_threshold_do_not_move_the_controller():
+    """A node forced strong (`threshold=1.0`, high scores) used to fill the controller's window,
+    so the calls it does decide went all weak: 0% strong for a 50% target."""
+    from routellm_lc.routers.random import RandomRouter
+
+    controller = StrongShareController(0.5, window=400, warmup=100)
+    llm = RouteLLMChat(router=RandomRouter(seed=5), strong="s", weak="w", controller=controller)
+    before = controller.state().to_dict()
+    for i in range(20):
+        llm.decide([f"forced {i}.{j}" for j in range(30)], threshold=1.0)
+    assert controller.state().to_dict() == before  # nothing observed
+    governed = [d for i in range(30) for d in llm.decide([f"p {i}.{j}" for j in range(40)])]
+    late = governed[-600:]
+    assert np.mean([d.route == "strong" for d in late]) == pytest.approx(0.5, abs=0.06)
+
+
 def test_with_a_controller_the_model_name_says_so_and_cache_keys_stay_put():
     scores = {f"p{i}": i / 100 for i in range(100)}
     controller = StrongShareController(0.2, warmup=10)
