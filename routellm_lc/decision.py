@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,12 @@ Route = Literal["strong", "weak"]
 RouteOn = Literal["last_user", "conversation"]
 
 #: How many characters of a conversation are routed on (the most recent ones): keeps routing
-#: cost flat however long an agent's history grows, and matches the embedder's input window.
+#: cost flat however long an agent's history grows. The turns go newest first, because an
+#: embedder reads the *start* of a text (the bundled one: 256 tokens, about 800–1,200
+#: characters): the latest turn is always read, earlier ones as far as the window reaches.
 CONVERSATION_CHARS = 2000
+#: Characters of one tool call's arguments kept in a conversation's routing text.
+TOOL_ARGUMENT_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,29 @@ def _content_text(content: Any) -> str:
     return "\n".join(parts)
 
 
+def _tool_calls_text(message: Any) -> str:
+    """The tools an assistant turn called, as `[calls name(arguments)]` (LangChain's
+    `tool_calls` or OpenAI's), each call's arguments cut to `TOOL_ARGUMENT_CHARS`."""
+    if isinstance(message, Mapping):
+        calls = [
+            (fn.get("name"), fn.get("arguments"))
+            for call in message.get("tool_calls") or ()
+            if isinstance(call, Mapping) and isinstance(fn := call.get("function"), Mapping)
+        ]
+    else:
+        calls = [
+            (call.get("name"), call.get("args"))
+            for call in getattr(message, "tool_calls", None) or ()
+            if isinstance(call, Mapping)
+        ]
+    shown = []
+    for name, arguments in calls:
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+        shown.append(f"{name}({arguments[:TOOL_ARGUMENT_CHARS]})")
+    return f"[calls {'; '.join(shown)}]" if shown else ""
+
+
 def routing_text(messages: Sequence[Any], route_on: RouteOn = "last_user") -> str:
     """The text the router scores for a conversation (text parts only; a lone surrogate, as
     a surrogateescape-decoded byte gives, becomes "?": tokenizers refuse the whole text).
@@ -165,8 +193,9 @@ def routing_text(messages: Sequence[Any], route_on: RouteOn = "last_user") -> st
     `last_user` (RouteLLM scores the last message whatever its role: the same text whenever a
     conversation ends with a user turn): the last user message with text (a latest turn with
     an image alone is scored by the user turn before it). `conversation`: the recent turns
-    (user, assistant, tool), most recent last, cut to the last `CONVERSATION_CHARS`
-    characters, so a follow-up like "and now in Rust?" is scored with its context.
+    (user, assistant with the tools it called, tool; not system prompts), *most recent first*,
+    cut to `CONVERSATION_CHARS` characters, so a follow-up like "and now in Rust?" is scored
+    with its context and an embedder that reads a text's start reads the latest turn.
     """
     return _encodable(_routing_text(messages, route_on))
 
@@ -193,10 +222,17 @@ def _routing_text(messages: Sequence[Any], route_on: RouteOn) -> str:
                 return text
         raise EmptyPromptError("Cannot route: no message has any text content.")
     if route_on == "conversation":
-        lines = [f"{role}: {text}" for role, text in turns if text.strip() and role != "system"]
+        lines = []
+        for message, (role, text) in zip(messages, turns, strict=True):
+            if role == "system":
+                continue
+            calls = _tool_calls_text(message) if role == "assistant" else ""
+            body = " ".join(part for part in (text.strip() and text, calls) if part)
+            if body:
+                lines.append(f"{role}: {body}")
         if not lines:
             lines = [text for _, text in turns if text.strip()]
         if not lines:
             raise EmptyPromptError("Cannot route: no message has any text content.")
-        return "\n".join(lines)[-CONVERSATION_CHARS:]
+        return "\n".join(reversed(lines))[:CONVERSATION_CHARS]
     raise ValueError(f"route_on must be 'last_user' or 'conversation', got {route_on!r}.")

@@ -21,6 +21,7 @@ from langchain_core.messages import (
 
 from routellm_lc.decision import (
     CONVERSATION_CHARS,
+    TOOL_ARGUMENT_CHARS,
     RoutingDecision,
     decide,
     routing_text,
@@ -93,10 +94,29 @@ def test_conversation_includes_roles_and_tool_results_but_not_system():
         HumanMessage("and tomorrow?"),
     ]
     text = routing_text(messages, "conversation")
-    assert text == (
-        "user: weather in Paris?\nassistant: calling a tool\ntool: 18C and sunny\n"
-        "user: and tomorrow?"
+    assert text == (  # newest first
+        "user: and tomorrow?\ntool: 18C and sunny\nassistant: calling a tool\n"
+        "user: weather in Paris?"
     )
+
+
+def test_conversation_names_the_tools_an_assistant_turn_called():
+    """A turn with tool calls and no text used to vanish from the routing text."""
+    lc = AIMessage("", tool_calls=[{"name": "search", "args": {"q": "primes"}, "id": "1"}])
+    openai_style = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "2", "type": "function",
+             "function": {"name": "fetch", "arguments": '{"url": "' + "u" * 500 + '"}'}},
+        ],
+    }  # fmt: skip
+    text = routing_text([HumanMessage("find primes"), lc, openai_style], "conversation")
+    first, second, third = text.split("\n")
+    assert first.startswith('assistant: [calls fetch({"url": "uuu') and first.endswith(")]")
+    assert len(first) == len("assistant: [calls fetch()]") + TOOL_ARGUMENT_CHARS
+    assert second == 'assistant: [calls search({"q": "primes"})]'
+    assert third == "user: find primes"
 
 
 @pytest.mark.parametrize("user_role", ["user", "human"])
@@ -110,14 +130,14 @@ def test_a_chat_message_is_routed_by_its_own_role(user_role):
     ]
     assert routing_text(messages) == "Prove the Riemann hypothesis"
     assert routing_text(messages, "conversation") == (
-        "user: Prove the Riemann hypothesis\nassistant: Sure, here is an outline"
+        "assistant: Sure, here is an outline\nuser: Prove the Riemann hypothesis"
     )
     ai = [
         HumanMessage("q"),
         ChatMessage(role="ai", content="a"),
         ChatMessage(role="tool", content="t"),
     ]
-    assert routing_text(ai, "conversation") == "user: q\nassistant: a\ntool: t"
+    assert routing_text(ai, "conversation") == "tool: t\nassistant: a\nuser: q"
 
 
 def test_message_chunks_are_routed_as_their_messages():
@@ -131,7 +151,7 @@ def test_message_chunks_are_routed_as_their_messages():
     ]
     assert routing_text(messages) == "hard question"
     assert routing_text(messages, "conversation") == (
-        "user: hard question\nassistant: streamed answer\ntool: tool result"
+        "tool: tool result\nassistant: streamed answer\nuser: hard question"
     )
 
 
@@ -139,7 +159,26 @@ def test_conversation_keeps_most_recent_characters():
     messages = [HumanMessage("x" * 5000), HumanMessage("the latest question")]
     text = routing_text(messages, "conversation")
     assert len(text) == CONVERSATION_CHARS
-    assert text.endswith("user: the latest question")
+    assert text.startswith("user: the latest question\nuser: xxx")
+
+
+def test_the_embedder_reads_the_latest_turn_of_a_long_conversation():
+    """The embedder reads a text's first 256 tokens: with the turns oldest first, a 1.7k
+    character tool result pushed the latest question out of what it read, so a proof request
+    and a goodbye embedded identically (cosine 1.000)."""
+    from routellm_lc.embeddings import get_embedder
+
+    result = " ".join(
+        f"Row {i}: station {i % 17} reported {i * 7 % 31} mm of rain." for i in range(40)
+    )
+    history = [HumanMessage("Get me the rain data."), ToolMessage(result, tool_call_id="1")]
+    proof = history + [HumanMessage("Now prove rigorously that the series of 1/p diverges.")]
+    bye = history + [HumanMessage("thanks, bye")]
+    texts = [routing_text(proof, "conversation"), routing_text(bye, "conversation")]
+    assert len(result) > 1500
+    a, b = get_embedder("local").embed(texts)
+    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    assert cosine < 0.95
 
 
 @pytest.mark.parametrize("messages", [[], [HumanMessage("")], [{"role": "user", "content": " "}]])
