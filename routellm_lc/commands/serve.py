@@ -80,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--route-on", choices=["last_user", "conversation"], help="what the router scores")
     add("--timeout", type=float, help="seconds per upstream call (default 60)")
     add("--connect-timeout", type=float, help="seconds to connect upstream (default 5)")
+    add(
+        "--graceful-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a shutdown waits for requests and streams in flight (default: as long as "
+        "they take); set it below your container's grace period",
+    )
     add("--max-retries", type=int, help="LiteLLM retries for non-OpenAI providers (default 0)")
     add(
         "--passthrough-field",
@@ -147,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         route_on=args.route_on,
         timeout=args.timeout,
         connect_timeout=args.connect_timeout,
+        graceful_timeout=args.graceful_timeout,
         max_retries=args.max_retries,
         passthrough_fields=args.passthrough_fields,
         fallback=args.fallback,
@@ -155,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level=args.log_level,
     )
-    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.WARNING))
+    # uvicorn's "trace" is level 5, below DEBUG: the logging module has no TRACE of its own
+    level = 5 if config.log_level == "trace" else getattr(logging, config.log_level.upper())
+    logging.basicConfig(level=level)
     if args.workers and args.workers > 1:
         print(
             f"note: --workers {args.workers} is RouteLLM's; routellm-lc serves from one process "

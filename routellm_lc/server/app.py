@@ -23,7 +23,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -250,7 +250,7 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
             log.warning("routing failed: %s", exc)
             raise APIError(502, f"Routing failed: {exc}", code="router_unavailable") from None
         state.metrics.routing.observe(slot.name, time.perf_counter() - started)
-        return await _answer(state, body, decision)
+        return await _answer(state, body, decision, request.is_disconnected)
 
     @app.get(
         "/v1/models",
@@ -392,9 +392,14 @@ def _decision_headers(decision: RoutingDecision) -> dict[str, str]:
 
 
 async def _answer(
-    state: ServerState, body: Mapping[str, Any], decision: RoutingDecision
+    state: ServerState,
+    body: Mapping[str, Any],
+    decision: RoutingDecision,
+    disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> Response:
-    """Forward to the chosen model; on failure before any byte was sent, to the other one."""
+    """Forward to the chosen model; on failure before any byte was sent, to the other one,
+    unless the client has gone meanwhile (`disconnected`): a fallback nobody reads costs a
+    second call for nothing."""
     attempts = [decision]
     if state.config.fallback:
         other = state.targets["weak" if decision.route == "strong" else "strong"]
@@ -415,6 +420,10 @@ async def _answer(
             metrics.error(f"upstream_{exc.kind}")
             failures.append(exc)
             if len(failures) < len(attempts):  # a wrong key or model name shows up here too
+                if disconnected is not None and await disconnected():
+                    log.info("%s; the client has gone, so no fallback", exc.message)
+                    metrics.request(decision.router, decision.route, 499, _policy(decision))
+                    return Response(status_code=499)
                 log.warning("%s; the other model answers instead", exc.message)
             continue
         metrics.upstream.observe(attempt.route, time.perf_counter() - started)
@@ -458,6 +467,7 @@ def _failed(
         message = failures[0].message
     else:
         message = "Both models failed. " + " ".join(f.message + "." for f in failures)
+    log.warning("answered %d: %s", status, message)  # the last failure is logged too
     code = {504: "upstream_timeout", 429: "rate_limit_exceeded"}.get(status, "upstream_error")
     headers = _decision_headers(decision)
     waits = [f.retry_after for f in failures if f.retry_after is not None]

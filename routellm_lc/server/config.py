@@ -75,6 +75,9 @@ class ServerConfig:
     """Seconds an upstream call may take (per attempt; per read while streaming)."""
     connect_timeout: float = 5.0
     """Seconds to open a connection upstream."""
+    graceful_timeout: float | None = None
+    """Seconds a shutdown waits for requests and streams in flight before closing them (None:
+    as long as they take, uvicorn's default; set it below a container's grace period)."""
     max_retries: int = 0
     """Retries inside LiteLLM for non-OpenAI providers (the fallback model is the retry)."""
     passthrough_fields: list[str] = field(default_factory=lambda: ["top_k"])
@@ -114,6 +117,13 @@ class ServerConfig:
             raise ServerConfigError("Serve at least one router (e.g. --routers mf).")
         if isinstance(self.server_keys, str):
             self.server_keys = _split_keys(self.server_keys)
+        if any(not isinstance(k, str) or not k.strip() for k in self.server_keys):
+            # `--server-key "$KEY"` with KEY unset: an empty key would match a request that
+            # sends no key at all, while the start-up line says auth is on
+            raise ServerConfigError(
+                "A server key is empty (is the variable you passed to --server-key set?): give "
+                "non-empty keys, or none to serve without auth."
+            )
         self.threshold = validate_threshold(self.threshold)
         if self.strong_share is not None and not 0.0 < self.strong_share < 1.0:  # NaN too
             raise ServerConfigError(
@@ -189,6 +199,7 @@ _KINDS = {
     "controller_state": "optional string",
     "timeout": "number",
     "connect_timeout": "number",
+    "graceful_timeout": "optional number",
     "port": "integer",
     "max_retries": "integer",
     "max_body_bytes": "integer",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from routellm_lc.server.config import ServerConfig
+from routellm_lc.server.config import ServerConfig, ServerConfigError
 
 log = logging.getLogger("routellm_lc.server")
 
@@ -37,6 +37,7 @@ def _uvicorn_config(app: Any, config: ServerConfig, *, fast_loop: bool = True) -
         lifespan="on",
         backlog=2048,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=config.graceful_timeout,
         server_header=False,
     )
     if config.access_log:  # asked for explicitly: one line per request at any log level
@@ -72,7 +73,14 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
         raise
     settings = _uvicorn_config(app, config)
     server = uvicorn.Server(settings)
-    sock = settings.bind_socket()  # a port in use ends here, as uvicorn's own start-up would
+    try:
+        sock = settings.bind_socket()  # a port in use ends here, as uvicorn's start-up would
+    except SystemExit:  # uvicorn logs the OSError (not at --log-level critical) and exits
+        routing.close()
+        raise ServerConfigError(
+            f"Cannot listen on {config.host}:{config.port}: the port is in use, or the address "
+            "is not one of this machine's (choose another with --host / --port)."
+        ) from None
     # listening at once: a client that connects as soon as the URL is announced waits in the
     # backlog while the app starts up, instead of being refused
     sock.listen(settings.backlog)

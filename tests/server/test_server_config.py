@@ -403,6 +403,53 @@ def test_routellm_server_flags_verbose_and_workers(monkeypatch, capsys):
     )
 
 
+@pytest.mark.parametrize("keys", [[""], ["  "], ["good", ""]])
+def test_an_empty_server_key_is_refused(keys):
+    """`--server-key "$KEY"` with KEY unset: the empty key matched a request with no key, so
+    auth was off while the start-up line said "auth 1 key(s)"."""
+    with pytest.raises(ServerConfigError, match="A server key is empty"):
+        ServerConfig(routers=["random"], server_keys=keys)
+
+
+def test_graceful_timeout_reaches_uvicorn(tmp_path):
+    from routellm_lc.server.runner import _uvicorn_config
+
+    args = build_parser().parse_args(["serve", "--graceful-timeout", "20"])
+    assert args.graceful_timeout == 20.0
+    config = ServerConfig(routers=["random"], graceful_timeout=20.0)
+    assert _uvicorn_config(object(), config).timeout_graceful_shutdown == 20.0
+    assert (
+        _uvicorn_config(object(), ServerConfig(routers=["random"])).timeout_graceful_shutdown
+        is None
+    )
+
+
+def test_a_port_in_use_is_one_clear_error():
+    import socket
+
+    from routellm_lc.server import runner
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerConfigError, match=f"Cannot listen on 127.0.0.1:{port}"):
+            runner.serve(ServerConfig(routers=["random"], port=port, log_level="critical"))
+
+
+def test_log_level_trace_shows_the_servers_own_info_lines(monkeypatch):
+    import logging
+
+    import routellm_lc.server.runner as runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "serve", lambda config, **_: None)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: seen.update(kw))
+    args = build_parser().parse_args(["serve", "--routers", "random", "--log-level", "trace"])
+    assert args.func(args) == 0
+    assert seen["level"] == 5 < logging.INFO
+
+
 def test_checkpoint_flags_add_to_the_config_files_checkpoints(tmp_path):
     """`--config config.example.yaml --checkpoint bert=DIR` used to drop the file's mf."""
     (tmp_path / "c.yaml").write_text(ROUTELLM_CONFIG_EXAMPLE)

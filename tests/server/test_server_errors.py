@@ -204,6 +204,32 @@ def test_one_rate_limited_model_and_one_broken_get_502(server, fresh_backend):
     assert_openai_error(response, 502, "upstream_error")
 
 
+def test_the_last_failure_is_logged_too(start_server, fresh_backend, caplog):
+    """A 502 with no fallback (or after both models failed) used to leave no log line."""
+    server = start_server(fallback=False)
+    fresh_backend.fail(status=503, message="overloaded", times=None, model="weak-model")
+    with caplog.at_level("WARNING", logger="routellm_lc.server"):
+        assert_openai_error(
+            post(server, {"model": "router-test_keyword-0.5", "messages": EASY}), 502
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "routellm_lc.server"]
+    assert [m for m in lines if m.startswith("answered 502: ") and "weak-model" in m], lines
+
+
+def test_no_fallback_for_a_client_that_has_gone(start_server, fresh_backend):
+    """The client gave up while the chosen model was timing out: the other model used to be
+    called anyway, a second paid call nobody reads."""
+    server = start_server(timeout=1.0)
+    fresh_backend.configure("strong-model", latency_ms=1500)
+    with pytest.raises(httpx.TimeoutException):
+        post(server, {"model": "router-test_keyword-0.5", "messages": HARD}, timeout=0.3)
+    time.sleep(2.0)  # the strong call times out at 1 s; a fallback would have started by now
+    assert len(fresh_backend.requests_for("strong-model")) == 1
+    assert fresh_backend.requests_for("weak-model") == []
+    metrics = httpx.get(f"{server.base_url.removesuffix('/v1')}/metrics").text
+    assert 'status="499"' in metrics
+
+
 def test_without_fallback_a_5xx_gets_502_at_once(start_server, fresh_backend):
     server = start_server(fallback=False)
     fresh_backend.fail(status=503, times=None, model="weak-model")
