@@ -45,6 +45,7 @@ from langchain_core.runnables import (
     RunnablePassthrough,
     ensure_config,
 )
+from langchain_core.runnables.config import get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.log_stream import LogStreamCallbackHandler
@@ -824,7 +825,7 @@ class RouteLLMChat(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        with self._prescored(inputs):
+        with self._prescored(inputs, config):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
@@ -835,7 +836,7 @@ class RouteLLMChat(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        async with self._prescored(inputs):
+        async with self._prescored(inputs, config):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
@@ -853,7 +854,7 @@ class RouteLLMChat(BaseChatModel):
         Every call starts within the first `next()` (LangChain submits them all at once, each
         with the scores in its context); the scores are not left in the caller's context while
         it holds the iterator."""
-        with self._prescored(inputs):
+        with self._prescored(inputs, config):
             results = super().batch_as_completed(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
@@ -872,7 +873,7 @@ class RouteLLMChat(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[tuple[int, AIMessage | Exception]]:
         """`batch_as_completed` for async code: one router pass (in a worker thread)."""
-        async with self._prescored(inputs):
+        async with self._prescored(inputs, config):
             results = super().abatch_as_completed(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
@@ -883,8 +884,14 @@ class RouteLLMChat(BaseChatModel):
         async for item in results:
             yield item
 
-    def _prescored(self, inputs: Sequence[LanguageModelInput]) -> _Prescored:
-        return _Prescored(self, inputs)
+    def _prescored(
+        self,
+        inputs: Sequence[LanguageModelInput],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+    ) -> _Prescored:
+        configs = get_config_list(config, len(inputs))  # type: ignore[arg-type]
+        overridden = [_threshold_override(c) is not None for c in configs]
+        return _Prescored(self, inputs, overridden)
 
     # -- tools and structured output ----------------------------------------------------------
     def bind_tools(
@@ -1407,9 +1414,18 @@ class _Prescored:
     A prompt sent twice in the batch is scored once but is two calls, so the controller counts
     its score twice. The scores live in `_BATCH_SCORES`, set in the batch's own context."""
 
-    def __init__(self, chat: RouteLLMChat, inputs: Sequence[LanguageModelInput]) -> None:
+    def __init__(
+        self,
+        chat: RouteLLMChat,
+        inputs: Sequence[LanguageModelInput],
+        overridden: Sequence[bool] | None = None,
+    ) -> None:
         self.chat = chat
-        self.texts = [t for t in map(self._text, inputs) if t is not None]
+        overridden = overridden or [False] * len(inputs)
+        pairs = [(self._text(i), o) for i, o in zip(inputs, overridden, strict=True)]
+        self.texts = [t for t, _ in pairs if t is not None]
+        #: per text: its call has its own threshold, so its score does not move the controller
+        self.overridden = [o for t, o in pairs if t is not None]
         self._token: Token | None = None
 
     def _text(self, value: LanguageModelInput) -> str | None:
@@ -1457,10 +1473,12 @@ class _Prescored:
             text: _Scored(decision.score, decision.latency_ms, len(self.texts))
             for text, decision in zip(texts, decisions, strict=True)
         }
-        routed = [text for text in self.texts if text in memo]
-        in_force = self.chat._in_order([memo[text].score for text in routed])
-        for text, threshold in zip(routed, in_force, strict=True):
-            memo[text].thresholds.append(threshold)
+        routed = [(t, o) for t, o in zip(self.texts, self.overridden, strict=True) if t in memo]
+        governed = [memo[t].score for t, o in routed if not o]
+        in_force = iter(self.chat._in_order(governed))  # the controller sees these only
+        placeholder = self.chat.current_threshold()  # an overridden call uses its own
+        for text, overridden in routed:
+            memo[text].thresholds.append(placeholder if overridden else next(in_force))
         batches = _BATCH_SCORES.get() or {}
         self._token = _BATCH_SCORES.set({**batches, id(self.chat): memo})
 

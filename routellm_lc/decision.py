@@ -180,6 +180,11 @@ def _tool_calls_text(message: Any) -> str:
         ]
     shown = []
     for name, arguments in calls:
+        if isinstance(arguments, str):  # OpenAI's JSON text: spelt as LangChain's args are
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, ensure_ascii=False, default=str)
         shown.append(f"{name}({arguments[:TOOL_ARGUMENT_CHARS]})")

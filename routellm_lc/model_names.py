@@ -49,7 +49,12 @@ def litellm_model_string(model: str) -> str:
 
 #: RouteLLM's model names for routed calls: `router-<router>-<threshold>`.
 ROUTER_MODEL_PREFIX = "router-"
-_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+#: A decimal number: digits with an optional fraction, or a bare fraction, and an exponent.
+#: One way to read any digit run (`\d+\.?\d*` could split a run between its two `\d`s, which
+#: made a long run of digits a quadratic regex search: one request could stall the server).
+_DECIMAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+#: Longer model names are refused before any regex runs (ids are a few dozen characters).
+MAX_MODEL_NAME_CHARS = 256
 _NAMED_THRESHOLD = re.compile(r"(.+?)-(?:" + _DECIMAL.pattern + r")?")
 
 
@@ -68,6 +73,12 @@ def parse_router_model(
     model name), `model_not_found` (a router not among `routers`) or `invalid_threshold`.
     `listing` names `routers` in the first message.
     """
+    if isinstance(name, str) and len(name) > MAX_MODEL_NAME_CHARS:
+        raise RouterModelNameError(
+            f"Model name of {len(name)} characters: a router model name is "
+            f"'router-<router>-<threshold>', at most {MAX_MODEL_NAME_CHARS} characters.",
+            code="invalid_model",
+        )
     if not isinstance(name, str) or not name.startswith(ROUTER_MODEL_PREFIX):
         example = routers[0] if routers else "mf"
         raise RouterModelNameError(

@@ -117,6 +117,29 @@ def test_calls_with_their_own_threshold_do_not_move_the_controller():
     assert np.mean([d.route == "strong" for d in late]) == pytest.approx(0.5, abs=0.06)
 
 
+@pytest.mark.parametrize("mode", ["batch", "abatch"])
+def test_batch_calls_with_their_own_threshold_do_not_move_the_controller(mode):
+    """The batch path scores all prompts first and hands each call the controller's threshold
+    in order: items with their own threshold were counted there all the same."""
+    import asyncio
+
+    controller = StrongShareController(0.5, window=400, warmup=10)
+    llm = _chat(ScoreTable({}), controller)
+    before = controller.state().to_dict()
+    prompts = [f"forced {i}" for i in range(30)]
+    forced = {"configurable": {"routellm_threshold": 1.0}}
+    if mode == "batch":
+        replies = llm.batch(prompts, forced)
+    else:
+        replies = asyncio.run(llm.abatch(prompts, forced))
+    assert all(r.response_metadata["routing"]["threshold"] == 1.0 for r in replies)
+    assert controller.state().to_dict() == before
+    # mixed: only the items without their own threshold are the controller's
+    configs = [forced if i % 2 else {} for i in range(20)]
+    llm.batch([f"mixed {i}" for i in range(20)], configs)
+    assert controller.state().to_dict()["observed"] == 10
+
+
 def test_with_a_controller_the_model_name_says_so_and_cache_keys_stay_put():
     scores = {f"p{i}": i / 100 for i in range(100)}
     controller = StrongShareController(0.2, warmup=10)

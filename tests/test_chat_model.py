@@ -981,7 +981,7 @@ def test_last_user_message_is_routed_by_default(make_chat, router):
 def test_route_on_conversation_sees_earlier_turns(make_chat, router):
     reply = make_chat(route_on="conversation").invoke(CONVERSATION)
     (text,) = router.calls[0]
-    assert "hard proof" in text and text.endswith("and again?")
+    assert "hard proof" in text and text.startswith("user: and again?")  # newest first
     assert reply.response_metadata["routing"]["route"] == "strong"
 
 

@@ -119,6 +119,22 @@ def test_conversation_names_the_tools_an_assistant_turn_called():
     assert third == "user: find primes"
 
 
+def test_tool_calls_read_the_same_from_openai_dicts_and_langchain_messages():
+    """The server routes OpenAI dicts and RouteLLMChat LangChain messages: the same call must
+    give the same text (compact JSON arguments used to stay compact on one side only)."""
+    from langchain_core.messages import convert_to_messages
+
+    history = [
+        {"role": "user", "content": "primes?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function",
+         "function": {"name": "search", "arguments": '{"q":"primes below 100","limit":5}'}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "2, 3, 5"},
+    ]  # fmt: skip
+    as_dicts = routing_text(history, "conversation")
+    assert as_dicts == routing_text(convert_to_messages(history), "conversation")
+    assert '[calls search({"q": "primes below 100", "limit": 5})]' in as_dicts
+
+
 @pytest.mark.parametrize("user_role", ["user", "human"])
 def test_a_chat_message_is_routed_by_its_own_role(user_role):
     """`ChatMessage(role="user")` is a user turn (LangChain sends it with role `user`), so

@@ -496,7 +496,7 @@ def test_a_copy_with_pool_wide_options_applies_them_at_every_level(pool):
     conversation = llm.model_copy(update={"route_on": "conversation", "router": recorder})
     reply = conversation.invoke([("user", "hard one"), ("ai", "ok"), ("user", "and now?")])
     assert reply.content.startswith("[top]")  # "hard" is in the conversation, not the turn
-    assert seen == ["user: hard one\nassistant: ok\nuser: and now?"]
+    assert seen == ["user: and now?\nassistant: ok\nuser: hard one"]  # newest first
     inner = conversation.strong
     assert (inner.route_on, inner.router, inner.fallback) == ("conversation", recorder, True)
     assert inner.threshold == 0.7  # each level keeps its own cut

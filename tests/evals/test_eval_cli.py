@@ -229,9 +229,15 @@ def test_routellm_evaluate_command_as_written(data_dir, tmp_path, capsys):
     )
     argv = ["eval", "--routers", "random", "mf", "--benchmark", "gsm8k", "--strong-model",
             "gpt-4-1106-preview", "--weak-model", "mistralai/Mixtral-8x7B-Instruct-v0.1",
-            "--config", str(config), "--overwrite-cache", "--limit", "40", "--bootstrap", "0",
+            "--config", str(config), "--limit", "40", "--bootstrap", "0",
             "--data-dir", str(data_dir), "--output", str(tmp_path / "out")]  # fmt: skip
-    assert main(argv) == 0, capsys.readouterr().err
-    row = json.loads((tmp_path / "out" / "gsm8k.json").read_text())["routers"]["mf"]
-    assert row["checkpoint"] == str(tmp_path / "my-mf") and row["cached"] is False
-    assert row["scored_pair"] == ["big", "small"]
+
+    def mf_row(extra):
+        assert main([*argv, *extra]) == 0, capsys.readouterr().err
+        return json.loads((tmp_path / "out" / "gsm8k.json").read_text())["routers"]["mf"]
+
+    first = mf_row([])
+    assert first["checkpoint"] == str(tmp_path / "my-mf")
+    assert first["scored_pair"] == ["big", "small"]
+    assert mf_row([])["cached"] is True  # the second run reads the cache...
+    assert mf_row(["--overwrite-cache"])["cached"] is False  # ...unless told to re-score
