@@ -290,6 +290,40 @@ def config_names(value: Any, key: str, folder: Path) -> list[str]:
     return list(value)
 
 
+#: Set to 1 to load checkpoints whose config.json names a remote (`litellm:`) embedder.
+ALLOW_REMOTE_EMBEDDER_ENV = "ROUTELLM_LC_ALLOW_REMOTE_EMBEDDER"
+
+
+def checkpoint_embedder(config: Mapping[str, Any], folder: Path) -> str:
+    """The embedder a checkpoint's config.json names (default `local`), as data, not an order.
+
+    A `litellm:` embedder would send every prompt the router scores to a remote API, with the
+    user's provider key: a checkpoint from someone else must not choose that. It is loaded
+    only when the user opts in (`ROUTELLM_LC_ALLOW_REMOTE_EMBEDDER=1`, or passing the embedder
+    explicitly, which does not come here), and a checkpoint never picks an endpoint (a model
+    string holding `://` is refused even then: pass it yourself)."""
+    spec = config.get("embedder", "local")
+    if not isinstance(spec, str) or not spec:
+        raise config_error(folder, "embedder", f"must be an embedder name, got {spec!r}")
+    if not spec.startswith("litellm:"):
+        return spec
+    if "://" in spec:
+        raise config_error(
+            folder,
+            "embedder",
+            f"names an endpoint ({spec!r}): a checkpoint cannot choose where prompts are sent; "
+            "pass the embedder yourself (embedder=...) if you mean it",
+        )
+    if os.environ.get(ALLOW_REMOTE_EMBEDDER_ENV, "").strip().lower() not in ("1", "true", "yes"):
+        raise CheckpointError(
+            f"Checkpoint {folder} embeds with a remote API ({spec}): every prompt it scores "
+            f"would be sent there with your provider key. To accept that, pass "
+            f"embedder={spec!r} (load_router / RouteLLMChat), or set "
+            f"{ALLOW_REMOTE_EMBEDDER_ENV}=1 (the command line)."
+        )
+    return spec
+
+
 def check_embedder(embedder: Any, width: int, folder: Path) -> None:
     """Refuse at load an embedder a checkpoint cannot use: an unknown spec, or one whose
     output width is known without embedding anything and is not `width`.

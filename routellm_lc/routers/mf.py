@@ -421,7 +421,7 @@ class MatrixFactorizationRouter(Router):
             defaults = (
                 config.get("strong_model"),
                 config.get("weak_model"),
-                config.get("embedder", "local"),
+                None if embedder else ckpt.checkpoint_embedder(config, folder),
             )
         router = cls(
             strong_model=strong_model or defaults[0],

