@@ -324,7 +324,14 @@ class CausalLLMRouter(Router):
         folder = ckpt.resolve_checkpoint(checkpoint, required, revision=revision)
         ckpt.check_router_type(folder, "causal_llm")
         settings = read_router_config(folder)
-        gguf_file = gguf_file or settings.get("gguf_file")
+        if not gguf_file and settings.get("gguf_file"):
+            named = str(settings["gguf_file"])
+            if Path(named).name != named:  # a file of the folder, not a path out of it
+                raise CheckpointError(
+                    f"Checkpoint {folder}: router_config.json 'gguf_file' must be a file name "
+                    f"in the folder, got {named!r}."
+                )
+            gguf_file = named
         if gguf_file:
             _require_gguf()
         else:

@@ -160,7 +160,10 @@ def _point_ref_at(cached: Path, revision: str | None) -> None:
     """After a failed download of a newer revision, point the branch's ref in the Hub cache
     back at the snapshot still there: huggingface_hub moves it first, and the next offline load
     would find no copy at all."""
-    ref = cached.parent.parent / "refs" / (revision or "main")
+    name = revision or "main"
+    if Path(name).is_absolute() or ".." in Path(name).parts:  # a ref name, never a path out
+        return
+    ref = cached.parent.parent / "refs" / name
     with contextlib.suppress(OSError):
         if ref.is_file() and ref.read_text().strip() != cached.name:
             ref.write_text(cached.name)

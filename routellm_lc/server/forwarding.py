@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,11 @@ CLIENT_ERRORS = REQUEST_ERROR_STATUSES
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: Characters of an upstream's error text kept in a failure's message.
+MAX_DETAIL_CHARS = 1000
+
+
 class UpstreamFailure(Exception):
     """The chosen model did not answer usably: 502 (or 504 on a timeout) unless a fallback
     model answers instead."""
@@ -44,6 +50,9 @@ class UpstreamFailure(Exception):
         self.retry_after = retry_after
         """The upstream's `Retry-After` when it answered 429."""
         self.code = "upstream_timeout" if status == 504 else "upstream_error"
+        # one line, bounded: an upstream's text goes into our logs and error bodies, and a
+        # newline in it would forge a log line
+        detail = _CONTROL.sub(" ", detail)[:MAX_DETAIL_CHARS]
         super().__init__(f"Model {model!r} failed ({kind}): {detail}")
 
     @property

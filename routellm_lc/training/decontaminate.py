@@ -59,6 +59,8 @@ class EmbeddingStore:
         from routellm_lc.embeddings import cache_dir
 
         slug = "".join(c if c.isalnum() or c in "-." else "_" for c in embedder_name)
+        if slug != embedder_name:  # `local:/a/b` and `local:/a_b` would share a folder
+            slug += "-" + hashlib.sha256(embedder_name.encode("utf-8")).hexdigest()[:12]
         self.folder = (root or cache_dir() / "embeddings") / slug
         self._vectors: dict[bytes, np.ndarray] = {}
         self._seen: set[str] = set()

@@ -202,6 +202,11 @@ def test_bad_checkpoints_give_clear_errors(published, tmp_path):
     (untuned / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="incomplete: missing model weights"):
         CausalLLMRouter.from_pretrained(untuned, tokenizer=tokenizer_folder)
+    # a checkpoint's router_config.json names a file of its own folder, never a path out of it
+    for named in ("../../elsewhere/model.gguf", "/etc/model.gguf"):
+        (untuned / "router_config.json").write_text(json.dumps({"gguf_file": named}))
+        with pytest.raises(CheckpointError, match="'gguf_file' must be a file name in the folder"):
+            CausalLLMRouter.from_pretrained(untuned, tokenizer=tokenizer_folder)
 
 
 def _smollm2() -> Path:

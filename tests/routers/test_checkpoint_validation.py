@@ -344,3 +344,21 @@ def test_a_checkpoint_cannot_send_prompts_away_on_its_own(tmp_path, monkeypatch,
     )
     with pytest.raises(CheckpointError, match="cannot choose where prompts"):
         load_router(router, checkpoint=str(folder))
+
+
+def test_a_revision_cannot_point_a_hub_ref_outside_the_cache(tmp_path):
+    """`revision` names a ref in the Hub cache's `refs/` (it can come from someone else's
+    RouteLLM config): `../../x` must not rewrite a file outside it."""
+    from routellm_lc.routers.checkpoints import _point_ref_at
+
+    repo = tmp_path / "hub" / "models--o--n"
+    cached = repo / "snapshots" / "abc123"
+    cached.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("newer")
+    outside = tmp_path / "hub" / "victim"
+    outside.write_text("keep me")
+    _point_ref_at(cached, "../../victim")
+    assert outside.read_text() == "keep me"
+    _point_ref_at(cached, None)  # the branch's own ref is still repointed
+    assert (repo / "refs" / "main").read_text() == "abc123"

@@ -411,6 +411,16 @@ def test_an_empty_server_key_is_refused(keys):
         ServerConfig(routers=["random"], server_keys=keys)
 
 
+def test_server_keys_of_any_length_are_checked(start_server):
+    """Keys are compared as SHA-256 digests (one length), so timing reveals no key's length."""
+    server = start_server(server_keys=["short", "a-much-longer-server-key-0123456789"])
+    url = f"{server.base_url}/models"
+    for key, status in (("short", 200), ("a-much-longer-server-key-0123456789", 200),
+                        ("shor", 401), ("x" * 35, 401), (None, 401)):  # fmt: skip
+        headers = {"authorization": f"Bearer {key}"} if key is not None else {}
+        assert httpx.get(url, headers=headers).status_code == status, key
+
+
 def test_graceful_timeout_reaches_uvicorn(tmp_path):
     from routellm_lc.server.runner import _uvicorn_config
 
@@ -471,3 +481,25 @@ def test_a_routellm_config_with_settings_we_do_not_read_is_refused(tmp_path):
     path.write_text("mf:\n  checkpoint_path: x\nport: 1\n")  # a settings file after all
     with pytest.raises(ServerConfigError, match="Unknown settings.*mf"):
         ServerConfig.from_sources(path, env={})
+
+
+def test_long_model_names_are_refused_before_any_regex(start_server):
+    """A 32 KB model name of digits took the old decimal regex 15 s (quadratic), with the
+    event loop blocked: /health waited. Names are capped at 256 characters."""
+    from routellm_lc.model_names import _DECIMAL, MAX_MODEL_NAME_CHARS
+
+    for ok in ("0.5", "1e-05", ".5", "1.", "0", "0.11593", "1E+2"):
+        assert _DECIMAL.fullmatch(ok), ok
+    for bad in ("0.1_1", " 0.2", "+0.2", "nan", "1..2", ".", "1e", "e5"):
+        assert not _DECIMAL.fullmatch(bad), bad
+    name = "router-test_keyword-" + "1" * 32_000 + "x"
+    with pytest.raises(APIError) as caught:
+        parse_model_name(name, ["test_keyword"], 0.5)
+    assert caught.value.status == 400 and f"at most {MAX_MODEL_NAME_CHARS}" in caught.value.message
+    server = start_server()
+    response = httpx.post(
+        f"{server.base_url}/chat/completions",
+        json={"model": name, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_model"

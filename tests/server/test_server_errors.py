@@ -354,3 +354,15 @@ def test_client_leaving_mid_stream_releases_the_upstream_connection(start_server
     assert len(fresh_backend._connections) <= baseline
     fresh_backend.configure(chunk_delay_ms=0)
     assert post(server, {"model": "router-test_keyword-0.5", "messages": EASY}).status_code == 200
+
+
+def test_an_upstream_error_cannot_forge_a_log_line(start_server, fresh_backend, caplog):
+    """An upstream's error text is copied into our log and error body: a newline in it used
+    to start a line of its own in the log."""
+    server = start_server(fallback=False)
+    fresh_backend.fail(status=500, message="boom\nFAKE LOG LINE: admin login ok", times=1)
+    with caplog.at_level("WARNING", logger="routellm_lc.server"):
+        response = post(server, {"model": "router-test_keyword-0.5", "messages": EASY})
+    error = assert_openai_error(response, 502, "upstream_error")
+    assert "\n" not in error["message"] and "boom FAKE LOG LINE" in error["message"]
+    assert all("\n" not in r.getMessage() for r in caplog.records)

@@ -88,3 +88,14 @@ def test_decontaminate_questions_reports_per_source(monkeypatch):
         "a: kept 1 of 2 (dropped 1 near-copies of evaluation prompts)",
         "b: kept 0 of 1 (dropped 1 near-copies of evaluation prompts)",
     ]
+
+
+def test_embedders_with_similar_names_keep_separate_stores(tmp_path):
+    """`local:/models/a/b` and `local:/models/a_b` both became the folder `local__models_a_b`,
+    so one embedder read the other's vectors."""
+    from routellm_lc.training.decontaminate import EmbeddingStore
+
+    a = EmbeddingStore("local:/models/a/b", root=tmp_path).folder
+    b = EmbeddingStore("local:/models/a_b", root=tmp_path).folder
+    assert a != b and a.parent == b.parent == tmp_path
+    assert EmbeddingStore("local", root=tmp_path).folder == tmp_path / "local"  # kept as it was
