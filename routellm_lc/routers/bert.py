@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle  # only its error type: nothing is unpickled here
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -401,7 +402,8 @@ class BertRouter(Router):
                 f"The bert checkpoint at {folder} does not hold a 3-label classifier "
                 f"(strong wins, tie, weak wins): {exc}"
             ) from exc
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
+            # UnpicklingError: a pytorch_model.bin that torch's weights-only loading refused
             raise CheckpointError(
                 f"Could not load the bert checkpoint at {folder}: {type(exc).__name__}: {exc}"
             ) from exc

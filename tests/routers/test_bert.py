@@ -226,3 +226,22 @@ def test_very_long_prompts_score_exactly_as_tokenising_them_whole(tmp_path):
         assert tokenizer(head, truncation=True, max_length=limit)["input_ids"] == full
     expected = [_routellm_score(folder, t) for t in texts]
     np.testing.assert_allclose(router.strong_win_rate(texts), expected, atol=1e-6)
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.getenv, ("ROUTELLM_LC_PICKLE_RAN",))  # harmless: proves nothing runs
+
+
+def test_a_pickled_weights_file_is_refused_as_a_bad_checkpoint(tmp_path):
+    """A `pytorch_model.bin` is a pickle: torch's weights-only loading refuses one that holds
+    code, and the refusal is a CheckpointError naming the folder, not a raw traceback."""
+    import pickle
+
+    folder = _tiny_bert(tmp_path / "evil")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": _Payload()}))
+    with pytest.raises(CheckpointError, match="Could not load the bert checkpoint"):
+        load_router("bert", checkpoint=str(folder))
