@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -295,11 +296,11 @@ class RoutingService:
         the first save (ServerConfigError now instead)."""
         if path.is_dir():
             raise ServerConfigError(f"The controller state {path} is a folder: name a file.")
-        probe = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            probe.touch()
-            probe.unlink()
+            handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(handle)
+            os.unlink(probe)
         except OSError as exc:
             why = exc.strerror or str(exc)
             if isinstance(exc, FileExistsError | NotADirectoryError):
@@ -354,9 +355,12 @@ class RoutingService:
             path = Path(self.controller_state)
             states = {**self._other_states_now(path), **served}
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            # a fresh name, created exclusively: a predictable one (a pid) in a shared folder
+            # could be a planted symlink, and writing through it would overwrite its target
+            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temporary = Path(name)
             try:
-                with open(temporary, "w", encoding="utf-8") as file:
+                with open(handle, "w", encoding="utf-8") as file:
                     json.dump(states, file)
                     file.flush()
                     os.fsync(file.fileno())

@@ -145,6 +145,23 @@ def test_servers_sharing_a_state_file_keep_each_others_latest_entries(tmp_path):
         routing.close()
 
 
+def test_a_planted_symlink_at_the_old_temporary_name_is_not_written_through(tmp_path):
+    """The state was written to `.<name>.<pid>.tmp` next to it: in a shared folder, a symlink
+    planted at that predictable name made the save overwrite the link's target."""
+    import os
+
+    path = tmp_path / "state.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    service = _service(path, "random")
+    os.symlink(victim, tmp_path / f".state.json.{os.getpid()}.tmp")  # planted while serving
+    service.slots["random"].controller.observe([0.2] * 5)
+    service.save_controller_state()
+    assert victim.read_text() == "keep me"
+    assert json.loads(path.read_text())["random"]["observed"] == 5
+    service.close()
+
+
 def test_an_unreadable_state_file_at_save_keeps_the_entries_last_read(tmp_path):
     path = tmp_path / "shared.json"
     other = {"gone": {"threshold": 0.2, "observed": 1, "scores": [0.2]}}
