@@ -164,29 +164,40 @@ def _content_text(content: Any) -> str:
 
 
 def _tool_calls_text(message: Any) -> str:
-    """The tools an assistant turn called, as `[calls name(arguments)]` (LangChain's
-    `tool_calls` or OpenAI's), each call's arguments cut to `TOOL_ARGUMENT_CHARS`."""
+    """The tools an assistant turn called, as `[calls name(arguments)]`, each call's arguments
+    cut to `TOOL_ARGUMENT_CHARS`: calls with arguments that parse, then those that do not, then
+    custom tools' calls. OpenAI's dicts are read as langchain-openai reads them into a message
+    (`arguments` parsed leniently, empty as `{}`, unparseable ones as `invalid_tool_calls` with
+    their raw text), so the server and `RouteLLMChat` see the same text for the same call."""
+    valid: list[tuple[Any, Any]] = []
+    invalid: list[tuple[Any, Any]] = []
+    custom: list[tuple[Any, Any]] = []
     if isinstance(message, Mapping):
-        calls = [
-            (fn.get("name"), fn.get("arguments"))
-            for call in message.get("tool_calls") or ()
-            if isinstance(call, Mapping) and isinstance(fn := call.get("function"), Mapping)
-        ]
+        for call in message.get("tool_calls") or ():
+            if not isinstance(call, Mapping):
+                continue
+            if isinstance(fn := call.get("function"), Mapping):
+                raw = fn.get("arguments")
+                try:
+                    parsed = json.loads(raw or "{}", strict=False) if isinstance(raw, str) else raw
+                except (ValueError, RecursionError):
+                    invalid.append((fn.get("name"), raw))
+                    continue
+                valid.append((fn.get("name"), {} if parsed is None else parsed))
+            elif isinstance(tool := call.get("custom"), Mapping):
+                custom.append((tool.get("name"), tool.get("input")))
     else:
-        calls = [
-            (call.get("name"), call.get("args"))
-            for call in getattr(message, "tool_calls", None) or ()
-            if isinstance(call, Mapping)
-        ]
+        for found, field_name in ((valid, "tool_calls"), (invalid, "invalid_tool_calls")):
+            for call in getattr(message, field_name, None) or ():
+                if isinstance(call, Mapping):
+                    found.append((call.get("name"), call.get("args")))
     shown = []
-    for name, arguments in calls:
-        if isinstance(arguments, str):  # OpenAI's JSON text: spelt as LangChain's args are
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                pass
+    for name, arguments in valid + invalid + custom:
         if not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+            try:
+                arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+            except (ValueError, TypeError, RecursionError):  # circular, or an int too long
+                arguments = "…"
         shown.append(f"{name}({arguments[:TOOL_ARGUMENT_CHARS]})")
     return f"[calls {'; '.join(shown)}]" if shown else ""
 

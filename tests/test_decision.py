@@ -353,3 +353,44 @@ def test_a_lone_surrogate_is_scored_as_a_replacement_character():
     router = load_router("mf")
     (score,) = router.strong_win_rate([routing_text([HumanMessage(text)])])
     assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    ['{"a": "x\ny"}', "", None, '{"a": ', '{"b":1}'],  # a raw newline; empty; invalid JSON
+)
+def test_tool_calls_read_as_langchain_openai_reads_them(arguments):
+    """An agent's history reaches RouteLLMChat as langchain-openai builds it and the server as
+    OpenAI dicts: a raw control character, empty or unparseable arguments used to give two
+    texts (two scores) for one conversation."""
+    from langchain_openai.chat_models.base import _convert_dict_to_message
+
+    turn = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "1", "type": "function",
+                            "function": {"name": "f", "arguments": arguments}}]}  # fmt: skip
+    history = [{"role": "user", "content": "q"}, turn]
+    messages = [HumanMessage("q"), _convert_dict_to_message(turn)]
+    assert routing_text(history, "conversation") == routing_text(messages, "conversation")
+    assert routing_text(history, "conversation").startswith("assistant: [calls f(")
+
+
+def test_tool_calls_that_cannot_be_printed_do_not_fail_routing():
+    """Arguments nested 1,000 deep made the server answer 500 (RecursionError); Python-built
+    args that json cannot write (a 5,000-digit int, a cycle) raised from routing_text."""
+    deep = "[" * 1000 + "]" * 1000
+    turn = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "1", "type": "function",
+                            "function": {"name": "f", "arguments": deep}}]}  # fmt: skip
+    assert routing_text([turn], "conversation").startswith("assistant: [calls f([[[")
+    cycle: dict = {}
+    cycle["self"] = cycle
+    for args in ({"a": 10**5000}, cycle):
+        message = AIMessage("", tool_calls=[{"name": "g", "args": args, "id": "1"}])
+        assert routing_text([message], "conversation") == "assistant: [calls g(…)]"
+
+
+def test_custom_tool_calls_are_named_too():
+    turn = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "1", "type": "custom", "custom": {"name": "g", "input": "x"}}]}  # fmt: skip
+    text = routing_text([{"role": "user", "content": "hello"}, turn], "conversation")
+    assert text == "assistant: [calls g(x)]\nuser: hello"
