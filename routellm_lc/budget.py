@@ -164,5 +164,12 @@ class StrongShareController:
 
 
 def _threshold_for_share(scores: np.ndarray, share: float) -> float:
-    """Threshold t such that mean(scores ≥ t) ≈ share (RouteLLM's calibration quantile)."""
-    return float(np.clip(np.quantile(scores, 1.0 - share), 0.0, 1.0))
+    """The window score t whose share mean(scores ≥ t) is closest to `share` (on a tie, the
+    higher t: fewer strong calls). With distinct scores this is RouteLLM's calibration
+    quantile within one score; with tied scores the interpolated quantile could land on a
+    tied value and send all of it strong (a 20% target held 45% when most scores were equal)."""
+    values, counts = np.unique(scores, return_counts=True)  # ascending
+    at_or_above = np.cumsum(counts[::-1])[::-1] / scores.size
+    distance = np.abs(at_or_above - share)
+    best = len(values) - 1 - int(np.argmin(distance[::-1]))  # the highest of equally close
+    return float(np.clip(values[best], 0.0, 1.0))

@@ -166,7 +166,7 @@ def test_batched_requests_get_the_threshold_in_force_in_arrival_order(start_serv
         assert threshold == in_force[prompt]
         strong = _hash_score(prompt) >= threshold
         assert raw.headers["x-routellm-route"] == ("strong" if strong else "weak")
-    assert len(set(in_force.values())) > 10  # the threshold moved during the burst
+    assert len(set(in_force.values())) > 3  # the threshold moved during the burst
 
 
 def test_controller_state_survives_a_restart(start_server, tmp_path):
