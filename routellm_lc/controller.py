@@ -55,10 +55,6 @@ ROUTELLM_CONFIG: dict[str, dict[str, Any]] = {
     "causal_llm": {"checkpoint_path": "routellm/causal_llm_gpt4_augmented"},
 }
 
-#: RouteLLM `config` keys for its `sw_ranking`, which embeds Arena battle datasets from the
-#: Hub at start-up; this package's `sw_ranking` loads a checkpoint instead.
-_ROUTELLM_SW_RANKING_KEYS = ("arena_battle_datasets", "arena_embedding_datasets")
-
 #: Prompts scored per router call by `batch_calculate_win_rate` with a progress bar.
 PROGRESS_CHUNK = 256
 
@@ -266,9 +262,10 @@ def _load(name: str, options: Mapping[str, Any], device: str | None) -> Any:
     server in this process when only a checkpoint is named)."""
     from routellm_lc.chat_model import shared_router
     from routellm_lc.routers.base import device_option, load_router
+    from routellm_lc.server.config import ROUTELLM_SW_RANKING_KEYS
 
     options = dict(options)
-    unsupported = [key for key in _ROUTELLM_SW_RANKING_KEYS if key in options]
+    unsupported = [key for key in ROUTELLM_SW_RANKING_KEYS if key in options]
     if unsupported:
         raise RoutingError(
             f"Router {name!r}: {', '.join(unsupported)} configure RouteLLM's sw_ranking, which "

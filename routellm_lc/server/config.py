@@ -354,6 +354,12 @@ def routellm_config_checkpoints(path: str | Path) -> dict[str, str]:
     return _routellm_checkpoints(data, path)
 
 
+#: RouteLLM config keys of its `sw_ranking`, which embeds Arena battle datasets from the Hub
+#: at start-up; this package's `sw_ranking` loads a checkpoint instead (`Controller` refuses
+#: them for a loaded sw_ranking; `serve` skips them).
+ROUTELLM_SW_RANKING_KEYS = ("arena_battle_datasets", "arena_embedding_datasets")
+
+
 def _is_routellm_config(data: dict[str, Any]) -> bool:
     """A RouteLLM router config (`mf: {checkpoint_path: ...}`, as `routellm.openai_server
     --config` reads), not a file of settings: every key a router, every value a mapping."""
@@ -369,9 +375,7 @@ def _routellm_checkpoints(data: dict[str, Any], path: Path) -> dict[str, str]:
     checkpoints = {}
     for router, options in data.items():
         options = options or {}
-        unknown = sorted(
-            set(options) - {"checkpoint_path", "arena_battle_datasets", "arena_embedding_datasets"}
-        )
+        unknown = sorted(set(options) - {"checkpoint_path", *ROUTELLM_SW_RANKING_KEYS})
         if unknown:
             raise ServerConfigError(
                 f"{path}: RouteLLM router config for {router!r} has settings this server does not "
