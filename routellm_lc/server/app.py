@@ -254,7 +254,7 @@ def create_app(config: ServerConfig, *, routing: RoutingService | None = None) -
             log.warning("routing failed: %s", exc)
             raise APIError(502, f"Routing failed: {exc}", code="router_unavailable") from None
         state.metrics.routing.observe(slot.name, time.perf_counter() - started)
-        return await _answer(state, body, decision, request.is_disconnected)
+        return await _answer(state, body, decision, _Client(request))
 
     @app.get(
         "/v1/models",
@@ -395,15 +395,59 @@ def _decision_headers(decision: RoutingDecision) -> dict[str, str]:
     return headers
 
 
+class _Client:
+    """The HTTP client of one request, watched for going away while its upstream call runs."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    async def gone(self) -> None:
+        """Return once the client has disconnected (the request body has been read, so the
+        only message left to receive is `http.disconnect`)."""
+        while (await self.request.receive())["type"] != "http.disconnect":
+            pass
+
+    async def is_gone(self) -> bool:
+        return await self.request.is_disconnected()
+
+
+async def _unless_gone(call: Awaitable[Reply | Stream], client: _Client | None) -> Any:
+    """`call`'s result, or `_GONE` if the client disconnected first. The call is then
+    cancelled, which closes its upstream connection: an OpenAI-compatible server (vLLM, a
+    provider) stops generating for a client that has gone, and nobody waits on the answer."""
+    if client is None:
+        return await call
+    task = asyncio.ensure_future(call)
+    watcher = asyncio.ensure_future(client.gone())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - the cancelled call's outcome is nobody's concern
+        pass
+    return _GONE
+
+
+_GONE = object()
+
+
 async def _answer(
     state: ServerState,
     body: Mapping[str, Any],
     decision: RoutingDecision,
-    disconnected: Callable[[], Awaitable[bool]] | None = None,
+    client: _Client | None = None,
 ) -> Response:
-    """Forward to the chosen model; on failure before any byte was sent, to the other one,
-    unless the client has gone meanwhile (`disconnected`): a fallback nobody reads costs a
-    second call for nothing."""
+    """Forward to the chosen model; on failure before any byte was sent, to the other one.
+    A client that disconnects meanwhile gets nothing more: the upstream call in flight is
+    cancelled (499), and a failed call gets no fallback, a second paid call nobody reads."""
     attempts = [decision]
     if state.config.fallback:
         other = state.targets["weak" if decision.route == "strong" else "strong"]
@@ -416,20 +460,24 @@ async def _answer(
         forwarder = state.forwarder(target)
         started = time.perf_counter()
         try:
-            if stream:
-                result: Reply | Stream = await forwarder.open_stream(target, body)
-            else:
-                result = await forwarder.complete(target, body)
+            call = (
+                forwarder.open_stream(target, body) if stream else forwarder.complete(target, body)
+            )
+            result = await _unless_gone(call, client)
         except UpstreamFailure as exc:
             metrics.error(f"upstream_{exc.kind}")
             failures.append(exc)
             if len(failures) < len(attempts):  # a wrong key or model name shows up here too
-                if disconnected is not None and await disconnected():
+                if client is not None and await client.is_gone():
                     log.info("%s; the client has gone, so no fallback", exc.message)
                     metrics.request(decision.router, decision.route, 499, _policy(decision))
                     return Response(status_code=499)
                 log.warning("%s; the other model answers instead", exc.message)
             continue
+        if result is _GONE:
+            log.info("the client has gone; its call to %s is cancelled", target.name)
+            metrics.request(attempt.router, attempt.route, 499, _policy(attempt))
+            return Response(status_code=499)
         metrics.upstream.observe(attempt.route, time.perf_counter() - started)
         if attempt.fallback_from is not None:
             metrics.fallback(attempt.router, decision.route)

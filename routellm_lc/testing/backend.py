@@ -168,6 +168,9 @@ class RecordedRequest:
     model: str | None = None
     status: int = 200
     received_at: float = field(default_factory=time.time)
+    #: The client closed the connection before the whole reply was sent (a delayed reply or a
+    #: stream it stopped reading): what a provider sees when a caller gives up.
+    abandoned: bool = False
 
 
 # --------------------------------------------------------------------------- replies
@@ -185,6 +188,7 @@ class _Reply:
     chunk_delay_s: float = 0.0
     drop_after: int | None = None  # close the connection after this many chunks (or at once)
     headers: tuple[tuple[str, str], ...] = ()
+    record: RecordedRequest | None = None  # the logged request this answers
 
     @property
     def immediate(self) -> bool:
@@ -352,6 +356,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.busy = False
         self.task: asyncio.Task | None = None
+        self.pending: RecordedRequest | None = None  # whose reply is still being sent
         self.continued = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -361,6 +366,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.backend._connections.discard(self)
         self.transport = None
+        if self.pending is not None:
+            self.pending.abandoned = True
         if self.task is not None:
             self.task.cancel()
 
@@ -425,6 +432,7 @@ class _Connection(asyncio.Protocol):
                     return
             else:
                 self.busy = True
+                self.pending = reply.record
                 self.task = asyncio.get_running_loop().create_task(self._send_later(reply, request))
 
     async def _send_later(self, reply: _Reply, request: _Request) -> None:
@@ -432,12 +440,14 @@ class _Connection(asyncio.Protocol):
             if reply.delay_s > 0:
                 await asyncio.sleep(reply.delay_s)
             if reply.drop_after is not None and reply.chunks is None:
+                self.pending = None
                 self.close()  # the server vanishes before answering
                 return
             if reply.chunks is None:
                 self._write_plain(reply, request.keep_alive)
             elif not await self._write_stream(reply):
                 return
+            self.pending = None
             if not request.keep_alive:
                 self.close()
                 return
@@ -475,6 +485,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head)
         for index, chunk in enumerate(reply.chunks):
             if reply.drop_after is not None and index >= reply.drop_after:
+                self.pending = None
                 self.close()
                 return False
             if index and reply.chunk_delay_s > 0:
@@ -727,6 +738,7 @@ class LocalBackend:
         )
         reply = self._route(request, path, body, record.model)
         record.status = reply.status
+        reply.record = record
         with self._lock:
             self._log.append(record)
         return reply

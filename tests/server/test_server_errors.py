@@ -230,6 +230,41 @@ def test_no_fallback_for_a_client_that_has_gone(start_server, fresh_backend):
     assert 'status="499"' in metrics
 
 
+@pytest.mark.parametrize("forwarding", ["auto", "litellm"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_upstream_call_of_a_client_that_has_gone_is_cancelled(
+    start_server, fresh_backend, forwarding, stream
+):
+    """A client that gave up used to leave its upstream call running to the end: the model
+    kept generating (and billing) an answer nobody would read. Now its connection is closed."""
+    server = start_server(timeout=10.0, forwarding=forwarding)
+    fresh_backend.configure("strong-model", latency_ms=3000)
+    body = {"model": "router-test_keyword-0.5", "messages": HARD, "stream": stream}
+    with pytest.raises(httpx.TimeoutException):
+        post(server, body, timeout=0.3)
+    deadline = time.monotonic() + 2.0  # well before the 3 s answer
+    while time.monotonic() < deadline:
+        requests = fresh_backend.requests_for("strong-model")
+        if requests and requests[0].abandoned:
+            break
+        time.sleep(0.05)
+    requests = fresh_backend.requests_for("strong-model")
+    assert len(requests) == 1 and requests[0].abandoned
+    assert fresh_backend.requests_for("weak-model") == []
+    metrics = httpx.get(f"{server.base_url.removesuffix('/v1')}/metrics").text
+    assert 'status="499"' in metrics
+
+
+def test_a_client_that_waits_is_answered_in_full(start_server, fresh_backend):
+    """The watch for a gone client does not cut a slow answer short."""
+    server = start_server(timeout=10.0)
+    fresh_backend.configure("strong-model", latency_ms=600)
+    response = post(server, {"model": "router-test_keyword-0.5", "messages": HARD}, timeout=5.0)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("[strong-model]")
+    assert not fresh_backend.requests_for("strong-model")[0].abandoned
+
+
 def test_without_fallback_a_5xx_gets_502_at_once(start_server, fresh_backend):
     server = start_server(fallback=False)
     fresh_backend.fail(status=503, times=None, model="weak-model")

@@ -372,6 +372,43 @@ def test_chunk_delay_spaces_stream_chunks(
     assert len(gaps) >= 4 and min(gaps) >= 0.02
 
 
+def _wait_abandoned(backend: LocalBackend, model: str) -> bool:
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if backend.requests_for(model)[0].abandoned:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_client_giving_up_is_recorded_as_abandoned(fresh_backend: LocalBackend) -> None:
+    """`abandoned`: what a provider sees when a caller closes its connection before the
+    answer; answered requests and the backend's own drops are not abandoned."""
+    fresh_backend.configure("slow", latency_ms=3000)
+    quick = openai.OpenAI(base_url=fresh_backend.base_url, api_key="k", max_retries=0, timeout=0.2)
+    with pytest.raises(openai.APITimeoutError):
+        quick.chat.completions.create(model="slow", messages=_user("x"))
+    assert _wait_abandoned(fresh_backend, "slow")
+
+    fresh_backend.configure("streamed", chunk_delay_ms=200)
+    client = openai.OpenAI(base_url=fresh_backend.base_url, api_key="k", max_retries=0, timeout=5)
+    stream = client.chat.completions.create(
+        model="streamed", messages=_user("one two three four"), stream=True
+    )
+    next(iter(stream))
+    stream.close()  # stops reading mid-stream
+    assert _wait_abandoned(fresh_backend, "streamed")
+
+    client.chat.completions.create(model="fast", messages=_user("x"))
+    list(client.chat.completions.create(model="fast2", messages=_user("x"), stream=True))
+    fresh_backend.fail("drop", model="dropped")
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="dropped", messages=_user("x"))
+    time.sleep(0.1)
+    for model in ("fast", "fast2", "dropped"):
+        assert not fresh_backend.requests_for(model)[0].abandoned, model
+
+
 def test_connection_refused_url(fresh_backend: LocalBackend) -> None:
     client = openai.OpenAI(
         base_url=LocalBackend.refused_url(), api_key="k", max_retries=0, timeout=2
