@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from routellm_lc.errors import EmbeddingError
+from routellm_lc.files import atomic_path
 
 DEFAULT_EMBEDDER = "local"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained with 256-token inputs
@@ -412,24 +413,25 @@ def _export_onnx_quietly(model_path: Path, target: Path) -> None:
     import torch
 
     model = _PooledEncoder.load(model_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     dummy = torch.ones(1, 8, dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
     axes["token_type_ids"] = {0: "batch", 1: "tokens"}
     axes["embedding"] = {0: "batch"}
-    with torch.inference_mode():
-        torch.onnx.export(
-            model,
-            (dummy, dummy, torch.zeros_like(dummy)),
-            str(tmp),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    os.replace(tmp, target)
+
+    def export(path: Path) -> None:
+        with torch.inference_mode():
+            torch.onnx.export(
+                model,
+                (dummy, dummy, torch.zeros_like(dummy)),
+                str(path),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+
+    atomic_path(target, export)
 
 
 class SentenceTransformerEmbedder:

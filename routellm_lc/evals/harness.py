@@ -25,6 +25,7 @@ import numpy as np
 from routellm_lc.errors import RouteLLMError
 from routellm_lc.evals import metrics
 from routellm_lc.evals.benchmarks import Benchmark, BenchmarkError
+from routellm_lc.files import atomic_write
 from routellm_lc.routers.base import Router, as_probabilities, router_label
 
 BATCH_SIZE = 256
@@ -143,11 +144,8 @@ class ScoreCache:
             return None  # a truncated or foreign file: score again
 
     def save(self, key: str, scores: np.ndarray) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self._path(key)
-        partial = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(partial, key=np.array(key), scores=np.asarray(scores, dtype=np.float64))
-        partial.replace(path)
+        values = np.asarray(scores, dtype=np.float64)
+        atomic_write(self._path(key), lambda file: np.savez(file, key=np.array(key), scores=values))
 
 
 def validate_batch_size(batch_size: int) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide
 from routellm_lc.errors import RouterModelNameError
+from routellm_lc.files import atomic_write
 from routellm_lc.model_names import ROUTER_MODEL_PREFIX, parse_router_model
 from routellm_lc.routers.base import as_probabilities, router_label
 from routellm_lc.server.config import ServerConfigError
@@ -354,19 +355,8 @@ class RoutingService:
                 return None
             path = Path(self.controller_state)
             states = {**self._other_states_now(path), **served}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # a fresh name, created exclusively: a predictable one (a pid) in a shared folder
-            # could be a planted symlink, and writing through it would overwrite its target
-            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temporary = Path(name)
-            try:
-                with open(handle, "w", encoding="utf-8") as file:
-                    json.dump(states, file)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, path)
-            finally:
-                temporary.unlink(missing_ok=True)
+            data = json.dumps(states).encode("utf-8")
+            atomic_write(path, lambda file: file.write(data), fsync=True)  # mode 0600
             self._saved = served
         return path
 

@@ -11,6 +11,8 @@ import csv
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from routellm_lc.data import data_dir as resolve_data_dir
+from routellm_lc.files import atomic_write
 
 THRESHOLD = 0.95
 
@@ -68,14 +71,22 @@ class EmbeddingStore:
     def _refresh(self) -> None:
         if not self.folder.is_dir():
             return
-        for path in sorted(self.folder.glob("*.npz")):
+        for path in sorted(self.folder.glob("[!.]*.npz")):  # not a writer's temporary file
             if path.name in self._seen:
                 continue
-            with np.load(path) as chunk:
-                for key, vector in zip(chunk["keys"], chunk["vectors"], strict=True):
-                    # NumPy's "S16" drops trailing NUL bytes: 1 digest in 256 ends in one
-                    self._vectors[bytes(key).ljust(16, b"\0")] = vector
             self._seen.add(path.name)
+            try:
+                with np.load(path, allow_pickle=False) as chunk:
+                    pairs = list(zip(chunk["keys"], chunk["vectors"], strict=True))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                # a damaged chunk (a full disk) costs its texts a new embedding, not every run
+                warnings.warn(
+                    f"Skipping an unreadable embedding cache file {path}: {exc}", stacklevel=3
+                )
+                continue
+            for key, vector in pairs:
+                # NumPy's "S16" drops trailing NUL bytes: 1 digest in 256 ends in one
+                self._vectors[bytes(key).ljust(16, b"\0")] = vector
 
     def get(self, texts: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:
         """(vectors with zero rows where missing, or None if nothing is stored; missing rows)."""
@@ -131,13 +142,11 @@ class EmbeddingStore:
                 fresh[key] = vector
         if not fresh:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(b"".join(sorted(fresh))).hexdigest()[:16]
         path = self.folder / f"{digest}.npz"
-        tmp = self.folder / f".{digest}.{os.getpid()}.tmp.npz"
         keys = np.array(list(fresh), dtype="S16")
-        np.savez(tmp, keys=keys, vectors=np.stack(list(fresh.values())).astype(np.float32))
-        os.replace(tmp, path)
+        vectors = np.stack(list(fresh.values())).astype(np.float32)
+        atomic_write(path, lambda file: np.savez(file, keys=keys, vectors=vectors))
         self._vectors.update(fresh)
         self._seen.add(path.name)
 
