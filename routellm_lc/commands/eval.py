@@ -68,6 +68,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ROUTER",
         help="RouteLLM's spelling: re-score (here: every router, as --no-cache)",
     )
+    # RouteLLM's evaluate: --num-results, --random-iters and --parallel
+    parser.add_argument(
+        "--num-results",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="threshold bins per curve, RouteLLM's (N + 1 points; default: 10, the metrics' "
+        "definition: APGR and CPT at another N are not comparable with published figures)",
+    )
+    parser.add_argument(
+        "--random-iters",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="runs the random router's curve averages (default: 10)",
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="RouteLLM's worker processes: not used; routers score in batches (--batch-size)",
+    )
     add_device_argument(parser)
     parser.add_argument(
         "--bootstrap",
@@ -110,6 +132,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise RouteLLMError(f"--bootstrap must be 0 or more, got {args.bootstrap}.")
+    if args.parallel is not None:
+        print(
+            f"note: --parallel {args.parallel} is RouteLLM's; routellm-lc scores each router in "
+            "batches in one process (--batch-size)",
+            file=sys.stderr,
+        )
+    if args.num_results != 10:
+        print(
+            f"note: --num-results {args.num_results}: curves of {args.num_results + 1} points; "
+            "APGR and CPT are defined with 10, so these are not comparable with RouteLLM's "
+            "published figures or the model cards'",
+            file=sys.stderr,
+        )
 
     results = run_eval(
         benchmarks=args.benchmark,
@@ -126,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         bootstrap=args.bootstrap,
         device=args.device,
+        num_results=args.num_results,
+        random_iters=args.random_iters,
     )
     for name, result in results.items():
         print(

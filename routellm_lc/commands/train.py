@@ -137,6 +137,16 @@ def _card_eval(folder: str, router: str) -> tuple[dict[str, dict[str, float]], d
                 f"--card-eval: {path} holds the figures of your CSV {result['csv']}, not of "
                 f"RouteLLM's {name} benchmark; the card shows RouteLLM's three benchmarks only."
             )
+        if result.get("limit") is not None:
+            raise RecipeError(
+                f"--card-eval: {path} scored a sample of {result['limit']} prompts (--limit), "
+                f"not the whole {name} benchmark; evaluate without --limit for the card."
+            )
+        if result.get("num_results", 10) != 10:
+            raise RecipeError(
+                f"--card-eval: {path} was evaluated with --num-results "
+                f"{result['num_results']}; the card's APGR and CPT are defined with 10."
+            )
         if not row:
             continue
         if not all(isinstance(row.get(k), int | float) for k in ("apgr", "cpt50")):

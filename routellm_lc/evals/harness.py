@@ -218,14 +218,16 @@ def cached_scores(
     return scores, False
 
 
-def random_curve(benchmark: Benchmark, runs: int = RANDOM_RUNS) -> tuple[metrics.Curve, list]:
+def random_curve(
+    benchmark: Benchmark, runs: int = RANDOM_RUNS, n_bins: int = metrics.N_BINS
+) -> tuple[metrics.Curve, list]:
     """The random router's curve averaged pointwise over seeds 0..runs-1, and per-run APGRs."""
     from routellm_lc.routers import load_router
 
     curves = []
     for seed in range(runs):
         scores = load_router(RANDOM_ROUTER, seed=seed).strong_win_rate(benchmark.prompts)
-        curves.append(metrics.threshold_curve(scores, benchmark.strong, benchmark.weak))
+        curves.append(metrics.threshold_curve(scores, benchmark.strong, benchmark.weak, n_bins))
     per_run = [metrics.apgr(c, benchmark.strong_quality, benchmark.weak_quality) for c in curves]
     return metrics.mean_curve(curves), per_run
 
@@ -237,10 +239,14 @@ def evaluate_benchmark(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
+    n_bins: int = metrics.N_BINS,
+    random_runs: int = RANDOM_RUNS,
 ) -> dict[str, Any]:
     """Metrics for every router on one benchmark, as written to `<benchmark>.json`.
 
-    With `bootstrap` > 0, every scored router (not `random`, whose spread is its 10 runs)
+    `n_bins` (RouteLLM's `--num-results`): each curve has n_bins + 1 threshold points;
+    `random_runs` (its `--random-iters`): how many seeds `random`'s curve averages.
+    With `bootstrap` > 0, every scored router (not `random`, whose spread is its runs)
     also gets `apgr_sd` and `apgr_ci95` from that many paired resamples of the prompts (seed
     0), and `paired` holds each pair's APGR difference with its bootstrap SD and interval.
     """
@@ -249,14 +255,14 @@ def evaluate_benchmark(
     scored: dict[str, np.ndarray] = {}
     for loaded in routers:
         if loaded.router is None:  # random
-            curve, per_run = random_curve(benchmark)
+            curve, per_run = random_curve(benchmark, random_runs, n_bins)
             entry = metrics.summarize(curve, strong_q, weak_q)
             entry.update(runs=len(per_run), apgr_runs=per_run, cached=False)
         else:
             scores, hit = cached_scores(
                 loaded, benchmark.name, benchmark.prompts, cache, batch_size, progress
             )
-            curve = metrics.threshold_curve(scores, benchmark.strong, benchmark.weak)
+            curve = metrics.threshold_curve(scores, benchmark.strong, benchmark.weak, n_bins)
             entry = metrics.summarize(curve, strong_q, weak_q)
             entry.update(checkpoint=loaded.checkpoint, cache_key=loaded.identity, cached=hit)
             pair = [getattr(loaded.router, a, None) for a in ("strong_model", "weak_model")]
@@ -266,7 +272,9 @@ def evaluate_benchmark(
         results[loaded.name] = entry
     paired = []
     if bootstrap > 0 and scored:
-        draws = metrics.bootstrap_apgr(scored, benchmark.strong, benchmark.weak, bootstrap)
+        draws = metrics.bootstrap_apgr(
+            scored, benchmark.strong, benchmark.weak, bootstrap, n_bins=n_bins
+        )
         for name, values in draws.items():
             interval = metrics.spread(values)
             results[name].update(apgr_sd=interval["sd"], apgr_ci95=interval["ci95"])
@@ -289,6 +297,8 @@ def evaluate_benchmark(
         "optimal": optimal,
         "bootstrap": bootstrap if scored else 0,
         "paired": paired,
+        "num_results": n_bins,
+        "random_iters": random_runs,
     }
 
 
@@ -334,9 +344,14 @@ def run_eval(
     progress: bool = True,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     device: str | None = None,
+    num_results: int = metrics.N_BINS,
+    random_iters: int = RANDOM_RUNS,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate routers on benchmarks; write `<output>/<benchmark>.json` and `.png` for each.
-    `device`: torch device of the routers that run a model (`bert`, `causal_llm`)."""
+    `device`: torch device of the routers that run a model (`bert`, `causal_llm`);
+    `num_results`, `random_iters`: as RouteLLM's `evaluate` (curve points − 1, `random`'s
+    runs); its defaults, 10 and 10, are the metric definitions' (APGR and CPT at another
+    `num_results` are not comparable with published figures)."""
     from routellm_lc.evals.benchmarks import STRONG_MODEL, WEAK_MODEL, load_benchmark
     from routellm_lc.evals.plots import plot_benchmark
 
@@ -344,6 +359,9 @@ def run_eval(
         raise RouterLoadError("No routers to evaluate: pass --routers NAME [NAME ...].")
     check_model_columns(benchmarks, strong_model, weak_model)
     batch_size = validate_batch_size(batch_size)
+    for flag, value in (("num_results", num_results), ("random_iters", random_iters)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RouteLLMError(f"{flag} must be a whole number of at least 1, got {value!r}.")
     from routellm_lc.data import check_output_dir
 
     output = check_output_dir(output, "--output", "the .json and .png results")
@@ -360,7 +378,9 @@ def run_eval(
     for benchmark in loaded_benchmarks:
         if limit is not None:
             benchmark = benchmark.stratified_sample(limit, seed=seed)
-        result = evaluate_benchmark(benchmark, routers, cache, batch_size, progress, bootstrap)
+        result = evaluate_benchmark(
+            benchmark, routers, cache, batch_size, progress, bootstrap, num_results, random_iters
+        )
         result["limit"] = limit
         result["seed"] = seed if limit is not None else None
         (output / f"{benchmark.name}.json").write_text(

@@ -60,7 +60,10 @@ class Curve:
 def threshold_curve(
     scores: np.ndarray, strong: np.ndarray, weak: np.ndarray, n_bins: int = N_BINS
 ) -> Curve:
-    """RouteLLM's curve: one point per decile edge of `scores` (see the module docstring)."""
+    """RouteLLM's curve: one point per decile edge of `scores` (see the module docstring);
+    `n_bins` is RouteLLM's `--num-results` (n_bins + 1 edges)."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise ValueError(f"n_bins must be a whole number of at least 1, got {n_bins!r}")
     scores = np.asarray(scores, dtype=np.float64)
     strong = np.asarray(strong, dtype=np.float64)
     weak = np.asarray(weak, dtype=np.float64)
@@ -149,6 +152,7 @@ def bootstrap_apgr(
     weak: np.ndarray,
     resamples: int = 1000,
     seed: int = 0,
+    n_bins: int = N_BINS,
 ) -> dict[str, np.ndarray]:
     """Each router's APGR on the same `resamples` bootstrap resamples of the prompts (indices
     drawn with replacement from `np.random.default_rng(seed)`); NaN where a resample has no
@@ -164,7 +168,7 @@ def bootstrap_apgr(
         s, w = strong[idx], weak[idx]
         strong_q, weak_q = s.mean(), w.mean()
         for name, values in arrays.items():
-            out[name][b] = apgr(threshold_curve(values[idx], s, w), strong_q, weak_q)
+            out[name][b] = apgr(threshold_curve(values[idx], s, w, n_bins), strong_q, weak_q)
     return out
 
 

@@ -241,3 +241,53 @@ def test_routellm_evaluate_command_as_written(data_dir, tmp_path, capsys):
     assert first["scored_pair"] == ["big", "small"]
     assert mf_row([])["cached"] is True  # the second run reads the cache...
     assert mf_row(["--overwrite-cache"])["cached"] is False  # ...unless told to re-score
+
+
+def test_routellm_num_results_random_iters_and_parallel(data_dir, tmp_path, capsys):
+    """RouteLLM's `evaluate --num-results N --random-iters N --parallel N`: N + 1 points per
+    curve, `random` averaged over N runs; --parallel is accepted with a note."""
+    argv = ["eval", "--routers", "random", "mf", "--benchmark", "gsm8k", "--limit", "60",
+            "--bootstrap", "20", "--data-dir", str(data_dir)]  # fmt: skip
+    assert main([*argv, "--output", str(tmp_path / "default")]) == 0
+    default = json.loads((tmp_path / "default" / "gsm8k.json").read_text())
+    assert default["num_results"] == 10 and default["random_iters"] == 10
+    assert len(default["routers"]["mf"]["curve"]) == 11
+    assert default["routers"]["random"]["runs"] == 10
+    capsys.readouterr()
+
+    extra = ["--num-results", "20", "--random-iters", "3", "--parallel", "4"]
+    assert main([*argv, *extra, "--output", str(tmp_path / "fine")]) == 0
+    err = capsys.readouterr().err
+    assert "note: --parallel 4 is RouteLLM's" in err
+    assert "note: --num-results 20: curves of 21 points" in err
+    fine = json.loads((tmp_path / "fine" / "gsm8k.json").read_text())
+    assert fine["num_results"] == 20 and fine["random_iters"] == 3
+    mf = fine["routers"]["mf"]
+    assert len(mf["curve"]) == 21 and mf["cached"] is True  # the same scores, more points
+    thresholds = sorted(p["threshold"] for p in mf["curve"])
+    assert thresholds[::2] == sorted(p["threshold"] for p in default["routers"]["mf"]["curve"])
+    assert fine["routers"]["random"]["runs"] == 3
+    assert len(fine["routers"]["random"]["apgr_runs"]) == 3
+    assert default["routers"]["random"]["apgr_runs"][:3] != fine["routers"]["random"]["apgr_runs"]
+    assert len(fine["optimal"]["curve"]) == 11  # RouteLLM's optimal grid: 0, 10, ..., 100%
+
+    for bad in (["--num-results", "0"], ["--random-iters", "-1"]):
+        with pytest.raises(SystemExit):
+            main([*argv, *bad, "--output", str(tmp_path / "bad")])
+
+
+def test_card_eval_refuses_a_sample_or_another_num_results(tmp_path, capsys):
+    """Figures from `eval --limit` (a sample) or `--num-results 20` (another definition) used
+    to go on a model card as the benchmark's."""
+    for name, extra, message in (
+        ("limited", {"limit": 40}, "scored a sample of 40 prompts"),
+        ("finer", {"num_results": 20}, "--num-results 20"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        row = {"apgr": 0.6, "cpt50": 40.0, "cache_key": "mf:x", "curve": []}
+        result = {"routers": {"mf": row}, "csv": None, "limit": None, **extra}
+        (folder / "gsm8k.json").write_text(json.dumps(result))
+        argv = ["train", "--card-eval", str(folder), "--output", str(tmp_path / "out")]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
