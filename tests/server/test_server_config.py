@@ -411,6 +411,22 @@ def test_an_empty_server_key_is_refused(keys):
         ServerConfig(routers=["random"], server_keys=keys)
 
 
+@pytest.mark.parametrize("value", ["", " ", ",", " , "])
+def test_a_set_but_empty_server_keys_variable_or_field_is_refused(tmp_path, value):
+    """`ROUTELLM_LC_SERVER_KEYS="$KEYS"` (or a config file's `server_keys: "${KEYS}"`) with
+    KEYS unset served without auth."""
+    with pytest.raises(ServerConfigError, match="ROUTELLM_LC_SERVER_KEYS is set but holds no"):
+        ServerConfig.from_sources(env={"ROUTELLM_LC_SERVER_KEYS": value}, routers=["random"])
+    config = tmp_path / "server.yaml"
+    config.write_text(f"routers: [random]\nserver_keys: {json.dumps(value)}\n")
+    with pytest.raises(ServerConfigError, match="server_keys in the config file is set but"):
+        ServerConfig.from_sources(config, env={})
+    # unset, or left out: no auth, as documented; a key from either source is kept
+    assert ServerConfig.from_sources(env={}, routers=["random"]).server_keys == []
+    keys = ServerConfig.from_sources(env={"ROUTELLM_LC_SERVER_KEYS": "a, b"}, routers=["random"])
+    assert keys.server_keys == ["a", "b"]
+
+
 def test_server_keys_of_any_length_are_checked(start_server):
     """Keys are compared as SHA-256 digests (one length), so timing reveals no key's length."""
     server = start_server(server_keys=["short", "a-much-longer-server-key-0123456789"])
