@@ -661,6 +661,14 @@ class LocalBackend:
         """
         if kind not in ("status", "timeout", "drop", "malformed"):
             raise ValueError(f"unknown fault kind {kind!r}")
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            # `fail(status="timeout")` would inject nothing a test meant: say which argument
+            hint = " (a timeout is fail('timeout'))" if status in ("timeout", "drop") else ""
+            raise ValueError(f"status must be an HTTP status code, got {status!r}{hint}")
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
+            raise ValueError(f"times must be a whole number or None (always), got {times!r}")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be at least 1 (None: always), got {times!r}")
         fault = Fault(kind, status, times, model, sleep_s, after_chunks, message)
         with self._lock:
             self._faults.append(fault)

@@ -409,6 +409,24 @@ def test_a_client_giving_up_is_recorded_as_abandoned(fresh_backend: LocalBackend
         assert not fresh_backend.requests_for(model)[0].abandoned, model
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"status": "timeout"}, r"a timeout is fail\('timeout'\)"),
+        ({"status": 42}, "HTTP status code"),
+        ({"status": True}, "HTTP status code"),
+        ({"times": 0}, "at least 1"),
+        ({"times": 1.5}, "whole number"),
+    ],
+)
+def test_a_fault_that_would_inject_nothing_meant_is_refused(
+    fresh_backend: LocalBackend, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        fresh_backend.fail(**kwargs)
+    assert fresh_backend.fail(status=429, times=None).times is None
+
+
 def test_connection_refused_url(fresh_backend: LocalBackend) -> None:
     client = openai.OpenAI(
         base_url=LocalBackend.refused_url(), api_key="k", max_retries=0, timeout=2
