@@ -198,7 +198,7 @@ class LocalEmbedder:
             raise CheckpointError(f"No embedding model at {self.model_path}: config.json missing.")
         import json
 
-        self.dim = int(json.loads(config.read_text())["hidden_size"])
+        self.dim = int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self._breaks: np.ndarray | None = None  # `word_breaks` of the tokenizer, on first use

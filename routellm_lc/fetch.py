@@ -94,7 +94,9 @@ class FetchReport:
 
 def origins() -> dict[str, Origin]:
     """The fetchable folders, from the package's `origins.json`."""
-    raw = json.loads(resources.files("routellm_lc").joinpath("origins.json").read_text())
+    raw = json.loads(
+        resources.files("routellm_lc").joinpath("origins.json").read_text(encoding="utf-8")
+    )
     return {
         name: Origin(
             name,
@@ -244,5 +246,5 @@ def fetch(
             for loc, (how, _) in sorted(origin.derived.items())
         ),
     ]
-    (folder / "MANIFEST.txt").write_text("\n".join(lines) + "\n")
+    (folder / "MANIFEST.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

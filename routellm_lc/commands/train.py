@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     if evals:
         _check_card_eval(args.router, args.output, args.card_eval, identities)
         card = model_card(args.router, report, command, evals)
-        (Path(args.output) / "README.md").write_text(card, encoding="utf-8")
+        (Path(args.output).expanduser() / "README.md").write_text(card, encoding="utf-8")
     print(
         json.dumps(
             {

@@ -351,13 +351,13 @@ class BertRouter(Router):
         """Transformers format (config.json, model.safetensors, tokenizer files) plus
         router_config.json and README.md: loadable by RouteLLM's BERTRouter as well."""
         self._check_fitted()
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(folder)
         self.tokenizer_.save_pretrained(folder)
         config = self.config()
-        (folder / ROUTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "README.md").write_text(model_card or _default_card(config))
+        (folder / ROUTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (folder / "README.md").write_text(model_card or _default_card(config), encoding="utf-8")
         return folder
 
     @classmethod

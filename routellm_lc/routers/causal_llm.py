@@ -410,15 +410,17 @@ class CausalLLMRouter(Router):
         """Transformers format plus the message files (RouteLLM's names), router_config.json
         and README.md. The tokenizer (with the label tokens) is saved beside the model."""
         self._check_loaded()
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(folder)
         self.tokenizer_.save_pretrained(folder)
-        (folder / SYSTEM_FILE).write_text(self.system_message or "")
-        (folder / CLASSIFIER_FILE).write_text(self.classifier_message or DEFAULT_CLASSIFIER_MESSAGE)
+        (folder / SYSTEM_FILE).write_text(self.system_message or "", encoding="utf-8")
+        (folder / CLASSIFIER_FILE).write_text(
+            self.classifier_message or DEFAULT_CLASSIFIER_MESSAGE, encoding="utf-8"
+        )
         config = self.config()
-        (folder / ROUTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "README.md").write_text(model_card or _default_card(config))
+        (folder / ROUTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (folder / "README.md").write_text(model_card or _default_card(config), encoding="utf-8")
         return folder
 
 

@@ -58,6 +58,8 @@ def resolve_checkpoint(
     `checkpoint` is, in order: an existing local folder; the name of a checkpoint bundled with
     this package (e.g. `mf_default`); or a Hugging Face Hub repo id (`owner/name`), fetched with
     `huggingface_hub.snapshot_download` (served from the local Hub cache when offline).
+    A Hub id may name its revision (a branch, a tag, a commit hash) after an `@`:
+    `owner/name@v2`, as `revision=` does (so a command line's `--checkpoint` can pin one).
     Raises `CheckpointError` naming where it looked and which files were missing.
     """
     text = os.fspath(checkpoint)
@@ -66,8 +68,21 @@ def resolve_checkpoint(
         candidates.append(BUNDLED_DIR / text)
     for path in candidates:
         if path.is_dir():
+            if revision is not None:  # a pin the local folder cannot honour: never ignored
+                raise CheckpointError(
+                    f"revision={revision!r} pins a Hugging Face Hub revision, but {text!r} is "
+                    f"the local folder {path}: drop the revision to load the folder, or "
+                    "run from another folder to load the Hub id."
+                )
             _require_files(path, required)
             return path
+    repo_id, at, pinned = text.rpartition("@")
+    if at and _looks_like_repo_id(repo_id) and pinned and not Path(text).exists():
+        if revision is not None and revision != pinned:
+            raise CheckpointError(
+                f"{text!r} names revision {pinned!r} and revision={revision!r} another."
+            )
+        return _download(repo_id, required, pinned)
     if _looks_like_repo_id(text) and not Path(text).exists():
         return _download(text, required, revision)
     looked = ", ".join(str(p) for p in candidates)
@@ -93,21 +108,32 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    required = list(required)
     failures = (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError)
     cached = None
     with contextlib.suppress(*failures):
         cached = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
-    if cached is not None and not _newer_on_hub(repo_id, revision, cached):
-        _require_files(cached, required)
-        return cached
+    # A snapshot with some of the files (a model card fetched alone) is no copy to keep: the
+    # download below fetches the rest of the same commit.
+    usable = cached if cached is not None and not _missing(cached, required) else None
+    if usable is not None and not _newer_on_hub(repo_id, revision, usable):
+        return usable
     try:
         folder = Path(snapshot_download(repo_id, revision=revision))
+        _require_files(folder, required)
     except Exception as exc:  # also httpx's errors, which huggingface_hub lets out
-        if cached is None:
+        if usable is None:
+            if isinstance(exc, CheckpointError):
+                raise
+            partial = (
+                f" The local Hub cache holds {cached} without {', '.join(_missing(cached, required))}."
+                if cached is not None
+                else " It is not in the local Hub cache."
+            )
             raise CheckpointError(
-                f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub and it is "
-                f"not in the local Hub cache ({type(exc).__name__}: {exc}). Download it where "
-                "the Hub is reachable, or pass a local folder."
+                f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub "
+                f"({type(exc).__name__}: {exc}).{partial} Download it where the Hub is "
+                "reachable, or pass a local folder."
             ) from exc
         log.warning(
             "Could not download the newer revision of %s (%s: %s): using the copy in the "
@@ -115,11 +141,10 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
             repo_id,
             type(exc).__name__,
             exc,
-            cached,
+            usable,
         )
-        _point_ref_at(cached, revision)
-        folder = cached
-    _require_files(folder, required)
+        _point_ref_at(usable, revision)
+        folder = usable
     return folder
 
 
@@ -165,12 +190,16 @@ def _point_ref_at(cached: Path, revision: str | None) -> None:
         return
     ref = cached.parent.parent / "refs" / name
     with contextlib.suppress(OSError):
-        if ref.is_file() and ref.read_text().strip() != cached.name:
-            ref.write_text(cached.name)
+        if ref.is_file() and ref.read_text(encoding="utf-8").strip() != cached.name:
+            ref.write_text(cached.name, encoding="utf-8")
+
+
+def _missing(folder: Path, required: Iterable[str]) -> list[str]:
+    return [name for name in required if not (folder / name).is_file()]
 
 
 def _require_files(folder: Path, required: Iterable[str]) -> None:
-    missing = [name for name in required if not (folder / name).is_file()]
+    missing = _missing(folder, required)
     if missing:
         raise CheckpointError(
             f"Checkpoint folder {folder} is incomplete: missing {', '.join(missing)}."
@@ -395,12 +424,12 @@ def save_checkpoint(
     """Write a Hub-layout checkpoint folder (config.json, model.safetensors, README.md)."""
     import numpy as np
 
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
+    (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n", encoding="utf-8")
     arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
     write_safetensors(folder / "model.safetensors", arrays)
-    (folder / "README.md").write_text(model_card)
+    (folder / "README.md").write_text(model_card, encoding="utf-8")
     return folder
 
 

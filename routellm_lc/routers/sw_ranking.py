@@ -404,9 +404,9 @@ class SWRankingRouter(Router):
     def save_pretrained(self, folder: str | Path, model_card: str | None = None) -> Path:
         """Write config.json, model.safetensors (float16 embeddings, int32 ids) and README.md."""
         config = self.config()
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         tensors = {
             "prompt_embeddings": self.prompt_embeddings_.astype(np.float16),
             "battle_prompt": self.battle_prompt_.astype(np.int32),
@@ -418,7 +418,7 @@ class SWRankingRouter(Router):
         ckpt.write_safetensors(
             folder / "model.safetensors", {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         )
-        (folder / "README.md").write_text(model_card or _default_card(config))
+        (folder / "README.md").write_text(model_card or _default_card(config), encoding="utf-8")
         return folder
 
     @classmethod

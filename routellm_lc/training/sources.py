@@ -180,7 +180,9 @@ def load_mmlu_pro(root: Path) -> list[Question]:
 def load_math_l5(root: Path) -> list[Question]:
     folder = root / "zeroeval_math_l5"
     excluded_file = folder / "EXCLUDED_ids_in_MMLU_test.txt"
-    excluded = set(excluded_file.read_text().split()) if excluded_file.exists() else set()
+    excluded = (
+        set(excluded_file.read_text(encoding="utf-8").split()) if excluded_file.exists() else set()
+    )
     prompts = {str(q["id"]): q["problem"] for q in _jsonl(folder / "questions.jsonl")}
     outcomes: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in _rows(folder / "outcomes.csv"):

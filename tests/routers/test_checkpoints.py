@@ -192,6 +192,37 @@ def test_a_failed_download_of_a_newer_revision_keeps_the_cached_copy(offline_hub
     assert resolve_checkpoint("owner/cached", required=["config.json"]) == snapshot
 
 
+def test_a_partial_cached_snapshot_is_completed_from_the_hub(offline_hub, fake_hub):
+    """A snapshot holding some of the files (`ModelCard.load(repo)` fetches README.md alone)
+    at the Hub's own commit used to fail as "incomplete" for good, the Hub never asked."""
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached", revision=fake_hub.sha)
+    (snapshot / "README.md").write_text("# card\n")
+    folder = resolve_checkpoint("owner/cached", required=["config.json"])
+    assert folder == snapshot and (folder / "config.json").read_text() == '{"new": true}'
+
+
+def test_a_partial_cached_snapshot_offline_names_what_is_missing(offline_hub):
+    snapshot = _hub_cache_repo(offline_hub, "owner/partial")
+    (snapshot / "README.md").write_text("# card\n")
+    with pytest.raises(CheckpointError, match="incomplete: missing config.json"):
+        resolve_checkpoint("owner/partial", required=["config.json"])
+
+
+def test_an_incomplete_newer_revision_keeps_the_complete_cached_copy(offline_hub, fake_hub):
+    """The Hub's newer commit lacks a file the router needs: the complete cached copy answers,
+    and stays the branch's copy for the next offline load."""
+    import huggingface_hub.constants as constants
+
+    snapshot = _hub_cache_repo(offline_hub, "owner/cached")
+    (snapshot / "config.json").write_text('{"old": true}')
+    (snapshot / "model.safetensors").write_bytes(b"weights")
+    required = ["config.json", "model.safetensors"]
+    assert resolve_checkpoint("owner/cached", required=required) == snapshot
+    assert (snapshot.parent.parent / "refs" / "main").read_text() == snapshot.name
+    constants.HF_HUB_OFFLINE = True  # restored by the fixture's monkeypatch
+    assert resolve_checkpoint("owner/cached", required=required) == snapshot
+
+
 def test_a_commit_asked_for_by_its_hash_is_not_checked_online(offline_hub, fake_hub):
     snapshot = _hub_cache_repo(offline_hub, "owner/cached")
     (snapshot / "config.json").write_text("{}")
@@ -247,3 +278,68 @@ def test_the_shipped_checkpoint_is_world_readable():
     folder = Path(routellm_lc.__file__).parent / "checkpoints" / "mf_default"
     for path in folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
+
+
+def test_checkpoints_are_written_as_utf8_whatever_the_locale(tmp_path):
+    """Every card holds "≥": in a non-UTF-8 locale (Windows' cp1252, POSIX's C) `train`
+    crashed at its very end and left an empty README.md."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from routellm_lc.routers.checkpoints import save_checkpoint\n"
+        "assert sys.flags.utf8_mode == 0\n"
+        "save_checkpoint(sys.argv[1], {'strong_model': 'mod\\u00e8le-fort'}, "
+        "{'w': np.zeros(2)}, 'quality \\u2265 0.8 \\u2014 caf\\u00e9\\n')\n"
+    )
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    env["PYTHONCOERCECLOCALE"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ck")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ck" / "README.md").read_text(encoding="utf-8") == "quality ≥ 0.8 — café\n"
+    config = json.loads((tmp_path / "ck" / "config.json").read_text(encoding="utf-8"))
+    assert config["strong_model"] == "modèle-fort"
+
+
+def test_a_tilde_output_folder_is_the_home_folder(tmp_path, monkeypatch):
+    """`--output '~/ck'` (quoted, or `--output=~/ck`, which the shell leaves alone) wrote to a
+    folder literally named "~" in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint("~/ck", {"a": 1}, {"w": np.zeros(2)}, "# card\n")
+    assert (tmp_path / "home" / "ck" / "config.json").is_file()
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_revision_is_never_ignored_for_a_local_folder(tmp_path, monkeypatch):
+    """With a folder ./org/name present, `revision="v2"` silently loaded the folder."""
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint(tmp_path / "org" / "name", {"a": 1}, {"w": np.zeros(2)}, "# card\n")
+    assert resolve_checkpoint("org/name").resolve() == tmp_path / "org" / "name"
+    with pytest.raises(CheckpointError, match="revision='v2' pins a Hugging Face Hub revision"):
+        resolve_checkpoint("org/name", revision="v2")
+
+
+def test_a_hub_id_names_its_revision_after_an_at(offline_hub):
+    """`--checkpoint mf=owner/name@v2` (the command line has no revision flag) failed with
+    huggingface_hub's HFValidationError."""
+    old = _hub_cache_repo(offline_hub, "owner/pinned", revision="a" * 40)
+    (old / "config.json").write_text('{"old": true}')
+    new = old.parent / ("b" * 40)
+    new.mkdir()
+    (new / "config.json").write_text('{"new": true}')
+    (old.parent.parent / "refs" / "v2").write_text("b" * 40)
+    assert resolve_checkpoint("owner/pinned") == old  # main
+    assert resolve_checkpoint("owner/pinned@v2") == new
+    assert resolve_checkpoint("owner/pinned@" + "a" * 40) == old
+    assert resolve_checkpoint("owner/pinned@v2", revision="v2") == new
+    with pytest.raises(CheckpointError, match="names revision 'v2' and revision='main'"):
+        resolve_checkpoint("owner/pinned@v2", revision="main")
