@@ -339,6 +339,7 @@ class BertRouter(Router):
 
         return {
             "router": "bert",
+            "format_version": ckpt.FORMAT_VERSION,
             "labels": list(LABELS),
             "score": "1 - (p_tie + p_weak)",
             "strong_model": names(self.strong_model),

@@ -396,6 +396,7 @@ class CausalLLMRouter(Router):
     def config(self) -> dict[str, Any]:
         return {
             "router": "causal_llm",
+            "format_version": ckpt.FORMAT_VERSION,
             "label_tokens": list(self.label_tokens),
             "score_threshold": self.score_threshold,
             "score": f"1 - P(label >= {self.score_threshold})",

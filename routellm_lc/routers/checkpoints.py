@@ -46,6 +46,11 @@ ROUTELLM_STRONG_MODEL = "gpt-4-1106-preview"
 ROUTELLM_WEAK_MODEL = "mixtral-8x7b-instruct-v0.1"
 ROUTELLM_EMBEDDER = "litellm:text-embedding-3-small"
 
+#: The checkpoint format this version writes (`format_version` in config.json, or in
+#: router_config.json for `bert` and `causal_llm`) and the newest it reads: a change that an
+#: older reader would silently misread (a new field that changes scores) raises it.
+FORMAT_VERSION = 1
+
 
 def resolve_checkpoint(
     checkpoint: str | os.PathLike[str],
@@ -224,26 +229,48 @@ def read_config(folder: Path) -> dict[str, Any]:
 _ROUTER_FIELD_FILES = ("config.json", "router_config.json")
 
 
-def declared_router(folder: Path) -> tuple[str, str] | None:
-    """(router name, file) from the first of the folder's config files with a "router" field;
-    None for a folder without one (RouteLLM's published checkpoints)."""
+def _declaring_config(folder: Path) -> tuple[dict[str, Any], str] | None:
+    """(config, file) of the first of the folder's config files with a "router" field."""
     for name in _ROUTER_FIELD_FILES:
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # absent or unreadable: the loader reports it
             continue
         if isinstance(data, dict) and isinstance(data.get("router"), str):
-            return data["router"], name
+            return data, name
     return None
+
+
+def declared_router(folder: Path) -> tuple[str, str] | None:
+    """(router name, file) from the first of the folder's config files with a "router" field;
+    None for a folder without one (RouteLLM's published checkpoints)."""
+    found = _declaring_config(folder)
+    return None if found is None else (found[0]["router"], found[1])
 
 
 def check_router_type(folder: Path, expected: str) -> None:
     """Refuse a folder written by another router type, naming it: loading a `sw_ranking`
-    folder as `mf` would otherwise fail on "missing required field(s)"."""
-    declared = declared_router(folder)
-    if declared is None or declared[0] == expected:
+    folder as `mf` would otherwise fail on "missing required field(s)"; and one written in a
+    newer checkpoint format (`format_version`), whose new fields this version would ignore
+    and score without."""
+    found = _declaring_config(folder)
+    if found is None:
         return
-    router, name = declared
+    config, name = found
+    version = config.get("format_version", 1)  # checkpoints before the field are version 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{folder / name}: format_version must be a whole number ≥ 1.")
+    if version > FORMAT_VERSION:
+        from routellm_lc import __version__
+
+        raise CheckpointError(
+            f"{folder} was written in checkpoint format {version}, newer than this "
+            f"routellm-lc ({__version__}) reads (up to {FORMAT_VERSION}): upgrade routellm-lc "
+            "to load it."
+        )
+    if config["router"] == expected:
+        return
+    router = config["router"]
     raise CheckpointError(
         f'{folder} holds a `{router}` checkpoint ({name} says "router": "{router}"), not '
         f"one for `{expected}`: load it as {router} (load_router({router!r}, checkpoint=...); "

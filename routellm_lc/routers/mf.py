@@ -351,6 +351,7 @@ class MatrixFactorizationRouter(Router):
         self._check_fitted()
         config: dict[str, Any] = {
             "router": "mf",
+            "format_version": ckpt.FORMAT_VERSION,
             "dim": int(self.P_.shape[1]),
             "num_models": len(self._model_names),
             "text_dim": int(self.text_proj_.shape[1]) if self.use_proj else int(self.P_.shape[1]),

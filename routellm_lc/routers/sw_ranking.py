@@ -389,6 +389,7 @@ class SWRankingRouter(Router):
         self._check_fitted()
         return {
             "router": "sw_ranking",
+            "format_version": ckpt.FORMAT_VERSION,
             "models": list(self.models_),
             "tiers": {m: self.tiers_[m] for m in self.models_},
             "strong_model": self.strong_model,

@@ -343,3 +343,30 @@ def test_a_hub_id_names_its_revision_after_an_at(offline_hub):
     assert resolve_checkpoint("owner/pinned@v2", revision="v2") == new
     with pytest.raises(CheckpointError, match="names revision 'v2' and revision='main'"):
         resolve_checkpoint("owner/pinned@v2", revision="main")
+
+
+def test_a_checkpoint_in_a_newer_format_is_refused_not_misread(tmp_path):
+    """A future checkpoint with a field that changes scores loaded, and scored without it."""
+    import json
+
+    from routellm_lc.routers.checkpoints import FORMAT_VERSION
+    from routellm_lc.routers.mf import MatrixFactorizationRouter
+
+    battles = [
+        {"prompt": p, "model_a": "big", "model_b": "small", "winner": w}
+        for p, w in (("Prove the theorem in full.", "model_a"), ("hi", "model_b"))
+    ]
+    folder = tmp_path / "mf"
+    MatrixFactorizationRouter("big", "small", embedder=_Table(), dim=2).fit(
+        battles * 4
+    ).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == FORMAT_VERSION == 1
+    load_router("mf", checkpoint=str(folder), embedder=_Table())
+    for version, message in ((2, "checkpoint format 2, newer than"), ("2", "whole number")):
+        (folder / "config.json").write_text(json.dumps({**config, "format_version": version}))
+        with pytest.raises(CheckpointError, match=message):
+            load_router("mf", checkpoint=str(folder), embedder=_Table())
+    del config["format_version"]  # written before the field: version 1
+    (folder / "config.json").write_text(json.dumps(config))
+    load_router("mf", checkpoint=str(folder), embedder=_Table())
