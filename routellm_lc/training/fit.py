@@ -401,24 +401,18 @@ def no_battle_apgr_reason(battles: Sequence[Battle], strong_model: str, weak_mod
             f"{len(pairs)} held-out battle(s) between {strong_model} and {weak_model}, under "
             "the 10 a figure needs"
         )
+    strong = _strong_quality(pairs, strong_model)
     return (
-        f"{strong_model} and {weak_model} win equally often in them (APGR is undefined when "
-        "the two qualities are equal)"
+        f"in its {len(pairs)} held-out battles {strong_model} does not clearly beat "
+        f"{weak_model} (mean quality {strong.mean():.3f} against {1 - strong.mean():.3f}, within "
+        "two standard errors): APGR divides by that gap, so on a gap this close to zero, or "
+        "negative, it is noise of any size and sign"
     )
 
 
-def battle_apgr(
-    router: Any, battles: Sequence[Battle], strong_model: str, weak_model: str
-) -> float | None:
-    """APGR on battles between `strong_model` and `weak_model`: per battle, the strong model's
-    quality is 1 for a win, 0.5 for a tie and 0 for a loss (the weak model's is 1 minus it).
-    None below 10 such battles, or when neither model wins more often."""
-    from routellm_lc.evals import metrics
-
-    pairs = _pair_battles(battles, strong_model, weak_model)
-    if len(pairs) < 10:
-        return None
-    strong = np.array(
+def _strong_quality(pairs: Sequence[Battle], strong_model: str) -> np.ndarray:
+    """Per battle, the strong model's quality: 1 for a win, 0.5 for a tie, 0 for a loss."""
+    return np.array(
         [
             0.5
             if b.winner in TIES
@@ -426,8 +420,32 @@ def battle_apgr(
             for b in pairs
         ]
     )
+
+
+def _clear_gap(strong: np.ndarray) -> bool:
+    """Whether the strong model's mean quality beats the weak one's (1 − it) by more than two
+    standard errors of their difference."""
+    gap = 2.0 * strong.mean() - 1.0
+    se = 2.0 * strong.std(ddof=1) / np.sqrt(len(strong)) if len(strong) > 1 else np.inf
+    return bool(gap > 2.0 * se) and not np.isclose(gap, 0.0)
+
+
+def battle_apgr(
+    router: Any, battles: Sequence[Battle], strong_model: str, weak_model: str
+) -> float | None:
+    """APGR on battles between `strong_model` and `weak_model`: per battle, the strong model's
+    quality is 1 for a win, 0.5 for a tie and 0 for a loss (the weak model's is 1 minus it).
+    None below 10 such battles, or when the strong model does not win clearly more often (by
+    two standard errors): APGR divides by the gap, and a gap near zero made figures such as
+    −1.22 and 2.98 for two seeds of the same router."""
+    from routellm_lc.evals import metrics
+
+    pairs = _pair_battles(battles, strong_model, weak_model)
+    if len(pairs) < 10:
+        return None
+    strong = _strong_quality(pairs, strong_model)
     weak = 1.0 - strong
-    if np.isclose(strong.mean(), weak.mean()):
+    if not _clear_gap(strong):
         return None
     curve = metrics.threshold_curve(router.strong_win_rate([b.prompt for b in pairs]), strong, weak)
     return round(metrics.apgr(curve, strong.mean(), weak.mean()), 4)

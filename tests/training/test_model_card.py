@@ -225,3 +225,34 @@ def test_bert_trains_only_on_your_battles_between_the_scored_pair(tmp_path, caps
                  "--output", str(tmp_path / "y")])  # fmt: skip
     assert code == 2
     assert "none of your" in capsys.readouterr().err
+
+
+class _ByLength:
+    def strong_win_rate(self, prompts):
+        import numpy as np
+
+        return np.array([min(len(p) / 40, 1.0) for p in prompts])
+
+
+def _pair(prompt, winner):
+    from routellm_lc.training.sources import Battle
+
+    return Battle(prompt, "big", "small", winner)
+
+
+def test_held_out_apgr_needs_the_strong_model_to_win_clearly():
+    """With the two models winning about equally often, APGR's divisor is near zero: two seeds
+    of one router got −1.22 and 2.98 on the card. No figure then, and the card says why."""
+    from routellm_lc.training.fit import battle_apgr, no_battle_apgr_reason
+
+    hard = [_pair(f"Prove the long theorem number {i} in full.", "model_a") for i in range(14)]
+    easy = [_pair(f"hi {i}", "model_b") for i in range(13)]
+    close = hard + easy  # 14 wins to 13: a gap of 0.04, noise
+    assert battle_apgr(_ByLength(), close, "big", "small") is None
+    reason = no_battle_apgr_reason(close, "big", "small")
+    assert "does not clearly beat small" in reason and "27 held-out battles" in reason
+    losing = hard[:5] + easy  # the "strong" model loses more often
+    assert battle_apgr(_ByLength(), losing, "big", "small") is None
+    clear = hard + easy[:4] + [_pair(f"hey {i}", "tie") for i in range(6)]
+    figure = battle_apgr(_ByLength(), clear, "big", "small")
+    assert figure is not None and figure > 0.5
