@@ -70,3 +70,58 @@ def fell_back(generations: Sequence[Any]) -> bool:
         if routing.get("fallback_from"):
             return True
     return False
+
+
+# ------------------------------------------------------------------ the answering model's cache
+
+
+def model_cache(model: Any) -> BaseCache | None:
+    """The LLM cache `model.invoke` reads and writes, picked as LangChain's
+    `_generate_with_cache` picks it: the model's `cache=` object, else the global cache
+    (`set_llm_cache`); None for `cache=False`, for no cache, and for a model that is no
+    `BaseChatModel`."""
+    from langchain_core.language_models import BaseChatModel
+
+    if not isinstance(model, BaseChatModel):
+        return None
+    setting = model.cache
+    if setting is False:
+        return None
+    return setting if isinstance(setting, BaseCache) else get_llm_cache()
+
+
+def model_cache_key(
+    model: Any, messages: Sequence[Any], stop: list[str] | None, kwargs: dict[str, Any]
+) -> tuple[str, str]:
+    """(prompt, llm_string) under which `model.invoke(messages, stop=stop, **kwargs)` caches
+    its answer: LangChain's own key (normalised messages without ids; the model's LLM string
+    for these call arguments), so a streamed call and an invoked one share entries."""
+    from langchain_core.load import dumps
+
+    try:
+        from langchain_core.language_models._utils import _normalize_messages
+    except ImportError:  # an older or newer langchain-core: messages as given
+        normalized = list(messages)
+    else:
+        normalized = _normalize_messages(list(messages))
+    normalized = [
+        m.model_copy(update={"id": None}) if getattr(m, "id", None) is not None else m
+        for m in normalized
+    ]
+    call = {k: v for k, v in kwargs.items() if k not in _NOT_IN_LLM_STRING}
+    return dumps(normalized), model._get_llm_string(stop=stop, **call)
+
+
+#: Call arguments `BaseChatModel.generate` pops before it keys the cache.
+_NOT_IN_LLM_STRING = ("ls_structured_output_format", "structured_output_format")
+
+
+def streamed_answer(chunks: Sequence[Any]) -> list[Any]:
+    """A finished stream's chunks as the generations `invoke` would have cached."""
+    from langchain_core.messages import message_chunk_to_message
+    from langchain_core.outputs import ChatGeneration
+
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    return [ChatGeneration(message=message_chunk_to_message(merged))]

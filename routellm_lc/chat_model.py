@@ -47,7 +47,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import get_config_list
 from langchain_core.tools import BaseTool
-from langchain_core.tracers.base import BaseTracer
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from langchain_core.tracers.log_stream import LogStreamCallbackHandler
 from langchain_core.utils.function_calling import (
     convert_to_openai_function,
@@ -57,7 +57,12 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.uuid import uuid7
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from routellm_lc.answer_cache import AnsweredCache
+from routellm_lc.answer_cache import (
+    AnsweredCache,
+    model_cache,
+    model_cache_key,
+    streamed_answer,
+)
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
 from routellm_lc.errors import REQUEST_ERROR_STATUSES
@@ -1058,6 +1063,13 @@ class RouteLLMChat(BaseChatModel):
     def _stop(self, stop: list[str] | None) -> list[str] | None:
         return self.stop if stop is None else stop
 
+    def _model_cache(
+        self, target: Any, messages: Any, stop: Any, kwargs: dict[str, Any]
+    ) -> BaseCache | None:
+        """The LLM cache of the model a stream goes to (None for a pool's inner router, whose
+        own layer decides): `invoke` reads it through LangChain, a stream must look itself."""
+        return None if isinstance(target, RouteLLMChat) else model_cache(target)
+
     def _child_config(self, decision: RoutingDecision, run_manager: Any) -> RunnableConfig:
         """The chosen model's run: named and tagged for the model that runs (its own tags,
         not the router run's: after a fallback they differ)."""
@@ -1220,14 +1232,15 @@ class RouteLLMChat(BaseChatModel):
         for position, attempt in attempts.tries():
             target, call_kwargs = self._target(attempt.route, dict(kwargs))
             await self._aemit(attempt, run_manager)
+            config = {**self._child_config(attempt, run_manager), "run_id": uuid7()}
             try:
                 with self._calling(attempt, run_manager, self._carried(attempt, text)):
                     message = await target.ainvoke(
-                        messages,
-                        self._child_config(attempt, run_manager),
-                        stop=self._stop(stop),
-                        **call_kwargs,
+                        messages, dict(config), stop=self._stop(stop), **call_kwargs
                     )
+            except asyncio.CancelledError as error:
+                await _end_cancelled_child(config, error)
+                raise
             except Exception as error:
                 attempts.handle(error, position)
                 continue
@@ -1250,14 +1263,22 @@ class RouteLLMChat(BaseChatModel):
             held: list[Any] = []  # blank opening chunks, sent once the model answers
             self._emit(attempt, run_of_call)
             calling = partial(self._calling, attempt, run_of_call, self._carried(attempt, text))
+            cache, key, collected = self._model_cache(target, messages, stop, call_kwargs), None, []
             try:
-                stream = target.stream(
-                    messages,
-                    self._child_config(attempt, run_of_call),
-                    stop=self._stop(stop),
-                    **call_kwargs,
-                )
+                config = self._child_config(attempt, run_of_call)
+                if cache is not None:
+                    key = model_cache_key(target, messages, self._stop(stop), call_kwargs)
+                if key is not None and isinstance(cache.lookup(*key), list):
+                    # the model's LLM cache has the answer: its invoke reads it (a cache hit,
+                    # traced and priced as one); its stream would call the model again
+                    answer = target.invoke(messages, config, stop=self._stop(stop), **call_kwargs)
+                    stream: Iterator[Any] = iter([_message_chunk(answer)])
+                    key = None
+                else:
+                    stream = target.stream(messages, config, stop=self._stop(stop), **call_kwargs)
                 while (chunk := _next_chunk(stream, calling)) is not _END:
+                    if key is not None:
+                        collected.append(chunk)
                     if not started and _blank(chunk):
                         held.append(chunk)
                         continue
@@ -1280,6 +1301,8 @@ class RouteLLMChat(BaseChatModel):
                     raise
                 attempts.handle(error, position)
                 continue
+            if key is not None and collected:  # the whole answer streamed: cached as invoke's
+                cache.update(*key, streamed_answer(collected))
             if not started:  # an empty stream still carries the decision
                 for index, pending in enumerate(held or [AIMessageChunk(content="")]):
                     yield _chunk(
@@ -1307,14 +1330,22 @@ class RouteLLMChat(BaseChatModel):
             held: list[Any] = []  # blank opening chunks, sent once the model answers
             await self._aemit(attempt, run_of_call)
             calling = partial(self._calling, attempt, run_of_call, self._carried(attempt, text))
+            cache, key, collected = self._model_cache(target, messages, stop, call_kwargs), None, []
             try:
-                stream = target.astream(
-                    messages,
-                    self._child_config(attempt, run_of_call),
-                    stop=self._stop(stop),
-                    **call_kwargs,
-                )
+                config = self._child_config(attempt, run_of_call)
+                if cache is not None:
+                    key = model_cache_key(target, messages, self._stop(stop), call_kwargs)
+                if key is not None and isinstance(await cache.alookup(*key), list):
+                    answer = await target.ainvoke(
+                        messages, config, stop=self._stop(stop), **call_kwargs
+                    )
+                    stream: AsyncIterator[Any] = _one(_message_chunk(answer))
+                    key = None
+                else:
+                    stream = target.astream(messages, config, stop=self._stop(stop), **call_kwargs)
                 while (chunk := await _anext_chunk(stream, calling)) is not _END:
+                    if key is not None:
+                        collected.append(chunk)
                     if not started and _blank(chunk):
                         held.append(chunk)
                         continue
@@ -1336,6 +1367,8 @@ class RouteLLMChat(BaseChatModel):
                     raise
                 attempts.handle(error, position)
                 continue
+            if key is not None and collected:
+                await cache.aupdate(*key, streamed_answer(collected))
             if not started:
                 for index, pending in enumerate(held or [AIMessageChunk(content="")]):
                     yield _chunk(
@@ -1654,7 +1687,7 @@ def _child_callbacks(run_manager: Any) -> Any:
         if not source:
             return []
         if isinstance(source, list):
-            return [h for h in source if isinstance(h, BaseTracer)]
+            return [h for h in source if isinstance(h, _TRACERS)]
         parent_run_id = source.parent_run_id
     manager_cls = (
         AsyncCallbackManager
@@ -1662,7 +1695,7 @@ def _child_callbacks(run_manager: Any) -> Any:
         else CallbackManager
     )
     manager = manager_cls(handlers=[], parent_run_id=parent_run_id)
-    manager.set_handlers([h for h in source.inheritable_handlers if isinstance(h, BaseTracer)])
+    manager.set_handlers([h for h in source.inheritable_handlers if isinstance(h, _TRACERS)])
     # The router run's routing tags describe its decision; the child run gets its own.
     manager.add_tags([t for t in source.inheritable_tags if not _is_routing_tag(t)])
     manager.add_metadata(source.inheritable_metadata)
@@ -1670,6 +1703,28 @@ def _child_callbacks(run_manager: Any) -> Any:
 
 
 _FALLBACK_TAG = "routellm:fallback"
+
+#: What sees the chosen model's child run: tracers, sync (LangSmith's) and async alike.
+_TRACERS = (BaseTracer, AsyncBaseTracer)
+
+
+async def _end_cancelled_child(config: RunnableConfig, error: BaseException) -> None:
+    """End the chosen model's run (`config["run_id"]`) when the call is cancelled: LangChain
+    lets the cancellation out of the child's `agenerate` without an end or error callback,
+    so each cancelled `ainvoke` left a run open in LangSmith (and in the tracer's memory)."""
+    callbacks = config.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    run_id = config.get("run_id")
+    # only tracers holding the run: one cancelled before its start has nothing to end
+    open_in = [h for h in handlers or [] if str(run_id) in getattr(h, "run_map", {})]
+    if run_id is None or not open_in:
+        return
+    parent = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
+    manager = AsyncCallbackManagerForLLMRun(
+        run_id=run_id, handlers=open_in, inheritable_handlers=[], parent_run_id=parent
+    )
+    with suppress(Exception):
+        await asyncio.shield(manager.on_llm_error(error))
 
 
 def _is_routing_tag(tag: str) -> bool:
@@ -1694,7 +1749,7 @@ def _context_handlers_off() -> Iterator[None]:
     tokens = []
     for var, *_ in _configure_hooks:
         handler = var.get()
-        if handler is not None and not isinstance(handler, BaseTracer):
+        if handler is not None and not isinstance(handler, _TRACERS):
             tokens.append((var, var.set(None)))
     try:
         yield
@@ -1704,6 +1759,33 @@ def _context_handlers_off() -> Iterator[None]:
 
 
 _END = object()
+
+
+def _message_chunk(message: BaseMessage) -> AIMessageChunk:
+    """A whole answer (a cache hit's) as the one chunk of a stream."""
+    if isinstance(message, AIMessageChunk):
+        return message
+    chunk = AIMessageChunk(
+        content=message.content,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        id=message.id,
+        name=message.name,
+        tool_calls=list(getattr(message, "tool_calls", None) or []),
+        invalid_tool_calls=list(getattr(message, "invalid_tool_calls", None) or []),
+        chunk_position="last",
+    )
+    usage = getattr(message, "usage_metadata", None)
+    if usage is not None:
+        # LangChain marks a hit of an answer that had no usage with `{"total_cost": 0}` alone,
+        # which merging chunks refuses: its token counts are zero (nothing was billed)
+        zero = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        chunk = chunk.model_copy(update={"usage_metadata": {**zero, **usage}})
+    return chunk
+
+
+async def _one(item: Any) -> AsyncIterator[Any]:
+    yield item
 
 
 def _next_chunk(stream: Iterator[Any], calling: Callable[[], AbstractContextManager]) -> Any:

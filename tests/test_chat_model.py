@@ -68,6 +68,13 @@ def _answered(backend) -> list[str]:
     return [r.model for r in backend.requests if r.path.endswith("/chat/completions")]
 
 
+def _merged(chunks):
+    merged = None
+    for chunk in chunks:
+        merged = chunk if merged is None else merged + chunk
+    return merged
+
+
 def _chat_openai(backend, name: str, **overrides):
     """langchain-openai's ChatOpenAI on the local backend: the reference chat model."""
     import openai
@@ -429,6 +436,78 @@ def test_global_cache_reuses_the_answering_models_answers(make_chat, fresh_backe
     assert second.response_metadata["routing"]["model"] == STRONG
     # the router's own layer adds no entries (its per-call decision would make each unique)
     assert len(global_cache._cache) == 1
+
+
+@pytest.mark.parametrize("side", ["litellm", "chat_openai"])
+@pytest.mark.parametrize("mode", ["streaming", "stream", "astream", "graph"])
+def test_the_models_cache_answers_a_streamed_call_too(
+    make_chat, fresh_backend, global_cache, mode, side
+):
+    """`streaming=True`, `stream()` and a graph streamed with `stream_mode="messages"` (how
+    agents run) answer through the models' streams, which LangChain never looks up in the
+    cache: every repeat of a prompt was a paid call. Now the model's cache is read and written
+    as its invoke would, and a hit is marked as one (`total_cost` 0)."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    sides = {}
+    if side == "chat_openai":
+        sides = {
+            "strong": _chat_openai(fresh_backend, "strong"),
+            "weak": _chat_openai(fresh_backend, "weak"),
+        }
+    chat = make_chat(**({"streaming": True} if mode == "streaming" else {}), **sides)
+
+    def node(state, config):
+        return {"messages": [chat.invoke(state["messages"], config)]}
+
+    graph = StateGraph(MessagesState).add_node("llm", node).add_edge(START, "llm").compile()
+
+    async def astreamed():
+        merged = None
+        async for chunk in chat.astream("a hard question"):
+            merged = chunk if merged is None else merged + chunk
+        return merged
+
+    def ask():  # sync (a graph streamed from a running event loop did not stream its node)
+        if mode == "streaming":
+            return chat.invoke("a hard question")
+        if mode == "stream":
+            return _merged(chat.stream("a hard question"))
+        if mode == "astream":
+            return asyncio.run(astreamed())
+        inputs = {"messages": [("user", "a hard question")]}
+        chunks = [m for m, _ in graph.stream(inputs, stream_mode="messages")]
+        streamed.append(len(chunks))
+        return _merged(iter(chunks))
+
+    streamed: list[int] = []
+    first, second, third = ask(), ask(), ask()
+    assert mode != "graph" or streamed[0] > 1  # the node's model call was streamed
+    assert _answered(fresh_backend) == ["strong"]
+    assert second.content == first.content == third.content and first.content.startswith("[strong]")
+    assert second.response_metadata["routing"]["route"] == "strong"
+    assert second.usage_metadata["total_cost"] == 0
+    assert "total_cost" not in (first.usage_metadata or {})  # ChatOpenAI streams no usage
+    assert len(global_cache._cache) == 1
+    # the entry is the one the model's own invoke reads and writes: one cache for both paths
+    chat.invoke("a hard question")
+    assert _answered(fresh_backend) == ["strong"]
+
+
+def test_a_stream_cut_short_or_after_a_fallback_caches_only_whole_answers(
+    make_chat, fresh_backend, global_cache
+):
+    chat = make_chat()
+    stream = chat.stream("a hard question with several words to stream")
+    next(stream)
+    stream.close()  # stopped reading: the answer is partial, nothing stored
+    assert global_cache._cache == {}
+    fresh_backend.fail(status=503, times=1, model="strong")
+    answer = _merged(chat.stream("a hard question"))  # the weak model answers, whole
+    assert answer.response_metadata["routing"]["fallback_from"] == STRONG
+    assert len(global_cache._cache) == 1  # under the weak model's own key, as its invoke would
+    chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
+    assert _answered(fresh_backend) == ["strong", "strong", "weak"]
 
 
 def test_explicit_cache_reuses_routed_answers_for_the_same_chosen_model(make_chat, fresh_backend):

@@ -258,3 +258,66 @@ async def test_a_call_its_caller_gave_up_on_is_recorded_as_abandoned(make_chat, 
     assert (summary.calls, summary.errors, summary.abandoned) == (2, 0, 2)
     assert "abandoned: 2" in summary.format()
     assert handler.savings("openai/strong", {}).calls == 0  # no usage to price
+
+
+class _Tracer:
+    """A tracer that keeps every run it saw, sync (as LangSmith's) or async."""
+
+    @staticmethod
+    def sync():
+        from langchain_core.tracers.base import BaseTracer
+
+        class Sync(BaseTracer):
+            def __init__(self):
+                super().__init__()
+                self.ended = []
+
+            def _persist_run(self, run):
+                pass
+
+            def _end_trace(self, run):
+                self.ended.append(run)
+                super()._end_trace(run)
+
+        return Sync()
+
+    @staticmethod
+    def asynchronous():
+        from langchain_core.tracers.base import AsyncBaseTracer
+
+        class Async(AsyncBaseTracer):
+            def __init__(self):
+                super().__init__()
+                self.ended = []
+
+            async def _persist_run(self, run):
+                pass
+
+            async def _end_trace(self, run):
+                self.ended.append(run)
+                await super()._end_trace(run)
+
+        return Async()
+
+
+@pytest.mark.parametrize("kind", ["sync", "asynchronous"])
+async def test_a_cancelled_ainvoke_ends_the_chosen_models_run_too(make_chat, fresh_backend, kind):
+    """The router's run ended on cancellation, but the chosen model's child run stayed open in
+    the tracer for good (in LangSmith: pending forever; in memory: one `Run` per call). An
+    async tracer never saw the child run at all."""
+    import asyncio
+
+    tracer = getattr(_Tracer, kind)()
+    chat = make_chat()
+    await chat.ainvoke("a hard one", {"callbacks": [tracer]})  # answered: two runs, both ended
+    names = sorted(r.name for r in tracer.ended)
+    assert len(names) == 2 and "RouteLLMChat" in names
+    child = next(n for n in names if n != "RouteLLMChat")
+    fresh_backend.configure(latency_ms=2000)
+    for _ in range(3):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(chat.ainvoke("a hard one", {"callbacks": [tracer]}), 0.2)
+    assert tracer.run_map == {}
+    cancelled = [r for r in tracer.ended[2:]]
+    assert sorted(r.name for r in cancelled) == sorted(["RouteLLMChat", child] * 3)
+    assert all(r.end_time is not None and "CancelledError" in (r.error or "") for r in cancelled)
