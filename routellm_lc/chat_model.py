@@ -432,9 +432,16 @@ class RouteLLMChat(BaseChatModel):
         return side._identifying_params if isinstance(side, RouteLLMChat) else model_name(side)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        name = self.model_name
+        decision = kwargs.get(_DECISION_KWARG)
+        if self.controller is None and isinstance(decision, Mapping):
+            # the threshold this call used: a call's or a graph node's own, if it had one
+            threshold = decision.get("threshold")
+            if isinstance(threshold, int | float) and threshold != self.threshold:
+                name = f"router-{self.router_name}-{threshold:g}"
         params = LangSmithParams(
             ls_provider="routellm",
-            ls_model_name=kwargs.get("model") or self.model_name,  # a per-call override
+            ls_model_name=kwargs.get("model") or name,  # a per-call override
             ls_model_type="chat",
         )
         call = {**self._call_defaults(), **kwargs}

@@ -115,9 +115,12 @@ class LiteLLMChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         # Per-call overrides (`invoke(..., model=..., temperature=...)`) are what was sent.
         model = kwargs.get("model") or self.model
+        provider, _, name = model.partition("/")
+        # as ChatOpenAI / ChatAnthropic report them (`openai` and `gpt-4o`): LangSmith prices a
+        # run by matching its model name, which the provider prefix would spoil
         params = LangSmithParams(
-            ls_provider=model.split("/", 1)[0] if "/" in model else "litellm",
-            ls_model_name=model,
+            ls_provider=provider if name else "litellm",
+            ls_model_name=name or model,
             ls_model_type="chat",
         )
         temperature = kwargs.get("temperature", self.temperature)

@@ -1381,3 +1381,20 @@ def test_model_kwargs_may_not_set_what_the_router_decides(key):
 def test_stop_set_on_the_router_is_part_of_its_cache_key(make_chat):
     """Two routers that differ only in `stop` never share a cached answer."""
     assert make_chat(stop=["\n"])._get_llm_string() != make_chat()._get_llm_string()
+
+
+def test_traces_name_the_threshold_used_and_the_answering_model_as_langchain_does(make_chat):
+    """LangSmith reads `ls_model_name`: the router run named the model's own threshold when a
+    call (or a graph node) used another, and a LiteLLM-string model named itself with its
+    provider prefix (`openai/strong`), which ChatOpenAI does not, so LangSmith's price table
+    (matched on the bare name, `gpt-4o`) could not price it."""
+    chat = make_chat()
+    with collect_runs() as runs:
+        chat.invoke("a hard question")
+        chat.invoke("a hard question", config={"configurable": {"routellm_threshold": 0.95}})
+    routers = [r for r in runs.traced_runs if r.name == "RouteLLMChat"]
+    names = [r.extra["metadata"]["ls_model_name"] for r in routers]
+    assert names == ["router-keyword-0.5", "router-keyword-0.95"]
+    children = [c for r in routers for c in r.child_runs]
+    assert [(c.extra["metadata"]["ls_provider"], c.extra["metadata"]["ls_model_name"])
+            for c in children] == [("openai", "strong"), ("openai", "weak")]  # fmt: skip
