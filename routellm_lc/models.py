@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -52,18 +51,27 @@ def default_weak_model() -> str:
     return os.environ.get(WEAK_MODEL_ENV) or DEFAULT_WEAK_MODEL
 
 
+_LITELLM_READY = False
+
+
 def _litellm() -> Any:
+    global _LITELLM_READY
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True  # no "Give Feedback" banners on every provider error
+    if not _LITELLM_READY:
+        # tiktoken's cl100k_base, which LiteLLM loads lazily when a stream first counts its
+        # usage (0.1-0.3 s): loaded with the import, so never on an event loop
+        getattr(litellm, "encoding", None)
+        _LITELLM_READY = True
     return litellm
 
 
 async def _alitellm() -> Any:
     """`_litellm()` for async code: the first import (~3 s) runs in a worker thread, so it
     does not stall the event loop and every other coroutine on it."""
-    if "litellm" in sys.modules:
+    if _LITELLM_READY:
         return _litellm()
     return await asyncio.to_thread(_litellm)
 

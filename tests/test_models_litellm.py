@@ -357,3 +357,29 @@ def test_a_router_over_langchain_spelled_models_calls_them(fresh_backend):
     reply = chat.invoke("hi")
     assert reply.content == "[strong] echo: hi"
     assert reply.response_metadata["routing"]["model"] == "openai/strong"
+
+
+def test_the_async_first_use_loads_litellm_and_its_tokenizer_off_the_event_loop():
+    """The first `astream` loaded tiktoken's cl100k_base (0.1-0.3 s) on the event loop, where
+    LiteLLM counts a stream's usage: every other coroutine waited. `_alitellm` now loads it
+    with LiteLLM, in its worker thread."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, threading\n"
+        "import tiktoken.registry as registry\n"
+        "seen = {}\n"
+        "real = registry.get_encoding\n"
+        "def spy(name):\n"
+        "    seen[name] = threading.current_thread() is threading.main_thread()\n"
+        "    return real(name)\n"
+        "registry.get_encoding = spy\n"
+        "import tiktoken; tiktoken.get_encoding = spy\n"
+        "from routellm_lc.models import _alitellm\n"
+        "asyncio.run(_alitellm())\n"
+        "print(seen)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'cl100k_base': False}"  # loaded, and not on the loop's thread
