@@ -1479,14 +1479,17 @@ class _Prescored:
     def __enter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:
-            self._remember(*self._score_all(unique))
+            self._install(self._plan(unique))
         return self
 
     async def __aenter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
-        if unique:  # scored in a worker thread: the event loop keeps running
-            self._remember(*await asyncio.to_thread(self._score_all, unique))
+        if unique:  # scored, and the controller moved, in a worker thread: the loop runs on
+            self._install(await asyncio.to_thread(self._plan, unique))
         return self
+
+    def _plan(self, unique: list[str]) -> dict[str, _Scored]:
+        return self._remember(*self._score_all(unique))
 
     def _score_all(self, texts: list[str]) -> tuple[list[str], list[RoutingDecision]]:
         """The texts scored and their decisions: one router pass, or, when that pass fails,
@@ -1507,8 +1510,9 @@ class _Prescored:
             scored.append(text)
         return scored, decisions
 
-    def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> None:
-        """Keep each text's score and the thresholds in force at its positions, in order."""
+    def _remember(self, texts: list[str], decisions: list[RoutingDecision]) -> dict[str, _Scored]:
+        """Each text's score and the thresholds in force at its positions, in order (the
+        controller, if any, observes the governed scores now)."""
         memo = {
             text: _Scored(decision.score, decision.latency_ms, len(self.texts))
             for text, decision in zip(texts, decisions, strict=True)
@@ -1519,6 +1523,10 @@ class _Prescored:
         placeholder = self.chat.current_threshold()  # an overridden call uses its own
         for text, overridden in routed:
             memo[text].thresholds.append(placeholder if overridden else next(in_force))
+        return memo
+
+    def _install(self, memo: dict[str, _Scored]) -> None:
+        """Make the batch's scores visible to its calls (in the batch's own context)."""
         batches = _BATCH_SCORES.get() or {}
         self._token = _BATCH_SCORES.set({**batches, id(self.chat): memo})
 
