@@ -560,7 +560,18 @@ class RouteLLMChat(BaseChatModel):
         known = self._known_decisions(texts, threshold)
         if known is not None:  # scored already: no router call to wait for
             return known
-        return await asyncio.to_thread(self._score, texts, threshold)
+        gone = threading.Event()  # the caller was cancelled while the router scored
+
+        def score() -> list[RoutingDecision]:
+            decisions = self._score(texts, threshold, observe=False)
+            # a call cancelled before it was routed is no call: the controller never sees it
+            return decisions if gone.is_set() else self._settled(decisions, threshold)
+
+        try:
+            return await asyncio.to_thread(score)
+        except asyncio.CancelledError:
+            gone.set()
+            raise
 
     def _known_decisions(
         self, texts: list[str], threshold: float | None

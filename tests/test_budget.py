@@ -176,6 +176,31 @@ def test_abatch_moves_the_controller_off_the_event_loop(monkeypatch):
     assert threads == [False]  # once, in the worker thread
 
 
+def test_a_call_cancelled_while_it_is_scored_does_not_move_the_controller():
+    """`asyncio.wait_for` timing out while the router scored: the call was never routed, but
+    its score moved the controller all the same."""
+    import asyncio
+    import time
+
+    class Slow(ScoreTable):
+        def strong_win_rate(self, prompts):
+            time.sleep(0.3)
+            return super().strong_win_rate(prompts)
+
+    controller = StrongShareController(0.5, window=400, warmup=10)
+    llm = _chat(Slow({}), controller)
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(llm.adecide(["p"]), 0.05)
+        await asyncio.sleep(0.5)  # the scoring thread has finished by now
+        assert controller.state().observed == 0
+        await llm.adecide(["q"])  # a call that waits is observed
+        assert controller.state().observed == 1
+
+    asyncio.run(main())
+
+
 def test_with_a_controller_the_model_name_says_so_and_cache_keys_stay_put():
     scores = {f"p{i}": i / 100 for i in range(100)}
     controller = StrongShareController(0.2, warmup=10)
