@@ -66,7 +66,7 @@ from routellm_lc.answer_cache import (
 from routellm_lc.budget import StrongShareController
 from routellm_lc.decision import RoutingDecision, decide, routing_text, validate_threshold
 from routellm_lc.errors import REQUEST_ERROR_STATUSES
-from routellm_lc.graph.events import aemit_decision, emit_decision
+from routellm_lc.graph.events import ROUTING_ERROR_TAG, aemit_decision, emit_decision
 from routellm_lc.models import (
     combine_llm_outputs,
     default_strong_model,
@@ -678,7 +678,11 @@ class RouteLLMChat(BaseChatModel):
         config = ensure_config(config)
         if _DECISION_KWARG in kwargs:
             return config, kwargs
-        (decision,) = self.decide([value], self._call_threshold(config))
+        try:
+            (decision,) = self.decide([value], self._call_threshold(config))
+        except Exception as error:
+            self._trace_unrouted(value, config, error, async_api=False)
+            raise
         return self._decided(decision, config, kwargs)
 
     async def _awith_decision(
@@ -687,8 +691,52 @@ class RouteLLMChat(BaseChatModel):
         config = ensure_config(config)
         if _DECISION_KWARG in kwargs:
             return config, kwargs
-        (decision,) = await self.adecide([value], self._call_threshold(config))
+        try:
+            (decision,) = await self.adecide([value], self._call_threshold(config))
+        except Exception as error:
+            await self._trace_unrouted(value, config, error, async_api=True)
+            raise
         return self._decided(decision, config, kwargs)
+
+    def _trace_unrouted(
+        self, value: Any, config: RunnableConfig, error: Exception, *, async_api: bool
+    ) -> Any:
+        """A run for a call that failed before any model was called (an empty prompt, a router
+        or its remote embedder down), ended with the error and tagged `routellm:routing_error`:
+        without it such a call reached no tracer and no `RoutingCallbackHandler`. Returns the
+        awaitable to wait on for `async_api`."""
+        manager_cls = AsyncCallbackManager if async_api else CallbackManager
+        manager = manager_cls.configure(
+            config.get("callbacks"),
+            self.callbacks,
+            self.verbose,
+            [*(config.get("tags") or []), ROUTING_ERROR_TAG],
+            self.tags,
+            {**(config.get("metadata") or {}), **self._get_ls_params()},
+            self.metadata,
+        )
+        try:
+            messages = self._to_messages(value)
+        except Exception:  # the input itself was the problem: trace the call without it
+            messages = []
+        start = {
+            "invocation_params": self._get_invocation_params(),
+            "name": config.get("run_name"),
+            "run_id": config.get("run_id"),
+            "batch_size": 1,
+        }
+        if not async_api:
+            with suppress(Exception):
+                (run,) = manager.on_chat_model_start(self._serialized, [messages], **start)
+                run.on_llm_error(error)
+            return None
+
+        async def report() -> None:
+            with suppress(Exception):
+                (run,) = await manager.on_chat_model_start(self._serialized, [messages], **start)
+                await run.on_llm_error(error)
+
+        return report()
 
     def _call_threshold(self, config: RunnableConfig) -> float | None:
         """The per-call threshold (`configurable`), refused by a router whose side is another

@@ -25,6 +25,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
 from routellm_lc.costs import SavingsReport, cache_hit, strongest_route
+from routellm_lc.graph.events import ROUTING_ERROR_TAG
 
 _TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 #: Token counts priced apart (LangChain's `input_token_details` / `output_token_details` names →
@@ -113,6 +114,10 @@ class RoutingSummary:
     abandoned: int = 0
     """Calls the caller stopped before they finished (`RoutedCall.abandoned`): counted in
     `calls` and the shares, with no tokens."""
+    routing_errors: int = 0
+    """Calls that failed before any model was called (an empty prompt, the router or its
+    remote embedder down; `RoutingCallbackHandler.routing_errors` has the errors): never
+    routed, so not in `calls`."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,7 +130,8 @@ class RoutingSummary:
             f"routed calls: {self.calls}  strong: {self.strong_calls} "
             f"({self.strong_share:.0%})  fallbacks: {self.fallbacks}  errors: {self.errors}"
             + (f"  cached: {self.cached}" if self.cached else "")
-            + (f"  abandoned: {self.abandoned}" if self.abandoned else ""),
+            + (f"  abandoned: {self.abandoned}" if self.abandoned else "")
+            + (f"  routing errors: {self.routing_errors}" if self.routing_errors else ""),
         ]
         if self.mean_routing_latency_ms is not None:
             lines.append(f"mean routing latency: {self.mean_routing_latency_ms:.2f} ms")
@@ -149,7 +155,10 @@ class RoutingCallbackHandler(BaseCallbackHandler):
 
     def __init__(self) -> None:
         self.calls: list[RoutedCall] = []
+        self.routing_errors: list[str] = []
+        """Calls that failed before any model was called, as "ErrorType: message"."""
         self._started: dict[UUID, tuple[float, RoutedCall]] = {}
+        self._unrouted: set[UUID] = set()
         self._lock = threading.Lock()
 
     # -- callbacks -------------------------------------------------------------------------
@@ -166,6 +175,10 @@ class RoutingCallbackHandler(BaseCallbackHandler):
     ) -> None:
         metadata = metadata or {}
         routing = metadata.get("routing")
+        if metadata.get("ls_provider") == "routellm" and ROUTING_ERROR_TAG in (tags or ()):
+            with self._lock:  # a call that failed before it was routed: its error follows
+                self._unrouted.add(run_id)
+            return
         if not isinstance(routing, Mapping) or metadata.get("ls_provider") != "routellm":
             return  # not a router run (e.g. another model in the same chain)
         call = _call_from(routing, run_id, parent_run_id, metadata)
@@ -206,6 +219,11 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         self._append(call)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            if run_id in self._unrouted:
+                self._unrouted.discard(run_id)
+                self.routing_errors.append(f"{type(error).__name__}: {error}")
+                return
         call = self._finish(run_id)
         if call is None:
             return
@@ -229,12 +247,15 @@ class RoutingCallbackHandler(BaseCallbackHandler):
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.routing_errors.clear()
             self._started.clear()
+            self._unrouted.clear()
 
     def summary(self) -> RoutingSummary:
         """Strong share, calls and tokens per model, routes per node, over recorded calls."""
         with self._lock:
             calls = list(self.calls)
+            routing_errors = len(self.routing_errors)
         answered = [c for c in calls if c.error is None]
         strong = sum(c.strongest for c in answered)
         tokens: dict[str, dict[str, int]] = {}
@@ -261,6 +282,7 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             mean_routing_latency_ms=sum(latencies) / len(latencies) if latencies else None,
             cached=sum(c.cached for c in answered),
             abandoned=sum(c.abandoned for c in answered),
+            routing_errors=routing_errors,
         )
 
 

@@ -29,6 +29,9 @@ from routellm_lc.decision import RoutingDecision
 
 #: Name of the custom event (and key of the LangGraph custom chunk) carrying a decision.
 DECISION_EVENT = "routellm_decision"
+#: The tag of the run of a call that failed before any model was called (an empty prompt, the
+#: router down): `RouteLLMChat` traces it so tracers and `RoutingCallbackHandler` see it.
+ROUTING_ERROR_TAG = "routellm:routing_error"
 
 
 def decision_payload(decision: RoutingDecision, run_id: UUID | str | None) -> dict[str, Any]:

@@ -321,3 +321,45 @@ async def test_a_cancelled_ainvoke_ends_the_chosen_models_run_too(make_chat, fre
     cancelled = [r for r in tracer.ended[2:]]
     assert sorted(r.name for r in cancelled) == sorted(["RouteLLMChat", child] * 3)
     assert all(r.end_time is not None and "CancelledError" in (r.error or "") for r in cancelled)
+
+
+async def test_a_call_that_fails_before_any_model_is_traced_and_counted(make_chat):
+    """An empty prompt, or a router (its remote embedder) down, raised before the run
+    started: no tracer and no `RoutingCallbackHandler` saw the call, so an outage of the
+    router was invisible in LangSmith and in the summary."""
+    from langchain_core.tracers.context import collect_runs
+
+    from routellm_lc.errors import EmptyPromptError
+    from routellm_lc.routers.base import Router
+
+    class Down(Router):
+        name = "down"
+
+        def strong_win_rate(self, prompts):
+            raise RuntimeError("embedding service down")
+
+    handler = RoutingCallbackHandler()
+    chat = make_chat()
+    with collect_runs() as runs:
+        with pytest.raises(EmptyPromptError):
+            chat.invoke("   ", {"callbacks": [handler]})
+        down = chat.model_copy(update={"router": Down()})
+        with pytest.raises(RuntimeError, match="embedding service down"):
+            await down.ainvoke("a hard one", {"callbacks": [handler], "run_name": "agent-llm"})
+        items = chat.batch(["a hard one", ""], {"callbacks": [handler]}, return_exceptions=True)
+    assert isinstance(items[1], EmptyPromptError)
+    assert handler.routing_errors == [
+        "EmptyPromptError: "
+        + str(EmptyPromptError("x")).replace("x", "")[:0]
+        + handler.routing_errors[0].split(": ", 1)[1],
+        "RuntimeError: embedding service down",
+        handler.routing_errors[2],
+    ]
+    assert handler.routing_errors[2].startswith("EmptyPromptError: ")
+    summary = handler.summary()
+    assert (summary.calls, summary.routing_errors, summary.errors) == (1, 3, 0)
+    assert "routing errors: 3" in summary.format()
+    failed = [r for r in runs.traced_runs if "routellm:routing_error" in (r.tags or [])]
+    assert len(failed) == 3 and all(r.error and r.end_time for r in failed)
+    assert [r.name for r in failed] == ["RouteLLMChat", "agent-llm", "RouteLLMChat"]
+    assert failed[1].extra["metadata"]["ls_provider"] == "routellm"
