@@ -68,7 +68,10 @@ def resolve_checkpoint(
     Raises `CheckpointError` naming where it looked and which files were missing.
     """
     text = os.fspath(checkpoint)
-    candidates = [Path(text).expanduser()]
+    try:
+        candidates = [Path(text).expanduser()]
+    except RuntimeError as exc:  # `~nosuchuser/...`
+        raise CheckpointError(f"Checkpoint {text!r}: {exc}") from None
     if "/" not in text and "\\" not in text:
         candidates.append(BUNDLED_DIR / text)
     for path in candidates:

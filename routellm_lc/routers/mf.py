@@ -409,7 +409,18 @@ class MatrixFactorizationRouter(Router):
         config = ckpt.read_config(folder)
         ckpt.require_keys(config, ("dim", "num_models", "text_dim", "use_proj"), folder)
         tensors = ckpt.load_tensors(folder)
-        routellm_format = "model_names" not in config
+        routellm_format = "model_names" not in config and "router" not in config
+        if not routellm_format:  # ours: it names its models and the pair it scores
+            ckpt.require_keys(config, ("model_names",), folder)
+            if not (strong_model or config.get("strong_model")) or not (
+                weak_model or config.get("weak_model")
+            ):
+                raise ckpt.config_error(
+                    folder,
+                    "strong_model/weak_model",
+                    "is missing: the checkpoint does not say which pair it scores (pass "
+                    "strong_model= and weak_model= to load it)",
+                )
         if routellm_format:
             names = list(ckpt.ROUTELLM_MF_MODEL_NAMES)
             defaults = (

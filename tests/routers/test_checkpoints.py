@@ -370,3 +370,41 @@ def test_a_checkpoint_in_a_newer_format_is_refused_not_misread(tmp_path):
     del config["format_version"]  # written before the field: version 1
     (folder / "config.json").write_text(json.dumps(config))
     load_router("mf", checkpoint=str(folder), embedder=_Table())
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("strong_model", "strong_model/weak_model is missing"),
+        ("weak_model", "strong_model/weak_model is missing"),
+        ("model_names", "missing required field\\(s\\): model_names"),
+    ],
+)
+def test_an_mf_config_missing_its_pair_or_names_is_a_checkpoint_error(tmp_path, key, message):
+    """A ValueError not naming the folder, or RouteLLM's "64 model names for num_models=2"
+    for a checkpoint of ours that lost its `model_names`."""
+    import json
+    import shutil
+
+    from routellm_lc.routers.checkpoints import BUNDLED_DIR
+
+    folder = tmp_path / "mf"
+    shutil.copytree(BUNDLED_DIR / "mf_default", folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config[key]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message):
+        load_router("mf", checkpoint=str(folder))
+    if key != "model_names":  # the caller can name the pair itself
+        router = load_router(
+            "mf",
+            checkpoint=str(folder),
+            strong_model=config.get("strong_model", "strong-tier"),
+            weak_model=config.get("weak_model", "weak-tier"),
+        )
+        assert router.strong_win_rate(["hi"]).shape == (1,)
+
+
+def test_an_unknown_users_home_is_a_checkpoint_error():
+    with pytest.raises(CheckpointError, match="nosuchuser"):
+        resolve_checkpoint("~nosuchuser-routellm/ck")
