@@ -461,8 +461,14 @@ class SWRankingRouter(Router):
         router._load_state(config, tensors, folder)
         router._checkpoint_id = ckpt.checkpoint_identity(folder)
         ckpt.check_embedder(router.embedder, router.prompt_embeddings_.shape[1], folder)
-        router._tier(router.strong_model, "strong")  # validate names now, not on first request
-        router._tier(router.weak_model, "weak")
+        # validate names now, not on first request; a pair in one tier is never told apart
+        if router._tier(router.strong_model, "strong") == router._tier(router.weak_model, "weak"):
+            raise ckpt.config_error(
+                folder,
+                "tiers",
+                f"put {router.strong_model} and {router.weak_model} in one tier: every prompt "
+                "would score 0.5 (name a strong and a weak model of different tiers)",
+            )
         return router
 
     def _load_state(

@@ -1035,6 +1035,16 @@ def model_card(
         "",
         f"Licence of this checkpoint: {licence_sentence}",
         "",
+        *(
+            [
+                "Privacy: an `sw_ranking` checkpoint holds the embedding of every training "
+                "prompt with its battles' models and outcomes (it scores a prompt by its "
+                "similarity to them); trained on private logs, share it privately.",
+                "",
+            ]
+            if router_name == "sw_ranking"
+            else []
+        ),
         "## Settings",
         "",
         "```json",

@@ -152,6 +152,23 @@ def test_tiers_pool_models_and_ignore_same_tier_battles():
         SWRankingRouter("a", "b", embedder=TableEmbedder(TABLE), tiers={"gpt4": 0}).fit(battles)
 
 
+def test_a_checkpoint_whose_pair_shares_a_tier_is_refused(tmp_path):
+    """Loaded, it scored 0.5 for every prompt: the router could never tell the pair apart."""
+    battles = [
+        _battle("p1", "gpt4", "mixtral", "model_a"),
+        _battle("p2", "claude", "mixtral", "tie"),
+    ]
+    tiers = {"gpt4": "top", "claude": "top", "mixtral": "low"}
+    router = SWRankingRouter("gpt4", "mixtral", embedder=TableEmbedder(TABLE), tiers=tiers)
+    router.fit(battles).save_pretrained(tmp_path / "sw")
+    embedder = TableEmbedder(TABLE)
+    load_router("sw_ranking", checkpoint=str(tmp_path / "sw"), embedder=embedder)
+    with pytest.raises(CheckpointError, match="put gpt4 and claude in one tier"):
+        load_router(
+            "sw_ranking", checkpoint=str(tmp_path / "sw"), embedder=embedder, weak_model="claude"
+        )
+
+
 def test_cluster_tiers_splits_sorted_ratings_into_least_variance_groups():
     ratings = {"a": 1300.0, "b": 1290.0, "c": 1000.0, "d": 990.0, "e": 700.0}
     assert cluster_tiers(ratings, 3) == {"a": 0, "b": 0, "c": 1, "d": 1, "e": 2}

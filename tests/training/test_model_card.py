@@ -132,6 +132,10 @@ def test_settings_list_what_sw_ranking_and_bert_trained_with(tmp_path):
     assert settings["tiers"] == "each model its own tier" and settings["embedder"] == "local"
     card = model_card("sw_ranking", report, "routellm-lc train --router sw_ranking")
     assert "similarity-weighted Elo" in card and '"max_iter": 50' in card
+    # it stores every training prompt's embedding: say so before anyone pushes it
+    assert "holds the embedding of every training prompt" in card
+    mf_card = model_card("mf", report, "routellm-lc train --router mf")
+    assert "holds the embedding of every training prompt" not in mf_card
 
     _, report = train_router(
         "bert",
