@@ -22,6 +22,7 @@ from langchain_core import exceptions as lc_exceptions
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
+    AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
     BaseCallbackManager,
     CallbackManager,
@@ -1337,7 +1338,10 @@ class RouteLLMChat(BaseChatModel):
                 if key is not None and isinstance(cache.lookup(*key), list):
                     # the model's LLM cache has the answer: its invoke reads it (a cache hit,
                     # traced and priced as one); its stream would call the model again
-                    answer = target.invoke(messages, config, stop=self._stop(stop), **call_kwargs)
+                    with calling():  # as every model call: usage counted once, not twice
+                        answer = target.invoke(
+                            messages, config, stop=self._stop(stop), **call_kwargs
+                        )
                     stream: Iterator[Any] = iter([_message_chunk(answer)])
                     key = None
                 else:
@@ -1402,9 +1406,10 @@ class RouteLLMChat(BaseChatModel):
                 if cache is not None:
                     key = model_cache_key(target, messages, self._stop(stop), call_kwargs)
                 if key is not None and isinstance(await cache.alookup(*key), list):
-                    answer = await target.ainvoke(
-                        messages, config, stop=self._stop(stop), **call_kwargs
-                    )
+                    with calling():
+                        answer = await target.ainvoke(
+                            messages, config, stop=self._stop(stop), **call_kwargs
+                        )
                     stream: AsyncIterator[Any] = _one(_message_chunk(answer))
                     key = None
                 else:
@@ -1544,11 +1549,19 @@ class _Prescored:
     async def __aenter__(self) -> _Prescored:
         unique = list(dict.fromkeys(self.texts))
         if unique:  # scored, and the controller moved, in a worker thread: the loop runs on
-            self._install(await asyncio.to_thread(self._plan, unique))
+            gone = threading.Event()  # the batch was cancelled while it was scored
+            try:
+                self._install(await asyncio.to_thread(self._plan, unique, gone))
+            except asyncio.CancelledError:
+                gone.set()
+                raise
         return self
 
-    def _plan(self, unique: list[str]) -> dict[str, _Scored]:
-        return self._remember(*self._score_all(unique))
+    def _plan(self, unique: list[str], gone: threading.Event | None = None) -> dict[str, _Scored]:
+        scored = self._score_all(unique)
+        if gone is not None and gone.is_set():  # never routed: the controller never sees it
+            return {}
+        return self._remember(*scored)
 
     def _score_all(self, texts: list[str]) -> tuple[list[str], list[RoutingDecision]]:
         """The texts scored and their decisions: one router pass, or, when that pass fails,
@@ -1794,11 +1807,16 @@ async def _end_cancelled_child(config: RunnableConfig, error: BaseException) -> 
     if run_id is None or not open_in:
         return
     parent = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
-    manager = AsyncCallbackManagerForLLMRun(
-        run_id=run_id, handlers=open_in, inheritable_handlers=[], parent_run_id=parent
-    )
-    with suppress(Exception):
-        await asyncio.shield(manager.on_llm_error(error))
+    for handler in open_in:
+        # a model wrapped in a Runnable (`.with_retry()`, a binding) runs as a chain
+        chain = getattr(handler.run_map[str(run_id)], "run_type", "llm") != "llm"
+        kind = AsyncCallbackManagerForChainRun if chain else AsyncCallbackManagerForLLMRun
+        manager = kind(
+            run_id=run_id, handlers=[handler], inheritable_handlers=[], parent_run_id=parent
+        )
+        end = manager.on_chain_error(error) if chain else manager.on_llm_error(error)
+        with suppress(Exception):
+            await asyncio.shield(end)
 
 
 def _is_routing_tag(tag: str) -> bool:

@@ -34,6 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 from routellm_lc.errors import RouteLLMError
+from routellm_lc.files import umask
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 BASE_ENV = "ROUTELLM_LC_FETCH_BASE"
@@ -130,13 +131,6 @@ def _git_blob(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it: set it straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _download(url: str, target: Path, remote: RemoteFile, timeout: float) -> None:
     """Download to a temporary file beside `target`, check its hash, then move it in place:
     a failed or corrupt download never leaves a partial file under the real name."""
@@ -157,7 +151,7 @@ def _download(url: str, target: Path, remote: RemoteFile, timeout: float) -> Non
             raise FetchError(
                 f"{url} does not match its pin (expected {problem}); nothing was written."
             )
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a fetched file is ordinary
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; a fetched file is ordinary
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -193,7 +193,9 @@ def test_a_call_cancelled_while_it_is_scored_does_not_move_the_controller():
     async def main():
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(llm.adecide(["p"]), 0.05)
-        await asyncio.sleep(0.5)  # the scoring thread has finished by now
+        with pytest.raises(asyncio.TimeoutError):  # a batch, scored in one pass
+            await asyncio.wait_for(llm.abatch(["p1", "p2", "p3"]), 0.05)
+        await asyncio.sleep(0.7)  # the scoring threads have finished by now
         assert controller.state().observed == 0
         await llm.adecide(["q"])  # a call that waits is observed
         assert controller.state().observed == 1

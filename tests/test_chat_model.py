@@ -481,8 +481,15 @@ def test_the_models_cache_answers_a_streamed_call_too(
         return _merged(iter(chunks))
 
     streamed: list[int] = []
-    first, second, third = ask(), ask(), ask()
+    first = ask()
+    with get_usage_metadata_callback() as counter:
+        second = ask()
+    third = ask()
     assert mode != "graph" or streamed[0] > 1  # the node's model call was streamed
+    # the hit counted once (the model's own run answering from its cache is not counted again)
+    if second.usage_metadata.get("total_tokens"):
+        (counted,) = counter.usage_metadata.values()
+        assert counted["total_tokens"] == second.usage_metadata["total_tokens"]
     assert _answered(fresh_backend) == ["strong"]
     assert second.content == first.content == third.content and first.content.startswith("[strong]")
     assert second.response_metadata["routing"]["route"] == "strong"

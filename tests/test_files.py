@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from routellm_lc.evals.harness import ScoreCache
-from routellm_lc.files import atomic_path, atomic_write
+from routellm_lc.files import atomic_path, atomic_write, umask
 from routellm_lc.training.decontaminate import EmbeddingStore
 
 
@@ -21,7 +21,25 @@ def test_atomic_write_replaces_the_target_and_leaves_nothing_else(tmp_path: Path
     atomic_write(target, lambda f: f.write(b"two"), fsync=True)
     assert target.read_bytes() == b"two"
     assert sorted(p.name for p in target.parent.iterdir()) == ["state.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask()  # as any new file
+    atomic_write(target, lambda f: f.write(b"secret"), private=True)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_cache_files_are_readable_as_the_umask_makes_them(tmp_path):
+    """mkstemp's 0600 was kept: in a cache shared between users (`$ROUTELLM_LC_CACHE`) the
+    other users could read no embedding, score or ONNX export, and redid the work."""
+    old = os.umask(0o022)
+    try:
+        store = EmbeddingStore("test-embedder", root=tmp_path / "emb")
+        store.put(["a text"], np.ones((1, 4), dtype=np.float32))
+        ScoreCache(tmp_path / "scores").save("k", np.array([0.5]))
+        atomic_path(tmp_path / "model.onnx", lambda path: path.write_bytes(b"onnx"))
+    finally:
+        os.umask(old)
+    files = [*store.folder.iterdir(), *(tmp_path / "scores").iterdir(), tmp_path / "model.onnx"]
+    assert len(files) == 3
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o644}
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

@@ -244,7 +244,22 @@ class SWRankingRouter(Router):
         self.battle_weight_ = weights
         self.tiers_ = self._resolve_tiers()
         self._prepare()
+        if self._pair_in_one_tier():
+            raise ValueError(
+                f"sw_ranking: {self.strong_model} and {self.weak_model} are in one tier, so "
+                "every prompt would score 0.5: name a strong and a weak model of different "
+                "tiers (or use fewer models per tier)."
+            )
         return self
+
+    def _pair_in_one_tier(self) -> bool:
+        """Whether the named strong and weak models (both known) share a tier."""
+        try:
+            strong = self._tier(self.strong_model, "strong")
+            weak = self._tier(self.weak_model, "weak")
+        except ValueError:  # a name not (yet) given or known: scoring says so
+            return False
+        return strong == weak
 
     def _resolve_tiers(self) -> dict[str, Any]:
         if self.tiers is not None:
@@ -462,7 +477,9 @@ class SWRankingRouter(Router):
         router._checkpoint_id = ckpt.checkpoint_identity(folder)
         ckpt.check_embedder(router.embedder, router.prompt_embeddings_.shape[1], folder)
         # validate names now, not on first request; a pair in one tier is never told apart
-        if router._tier(router.strong_model, "strong") == router._tier(router.weak_model, "weak"):
+        router._tier(router.strong_model, "strong")
+        router._tier(router.weak_model, "weak")
+        if router._pair_in_one_tier():
             raise ckpt.config_error(
                 folder,
                 "tiers",

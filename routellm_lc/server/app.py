@@ -431,7 +431,11 @@ async def _unless_gone(call: Awaitable[Reply | Stream], client: _Client | None) 
     task.cancel()
     try:
         await task
-    except BaseException:  # noqa: BLE001 - the cancelled call's outcome is nobody's concern
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # this request itself is being cancelled (shutdown): not the call's end
+    except Exception:  # noqa: BLE001, S110 - the cancelled call's outcome is nobody's concern
         pass
     return _GONE
 

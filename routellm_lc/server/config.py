@@ -175,18 +175,20 @@ class ServerConfig:
         keys = list(values.get("server_keys") or [])
         if isinstance(values.get("server_keys"), str):
             keys = _split_keys(values["server_keys"])
-            if not keys:  # `server_keys: "${KEYS}"` rendered with KEYS unset
+        keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
+        if not keys:
+            # `ROUTELLM_LC_SERVER_KEYS="$KEYS"`, or a config's `server_keys: ${KEYS}` (YAML
+            # null, "" or []), with KEYS unset: auth was meant, and none would be on
+            if SERVER_KEYS_ENV in env:
+                raise ServerConfigError(
+                    f"{SERVER_KEYS_ENV} is set but holds no key: give the keys "
+                    "(comma-separated), or unset it to serve without auth."
+                )
+            if "server_keys" in from_file:
                 raise ServerConfigError(
                     "server_keys in the config file is set but holds no key: give the keys "
                     "(comma-separated), or leave the field out to serve without auth."
                 )
-        if SERVER_KEYS_ENV in env and not _split_keys(env[SERVER_KEYS_ENV]):
-            # `ROUTELLM_LC_SERVER_KEYS="$KEYS"` with KEYS unset: auth meant, none given
-            raise ServerConfigError(
-                f"{SERVER_KEYS_ENV} is set but holds no key: give the keys (comma-separated), "
-                "or unset it to serve without auth."
-            )
-        keys += [k for k in _split_keys(env.get(SERVER_KEYS_ENV, "")) if k not in keys]
         values["server_keys"] = keys
         if overrides.get("passthrough_fields"):
             # `--passthrough-field` adds to the file's (or the default) passthrough fields

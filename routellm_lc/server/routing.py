@@ -356,7 +356,7 @@ class RoutingService:
             path = Path(self.controller_state)
             states = {**self._other_states_now(path), **served}
             data = json.dumps(states).encode("utf-8")
-            atomic_write(path, lambda file: file.write(data), fsync=True)  # mode 0600
+            atomic_write(path, lambda file: file.write(data), fsync=True, private=True)
             self._saved = served
         return path
 

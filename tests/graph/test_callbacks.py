@@ -341,7 +341,7 @@ async def test_a_call_that_fails_before_any_model_is_traced_and_counted(make_cha
     handler = RoutingCallbackHandler()
     chat = make_chat()
     with collect_runs() as runs:
-        with pytest.raises(EmptyPromptError):
+        with pytest.raises(EmptyPromptError) as empty:
             chat.invoke("   ", {"callbacks": [handler]})
         down = chat.model_copy(update={"router": Down()})
         with pytest.raises(RuntimeError, match="embedding service down"):
@@ -349,13 +349,10 @@ async def test_a_call_that_fails_before_any_model_is_traced_and_counted(make_cha
         items = chat.batch(["a hard one", ""], {"callbacks": [handler]}, return_exceptions=True)
     assert isinstance(items[1], EmptyPromptError)
     assert handler.routing_errors == [
-        "EmptyPromptError: "
-        + str(EmptyPromptError("x")).replace("x", "")[:0]
-        + handler.routing_errors[0].split(": ", 1)[1],
+        f"EmptyPromptError: {empty.value}",
         "RuntimeError: embedding service down",
-        handler.routing_errors[2],
+        f"EmptyPromptError: {items[1]}",
     ]
-    assert handler.routing_errors[2].startswith("EmptyPromptError: ")
     summary = handler.summary()
     assert (summary.calls, summary.routing_errors, summary.errors) == (1, 3, 0)
     assert "routing errors: 3" in summary.format()

@@ -167,6 +167,10 @@ def test_a_checkpoint_whose_pair_shares_a_tier_is_refused(tmp_path):
         load_router(
             "sw_ranking", checkpoint=str(tmp_path / "sw"), embedder=embedder, weak_model="claude"
         )
+    # nor does training write one
+    same = SWRankingRouter("gpt4", "claude", embedder=TableEmbedder(TABLE), tiers=tiers)
+    with pytest.raises(ValueError, match="gpt4 and claude are in one tier"):
+        same.fit(battles)
 
 
 def test_cluster_tiers_splits_sorted_ratings_into_least_variance_groups():

@@ -421,6 +421,15 @@ def test_a_set_but_empty_server_keys_variable_or_field_is_refused(tmp_path, valu
     config.write_text(f"routers: [random]\nserver_keys: {json.dumps(value)}\n")
     with pytest.raises(ServerConfigError, match="server_keys in the config file is set but"):
         ServerConfig.from_sources(config, env={})
+    for empty in ("", "[]", "null"):  # `server_keys: ${KEYS}` unquoted, KEYS unset
+        config.write_text(f"routers: [random]\nserver_keys: {empty}\n")
+        with pytest.raises(ServerConfigError, match="server_keys in the config file is set"):
+            ServerConfig.from_sources(config, env={})
+    # keys from another source: the empty one is no mistake that turns auth off
+    cli = ServerConfig.from_sources(
+        config, env={"ROUTELLM_LC_SERVER_KEYS": value}, server_keys=["cli-key"]
+    )
+    assert cli.server_keys == ["cli-key"]
     # unset, or left out: no auth, as documented; a key from either source is kept
     assert ServerConfig.from_sources(env={}, routers=["random"]).server_keys == []
     keys = ServerConfig.from_sources(env={"ROUTELLM_LC_SERVER_KEYS": "a, b"}, routers=["random"])
