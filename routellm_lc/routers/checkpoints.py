@@ -127,6 +127,8 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
     if usable is not None and not _newer_on_hub(repo_id, revision, usable):
         return usable
     try:
+        if usable is None:
+            _hub_answers(repo_id, revision)
         folder = Path(snapshot_download(repo_id, revision=revision))
         _require_files(folder, required)
     except Exception as exc:  # also httpx's errors, which huggingface_hub lets out
@@ -165,15 +167,7 @@ def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
 
     if constants.HF_HUB_OFFLINE or (revision is not None and revision == cached.name):
         return False  # offline, or a commit asked for by its hash: it cannot change
-    raw = os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", str(HUB_CHECK_SECONDS))
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise CheckpointError(
-            f"ROUTELLM_LC_HUB_TIMEOUT must be a number of seconds above 0, got {raw!r}."
-        )
+    seconds = _hub_timeout()
     try:
         sha = HfApi().repo_info(repo_id, revision=revision, timeout=seconds).sha
     except Exception as exc:
@@ -187,6 +181,41 @@ def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
         )
         return False
     return bool(sha) and sha != cached.name
+
+
+def _hub_timeout() -> float:
+    raw = os.environ.get("ROUTELLM_LC_HUB_TIMEOUT", str(HUB_CHECK_SECONDS))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise CheckpointError(
+            f"ROUTELLM_LC_HUB_TIMEOUT must be a number of seconds above 0, got {raw!r}."
+        )
+    return seconds
+
+
+def _hub_answers(repo_id: str, revision: str | None) -> None:
+    """Before a first download: does the Hub answer about `repo_id` within
+    `ROUTELLM_LC_HUB_TIMEOUT`? huggingface_hub's own first request has no deadline, so a mirror
+    that accepts the connection and never answers hung loading (and `serve`'s start-up) for
+    good; the download itself, once the Hub answers, is not timed."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return  # snapshot_download says it is offline
+    seconds = _hub_timeout()
+    try:
+        HfApi().repo_info(repo_id, revision=revision, timeout=seconds)
+    except Exception as exc:
+        if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+            raise CheckpointError(
+                f"The Hugging Face Hub did not answer about {repo_id!r} within {seconds:g} s "
+                f"({type(exc).__name__}), and it is not in the local Hub cache. Raise "
+                "ROUTELLM_LC_HUB_TIMEOUT, or download it where the Hub answers."
+            ) from exc
+        # any other error (not found, no access): snapshot_download reports it as usual
 
 
 def _point_ref_at(cached: Path, revision: str | None) -> None:

@@ -90,6 +90,41 @@ def test_a_hub_that_never_answers_falls_back_to_the_cached_copy(offline_hub, mon
     assert "did not confirm owner/cached" in caplog.text and "HF_HUB_OFFLINE=1" in caplog.text
 
 
+def test_a_hub_that_never_answers_about_an_uncached_checkpoint_is_an_error(
+    offline_hub, monkeypatch
+):
+    """Not in the cache: huggingface_hub's first request waited for ever on a mirror that
+    accepts the connection and never answers, and `serve` never started."""
+    import socket
+    import threading
+
+    import huggingface_hub.constants as constants
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{stalled.getsockname()[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", constants.ENDPOINT)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("ROUTELLM_LC_HUB_TIMEOUT", "1")
+    outcome = []
+
+    def load():
+        try:
+            resolve_checkpoint("owner/absent", required=["config.json"])
+        except Exception as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(30)  # liveness, not speed: without the deadline it never returns
+    stalled.close()
+    assert not worker.is_alive(), "loading hung on a Hub that never answers"
+    assert isinstance(outcome[0], CheckpointError)
+    assert "did not answer about 'owner/absent' within 1 s" in str(outcome[0])
+
+
 @pytest.fixture
 def fake_hub(offline_hub, monkeypatch):
     """A local HTTP server answering as the Hub does for `owner/cached`: its `main` is commit
