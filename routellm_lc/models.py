@@ -441,7 +441,10 @@ def _chat_result(response: Any, requested: str) -> ChatResult:
         invalid_tool_calls=invalid,
         usage_metadata=_usage(data.get("usage")),
         response_metadata=metadata,
-        id=data.get("id"),
+        # not the completion's id (it is `response_metadata["id"]`, as ChatOpenAI keeps it): a
+        # message id is LangGraph's key, and an endpoint that repeats completion ids (Ollama's
+        # `chatcmpl-<0..998>`) made later answers replace earlier ones in a thread's history
+        id=message.get("id"),
     )
     # As ChatOpenAI's: LangChain also merges it into the message's `response_metadata`.
     llm_output = {

@@ -144,7 +144,9 @@ def test_llm_output_and_metadata_carry_token_usage_as_chatopenai(fresh_backend):
     assert [u["total_tokens"] for u in usage] == [r.usage_metadata["total_tokens"] for r in replies]
     assert result.llm_output["token_usage"]["total_tokens"] == sum(u["total_tokens"] for u in usage)
     assert result.llm_output["model_name"] == replies[0].response_metadata["model_name"]
-    assert replies[0].response_metadata["id"] == replies[0].id
+    # as ChatOpenAI: the completion's id in the metadata, LangChain's run id on the message
+    assert replies[0].response_metadata["id"].startswith("chatcmpl-")
+    assert replies[0].id.startswith("lc_run-") and replies[0].id != replies[1].id
 
 
 def _open_responses() -> int:

@@ -118,3 +118,35 @@ def test_prebuilt_react_agent_with_a_response_format(make_chat, fresh_backend):
     out = agent.invoke(QUESTION)
     assert isinstance(out["structured_response"], Topic)
     assert [r["node"] for r in out["routing_decisions"]] == ["agent", "agent"]
+
+
+def test_repeated_completion_ids_never_replace_earlier_answers(
+    make_chat, fresh_backend, monkeypatch
+):
+    """The LiteLLM adapter gave each answer the completion's id as its message id. An endpoint
+    that repeats completion ids (Ollama's are `chatcmpl-<0..998>`) then made LangGraph replace
+    an earlier answer with a later one: the tool-calling message vanished, its ToolMessage was
+    left orphaned, and a checkpointed thread lost its first reply."""
+    import itertools
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    monkeypatch.setattr(fresh_backend, "_ids", itertools.repeat(7))  # every id the same
+    agent = create_agent(
+        make_chat(route_on="conversation"),
+        TOOLS,
+        middleware=[RoutingMiddleware()],
+        checkpointer=InMemorySaver(),
+    )
+    thread = {"configurable": {"thread_id": "t1"}}
+    out = agent.invoke(QUESTION, thread)
+    _check_two_steps_routed_differently(out, fresh_backend, "model")
+    assert [type(m).__name__ for m in out["messages"]] == [
+        "HumanMessage", "AIMessage", "ToolMessage", "AIMessage"
+    ]  # fmt: skip
+    out = agent.invoke({"messages": [("user", "and the weather in Paris?")]}, thread)
+    kinds = [type(m).__name__ for m in out["messages"]]
+    assert kinds[:5] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage", "HumanMessage"]
+    answers = [m for m in out["messages"] if isinstance(m, AIMessage)]
+    assert len({m.id for m in answers}) == len(answers)
+    assert answers[0].response_metadata["id"] == answers[-1].response_metadata["id"]  # kept
