@@ -454,12 +454,19 @@ class RouteLLMChat(BaseChatModel):
             params["ls_stop"] = stop
         return params
 
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        kwargs.pop(_TOOLS_KWARG, None)  # traced as `tools`, in OpenAI's format
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
     def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
         """The cache key's model part: the chosen model, not the whole per-call decision
         (its score and latency would make every key unique), and each side's own cache key
         (its endpoint, sampling parameters, ...; a pool's next level: its own, naming its
         models), so routers that differ in any of these never share an answer."""
         decision = kwargs.pop(_DECISION_KWARG, None)
+        kwargs.pop(_TOOLS_KWARG, None)  # the tools are in the key as `tools`, in one format
         if decision is not None:
             kwargs["routed_model"], kwargs["routed_sides"] = self._answering_model(decision)
         kwargs["sides"] = {
@@ -989,7 +996,11 @@ class RouteLLMChat(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         if strict is not None:
             kwargs["strict"] = strict
-        return self.bind(tools=formatted, **kwargs)
+        # The tools as given, for the chosen model's own `bind_tools` (a tool's `extras`,
+        # provider server tools, `parallel_tool_calls` as that model spells it); the OpenAI
+        # format above stands for them in cache keys and traces.
+        options = {k: kwargs.pop(k) for k in _SIDE_BIND_OPTIONS if k in kwargs}
+        return self.bind(tools=formatted, **kwargs, **{_TOOLS_KWARG: _BoundTools(tools, options)})
 
     def with_structured_output(
         self,
@@ -1109,12 +1120,22 @@ class RouteLLMChat(BaseChatModel):
         kwargs = {**self._call_defaults(), **kwargs}
         tools = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
+        given = kwargs.pop(_TOOLS_KWARG, None)
         if tools is None:
             return model, kwargs
         options: dict[str, Any] = {} if tool_choice is None else {"tool_choice": tool_choice}
         strict = kwargs.pop("strict", None)
-        if strict is not None and _bind_tools_takes_strict(type(model)):
+        takes_strict = _bind_tools_takes(type(model), "strict")
+        if strict is not None and takes_strict:
             options["strict"] = strict  # else it is in the function definitions only
+        if isinstance(given, _BoundTools):
+            if strict is None or takes_strict:  # the model converts them itself
+                tools = list(given.tools)
+            for name, value in given.options.items():
+                if _bind_tools_takes(type(model), name):
+                    options[name] = value  # as that model's bind_tools translates it
+                else:
+                    kwargs[name] = value  # a request parameter, as before
         bound = model.bind_tools(tools, **options)
         # Call the model itself with the binding's kwargs: invoking the binding would merge the
         # caller's context callbacks back into the child config (see `_child_callbacks`).
@@ -1742,10 +1763,35 @@ def _as_raw(message: AIMessage) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def _bind_tools_takes_strict(model_class: type) -> bool:
-    """Whether a chat model class's `bind_tools` has a `strict` parameter (ChatOpenAI's does;
-    forwarded to one that only has `**kwargs`, it would become a request parameter)."""
-    return "strict" in inspect.signature(model_class.bind_tools).parameters
+def _bind_tools_takes(model_class: type, name: str) -> bool:
+    """Whether a chat model class's `bind_tools` names the parameter `name` (ChatOpenAI's has
+    `strict`; forwarded to one that only has `**kwargs`, it would become a request
+    parameter)."""
+    return name in inspect.signature(model_class.bind_tools).parameters
+
+
+#: The call kwarg holding the tools as `bind_tools` got them (see `_BoundTools`).
+_TOOLS_KWARG = "routellm_bound_tools"
+#: `bind_tools` options the chosen model's own `bind_tools` gets when it names them.
+_SIDE_BIND_OPTIONS = ("parallel_tool_calls",)
+
+
+class _BoundTools:
+    """The tools given to `RouteLLMChat.bind_tools`, as given, with the options the chosen
+    model's `bind_tools` translates itself. Its repr is stable (no object addresses): the
+    binding's kwargs are part of LangChain's cache key and traced parameters."""
+
+    def __init__(self, tools: Sequence[Any], options: dict[str, Any]) -> None:
+        self.tools = list(tools)
+        self.options = dict(options)
+
+    def __repr__(self) -> str:
+        return f"_BoundTools({len(self.tools)} tools, options={sorted(self.options.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _BoundTools) and repr(self) == repr(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _child_run_name(model: str, callbacks: Any) -> str:

@@ -865,6 +865,51 @@ def test_bind_tools_strict_reaches_chat_openai_children(fresh_backend, router):
     assert fresh_backend.requests_for("small")[-1].body["tools"] == body["tools"]
 
 
+@pytest.mark.parametrize("strict", [None, True])
+def test_bind_tools_hands_the_tools_as_given_to_the_chosen_models_bind_tools(
+    fresh_backend, router, strict
+):
+    """The router converted tools to OpenAI dicts before the chosen model's own `bind_tools`
+    saw them: a tool's `extras` (`defer_loading`, Anthropic's `cache_control`) and provider
+    server tools were lost, and `parallel_tool_calls` never reached that model's bind_tools
+    (ChatAnthropic translates it to `disable_parallel_tool_use`). The request must be the one
+    ChatOpenAI.bind_tools itself sends."""
+
+    @tool(extras={"defer_loading": True})
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        return key
+
+    llm = RouteLLMChat(
+        strong=_chat_openai(fresh_backend, "big"),
+        weak=_chat_openai(fresh_backend, "small"),
+        router=router,
+    )
+    options = {"parallel_tool_calls": False, **({"strict": strict} if strict else {})}
+    llm.bind_tools([add, lookup], **options).invoke("easy: add 1 and 2")
+    routed = fresh_backend.requests_for("small")[-1].body
+    _chat_openai(fresh_backend, "small").bind_tools([add, lookup], **options).invoke("add 1 and 2")
+    direct = fresh_backend.requests_for("small")[-1].body
+    assert routed["tools"] == direct["tools"]
+    assert routed["tools"][1].get("defer_loading") is True
+    assert routed["parallel_tool_calls"] is direct["parallel_tool_calls"] is False
+
+    seen = []
+
+    class Spy(LiteLLMChatModel):
+        def bind_tools(self, tools, *, tool_choice=None, strict=None, parallel_tool_calls=None):
+            seen.append((list(tools), parallel_tool_calls))
+            return super().bind_tools(tools, tool_choice=tool_choice, strict=strict)
+
+    server_tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    spy = Spy(model="openai/small", api_base=fresh_backend.base_url, api_key="k", timeout=10)
+    llm = RouteLLMChat(strong=spy, weak=spy, router=router)
+    bound = llm.bind_tools([lookup, server_tool], parallel_tool_calls=False)
+    bound.invoke("easy")
+    tools, parallel = seen[-1]
+    assert tools[0] is lookup and tools[1] == server_tool and parallel is False
+
+
 def test_bind_tools_strict_goes_into_the_function_definition(make_chat, fresh_backend):
     make_chat().bind_tools([add], tool_choice="add", strict=True).invoke("hard: add 1 and 2")
     body = fresh_backend.requests_for("strong")[-1].body
