@@ -323,7 +323,17 @@ class RouteLLMChat(BaseChatModel):
         copy._resolved = {}
         copy._router = None
         copy._share_pool_options()
+        if "profile" not in (update or {}) and self.profile == self._derived_profile():
+            # the profile was the sides' (not given): the copy's follows its own sides
+            with suppress(Exception):
+                copy.profile = copy._resolve_model_profile()
         return copy
+
+    def _derived_profile(self) -> dict[str, Any] | None:
+        try:
+            return self._resolve_model_profile()
+        except Exception:
+            return None
 
     def _share_pool_options(self) -> None:
         """Give the pool's inner levels on either side this level's pool-wide options where
@@ -351,6 +361,24 @@ class RouteLLMChat(BaseChatModel):
         private = {**(self.__pydantic_private__ or {}), "_resolved": {}, "_router": None}
         shallow.__pydantic_private__ = private
         return super(RouteLLMChat, shallow).__deepcopy__(memo)
+
+    def _resolve_model_profile(self) -> dict[str, Any] | None:
+        """LangChain's model profile, what holds whichever model answers: the smaller of the
+        two sides' token limits, a capability only where both have it (`create_agent` picks
+        its structured-output strategy from it, `SummarizationMiddleware` its trigger).
+        None when a side has no profile."""
+        sides = [self._model(route).profile for route in ("strong", "weak")]
+        if any(not side for side in sides):
+            return None
+        strong, weak = sides
+        profile: dict[str, Any] = {}
+        for key in strong.keys() & weak.keys():
+            a, b = strong[key], weak[key]  # type: ignore[literal-required]
+            if isinstance(a, bool) and isinstance(b, bool):
+                profile[key] = a and b
+            elif isinstance(a, int) and isinstance(b, int):
+                profile[key] = min(a, b)
+        return profile
 
     def _model(self, route: str) -> BaseChatModel:
         """The strong or weak chat model, resolved from the current fields."""

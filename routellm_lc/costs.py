@@ -103,6 +103,18 @@ def _price_of(entry: Mapping[str, Any]) -> Price:
     return replace(base, above=tuple(sorted(tiers, key=lambda t: t[0])))
 
 
+def model_entry(model: str) -> Mapping[str, Any] | None:
+    """LiteLLM's price-map entry of `model` (prices, context window, capabilities), by its full
+    name, then without the provider prefix; None for a model the map does not know."""
+    model = litellm_model_string(model)
+    prices = _price_map()
+    for name in (model, model.split("/", 1)[1]) if "/" in model else (model,):
+        entry = prices.get(name)
+        if isinstance(entry, Mapping):
+            return entry
+    return None
+
+
 def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
     """The price of `model` (a LiteLLM string like `openai/gpt-4o` or a bare name), or None.
 

@@ -162,6 +162,15 @@ class LiteLLMChatModel(BaseChatModel):
             kwargs["tool_choice"] = _openai_tool_choice(tool_choice, formatted)
         return self.bind(tools=formatted, **kwargs)
 
+    def _resolve_model_profile(self) -> dict[str, Any] | None:
+        """LangChain's model profile (context window, tool calling, structured output, ...),
+        from LiteLLM's map of this model, read without importing LiteLLM; None for a model
+        the map does not know (a self-hosted one on an `api_base`)."""
+        from routellm_lc.costs import model_entry
+
+        entry = model_entry(self.model)
+        return None if entry is None else profile_from_litellm(entry)
+
     # -- token counting --------------------------------------------------------------------
     def get_num_tokens(self, text: str) -> int:
         """Tokens in `text`, counted by LiteLLM's `token_counter` for this model (its own
@@ -336,6 +345,34 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "model_dump"):
         return obj.model_dump()
     return dict(obj)
+
+
+#: LiteLLM's capability flags, as LangChain's `ModelProfile` names them.
+_PROFILE_FLAGS = {
+    "supports_function_calling": "tool_calling",
+    "supports_tool_choice": "tool_choice",
+    "supports_response_schema": "structured_output",
+    "supports_vision": "image_inputs",
+    "supports_pdf_input": "pdf_inputs",
+    "supports_audio_input": "audio_inputs",
+    "supports_audio_output": "audio_outputs",
+    "supports_reasoning": "reasoning_output",
+}
+
+
+def profile_from_litellm(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A `ModelProfile` from a LiteLLM price-map entry: the limits and the flags it states."""
+    profile: dict[str, Any] = {}
+    for key in ("max_input_tokens", "max_output_tokens"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            profile[key] = value
+    for flag, name in _PROFILE_FLAGS.items():
+        if isinstance(entry.get(flag), bool):
+            profile[name] = entry[flag]
+    if entry.get("mode") == "chat":
+        profile["text_inputs"] = profile["text_outputs"] = True
+    return profile  # a `ModelProfile` (a TypedDict)
 
 
 def _usage(raw: Any) -> UsageMetadata | None:

@@ -150,3 +150,39 @@ def test_repeated_completion_ids_never_replace_earlier_answers(
     answers = [m for m in out["messages"] if isinstance(m, AIMessage)]
     assert len({m.id for m in answers}) == len(answers)
     assert answers[0].response_metadata["id"] == answers[-1].response_metadata["id"]  # kept
+
+
+def test_the_router_has_a_model_profile_from_both_sides(fresh_backend):
+    """Without a profile, `create_agent(router, response_format=Schema)` fell back to
+    ToolStrategy where the same agent on gpt-4o uses the provider's structured output, and
+    `SummarizationMiddleware(trigger=("fraction", ...))` refused the router."""
+    from langchain.agents.middleware import SummarizationMiddleware
+    from pydantic import BaseModel
+
+    from routellm_lc import RouteLLMChat
+    from routellm_lc.models import LiteLLMChatModel
+
+    class Answer(BaseModel):
+        text: str
+
+    common = {"api_base": fresh_backend.base_url, "api_key": "k", "timeout": 10, "max_retries": 0}
+    router = RouteLLMChat(
+        strong="openai/gpt-4o", weak="openai/gpt-4o-mini", router="random", **common
+    )
+    strong = LiteLLMChatModel(model="openai/gpt-4o", **common).profile
+    assert strong["max_input_tokens"] == 128000 and strong["structured_output"] is True
+    assert router.profile["max_input_tokens"] == 128000
+    assert router.profile["structured_output"] is router.profile["tool_calling"] is True
+    # a side the price map does not know (self-hosted): no profile to promise
+    local = router.model_copy(update={"weak": "openai/my-local-llama"})
+    assert local.profile is None
+    assert RouteLLMChat(weak="openai/my-local-llama", router="random").profile is None
+    assert RouteLLMChat(router="random", profile={"max_input_tokens": 9}).model_copy(
+        update={"weak": "openai/x"}
+    ).profile == {"max_input_tokens": 9}  # given, kept
+
+    agent = create_agent(router, TOOLS, response_format=Answer)
+    agent.invoke({"messages": [("user", "hello")]})
+    body = fresh_backend.requests[-1].body
+    assert body["response_format"]["type"] == "json_schema"  # the provider's strategy
+    SummarizationMiddleware(model=router, trigger=("fraction", 0.8))
