@@ -323,17 +323,21 @@ class RouteLLMChat(BaseChatModel):
         copy._resolved = {}
         copy._router = None
         copy._share_pool_options()
-        if "profile" not in (update or {}) and self.profile == self._derived_profile():
-            # the profile was the sides' (not given): the copy's follows its own sides
+        if "profile" not in (update or {}) and (
+            self.profile is None or isinstance(self.profile, _DerivedProfile)
+        ):  # the profile was the sides' (not given): the copy's follows its own sides
+            copy.profile = None
             with suppress(Exception):
                 copy.profile = copy._resolve_model_profile()
         return copy
 
-    def _derived_profile(self) -> dict[str, Any] | None:
-        try:
-            return self._resolve_model_profile()
-        except Exception:
-            return None
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _profile_of_own_sides(cls, value: Any) -> Any:
+        """A profile derived from another router's sides (handed on when LangChain rebuilds a
+        router from its fields: `configurable_fields`, `with_config`) is derived again from
+        this one's; a profile the caller gave is kept."""
+        return None if isinstance(value, _DerivedProfile) else value
 
     def _share_pool_options(self) -> None:
         """Give the pool's inner levels on either side this level's pool-wide options where
@@ -371,7 +375,7 @@ class RouteLLMChat(BaseChatModel):
         if any(not side for side in sides):
             return None
         strong, weak = sides
-        profile: dict[str, Any] = {}
+        profile = _DerivedProfile()
         for key in strong.keys() & weak.keys():
             a, b = strong[key], weak[key]  # type: ignore[literal-required]
             if isinstance(a, bool) and isinstance(b, bool):
@@ -485,7 +489,7 @@ class RouteLLMChat(BaseChatModel):
     def _get_invocation_params(
         self, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        kwargs.pop(_TOOLS_KWARG, None)  # traced as `tools`, in OpenAI's format
+        _unbound_tools(kwargs)  # traced as `tools`, in OpenAI's format, and its options
         return super()._get_invocation_params(stop=stop, **kwargs)
 
     def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
@@ -494,7 +498,7 @@ class RouteLLMChat(BaseChatModel):
         (its endpoint, sampling parameters, ...; a pool's next level: its own, naming its
         models), so routers that differ in any of these never share an answer."""
         decision = kwargs.pop(_DECISION_KWARG, None)
-        kwargs.pop(_TOOLS_KWARG, None)  # the tools are in the key as `tools`, in one format
+        _unbound_tools(kwargs)  # the tools are in the key as `tools`, in one format
         if decision is not None:
             kwargs["routed_model"], kwargs["routed_sides"] = self._answering_model(decision)
         kwargs["sides"] = {
@@ -1007,6 +1011,7 @@ class RouteLLMChat(BaseChatModel):
         *,
         tool_choice: str | dict | bool | None = None,
         strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools to both models; the routed one receives them on each call.
@@ -1017,6 +1022,9 @@ class RouteLLMChat(BaseChatModel):
         `response_format` (as `create_agent(..., response_format=ProviderStrategy(...))` binds
         it) `strict` defaults to True, as on `ChatOpenAI`: OpenAI requires strict tools there.
         """
+        tools = list(tools)  # read twice below: a generator would be empty the second time
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
         if kwargs.get("response_format") and strict is not False:
             strict = True
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
@@ -1028,7 +1036,8 @@ class RouteLLMChat(BaseChatModel):
         # provider server tools, `parallel_tool_calls` as that model spells it); the OpenAI
         # format above stands for them in cache keys and traces.
         options = {k: kwargs.pop(k) for k in _SIDE_BIND_OPTIONS if k in kwargs}
-        return self.bind(tools=formatted, **kwargs, **{_TOOLS_KWARG: _BoundTools(tools, options)})
+        given = _BoundTools(tools, formatted, options)
+        return self.bind(tools=formatted, **kwargs, **{_TOOLS_KWARG: given})
 
     def with_structured_output(
         self,
@@ -1157,8 +1166,9 @@ class RouteLLMChat(BaseChatModel):
         if strict is not None and takes_strict:
             options["strict"] = strict  # else it is in the function definitions only
         if isinstance(given, _BoundTools):
-            if strict is None or takes_strict:  # the model converts them itself
-                tools = list(given.tools)
+            # the tools `bind_tools` got, unless a call (or a later `bind`) gave others
+            if tools == given.formatted and (strict is None or takes_strict):
+                tools = list(given.tools)  # the model converts them itself
             for name, value in given.options.items():
                 if _bind_tools_takes(type(model), name):
                     options[name] = value  # as that model's bind_tools translates it
@@ -1798,6 +1808,18 @@ def _bind_tools_takes(model_class: type, name: str) -> bool:
     return name in inspect.signature(model_class.bind_tools).parameters
 
 
+class _DerivedProfile(dict):
+    """A router's model profile derived from its sides (see `_resolve_model_profile`)."""
+
+
+def _unbound_tools(kwargs: dict[str, Any]) -> None:
+    """Replace the `_BoundTools` in call kwargs by its options (`parallel_tool_calls`), which
+    belong in cache keys and traced parameters as before; its tools are there as `tools`."""
+    given = kwargs.pop(_TOOLS_KWARG, None)
+    if isinstance(given, _BoundTools):
+        kwargs.update(given.options)
+
+
 #: The call kwarg holding the tools as `bind_tools` got them (see `_BoundTools`).
 _TOOLS_KWARG = "routellm_bound_tools"
 #: `bind_tools` options the chosen model's own `bind_tools` gets when it names them.
@@ -1805,13 +1827,20 @@ _SIDE_BIND_OPTIONS = ("parallel_tool_calls",)
 
 
 class _BoundTools:
-    """The tools given to `RouteLLMChat.bind_tools`, as given, with the options the chosen
-    model's `bind_tools` translates itself. Its repr is stable (no object addresses): the
-    binding's kwargs are part of LangChain's cache key and traced parameters."""
+    """The tools given to `RouteLLMChat.bind_tools`, as given and in OpenAI's format (what the
+    binding's `tools` holds), with the options the chosen model's `bind_tools` translates
+    itself. Its repr is stable (no object addresses). Pickled, it keeps the OpenAI format
+    only (a `@tool` function's schema class does not pickle)."""
 
-    def __init__(self, tools: Sequence[Any], options: dict[str, Any]) -> None:
+    def __init__(
+        self, tools: Sequence[Any], formatted: Sequence[Any], options: dict[str, Any]
+    ) -> None:
         self.tools = list(tools)
+        self.formatted = list(formatted)
         self.options = dict(options)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_BoundTools, (self.formatted, self.formatted, self.options))
 
     def __repr__(self) -> str:
         return f"_BoundTools({len(self.tools)} tools, options={sorted(self.options.items())})"

@@ -910,6 +910,76 @@ def test_bind_tools_hands_the_tools_as_given_to_the_chosen_models_bind_tools(
     assert tools[0] is lookup and tools[1] == server_tool and parallel is False
 
 
+def test_bound_tools_yield_to_a_calls_own_and_keep_their_options_in_keys(fresh_backend, router):
+    """Review of the tools-as-given change: a call's own `tools` (or a later `bind`) were
+    replaced by the bound ones; a generator of tools bound none; `parallel_tool_calls` left the
+    cache key (a `False` answer served a `True` call) and the traced parameters; in a pool it
+    never reached the real model's bind_tools; a bound router no longer pickled."""
+    import pickle
+
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    @tool
+    def mul(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    sides = {
+        "strong": _chat_openai(fresh_backend, "big"),
+        "weak": _chat_openai(fresh_backend, "small"),
+    }
+    llm = RouteLLMChat(router=router, **sides)
+
+    def sent_tools():
+        return [
+            t["function"]["name"] for t in fresh_backend.requests_for("small")[-1].body["tools"]
+        ]
+
+    llm.bind_tools([add]).invoke("easy", tools=[convert_to_openai_tool(mul)])
+    assert sent_tools() == ["mul"]
+    llm.bind_tools([add]).bind(tools=[convert_to_openai_tool(mul)]).invoke("easy")
+    assert sent_tools() == ["mul"]
+    llm.bind_tools(t for t in [add]).invoke("easy")
+    assert sent_tools() == ["add"]
+
+    cached = RouteLLMChat(router=router, cache=InMemoryCache(), **sides)
+    before = len(fresh_backend.requests_for("small"))
+    for parallel in (False, True):
+        cached.bind_tools([add], parallel_tool_calls=parallel).invoke("easy")
+    assert len(fresh_backend.requests_for("small")) == before + 2  # two keys, two calls
+    with collect_runs() as runs:
+        llm.bind_tools([add], parallel_tool_calls=False).invoke("easy")
+    params = runs.traced_runs[0].extra["invocation_params"]
+    assert params["parallel_tool_calls"] is False and "routellm_bound_tools" not in params
+
+    seen = []
+
+    class Spy(LiteLLMChatModel):
+        def bind_tools(self, tools, *, tool_choice=None, strict=None, parallel_tool_calls=None):
+            seen.append(parallel_tool_calls)
+            return super().bind_tools(tools, tool_choice=tool_choice, strict=strict)
+
+    spy = Spy(model="openai/small", api_base=fresh_backend.base_url, api_key="k", timeout=10)
+    inner = RouteLLMChat(strong=spy, weak=spy, router=router)
+    pool = RouteLLMChat(strong=spy, weak=inner, router=router)
+    pool.bind_tools([add], parallel_tool_calls=False).invoke("easy")
+    assert seen == [False]
+    assert "parallel_tool_calls" not in fresh_backend.requests_for("small")[-1].body
+
+    strings = RouteLLMChat(
+        strong="openai/big",
+        weak="openai/small",
+        router=router,
+        api_base=fresh_backend.base_url,
+        api_key="k",
+        timeout=10,
+        max_retries=0,
+    )
+    bound = pickle.loads(pickle.dumps(strings.bind_tools([add])))
+    bound.invoke("easy")
+    assert sent_tools() == ["add"]
+
+
 def test_bind_tools_strict_goes_into_the_function_definition(make_chat, fresh_backend):
     make_chat().bind_tools([add], tool_choice="add", strict=True).invoke("hard: add 1 and 2")
     body = fresh_backend.requests_for("strong")[-1].body

@@ -209,13 +209,29 @@ def _hub_answers(repo_id: str, revision: str | None) -> None:
     try:
         HfApi().repo_info(repo_id, revision=revision, timeout=seconds)
     except Exception as exc:
-        if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
+        if _timed_out(exc):
             raise CheckpointError(
                 f"The Hugging Face Hub did not answer about {repo_id!r} within {seconds:g} s "
                 f"({type(exc).__name__}), and it is not in the local Hub cache. Raise "
                 "ROUTELLM_LC_HUB_TIMEOUT, or download it where the Hub answers."
             ) from exc
         # any other error (not found, no access): snapshot_download reports it as usual
+
+
+def _timed_out(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, is a network timeout (httpx's,
+    requests', the standard library's): by type, never by the text of a Hub's answer."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, TimeoutError) or any(
+            cls.__name__ in ("TimeoutException", "Timeout", "ReadTimeout", "ConnectTimeout")
+            and cls.__module__.split(".")[0] in ("httpx", "httpcore", "requests", "urllib3")
+            for cls in type(error).__mro__
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def _point_ref_at(cached: Path, revision: str | None) -> None:

@@ -180,6 +180,14 @@ def test_the_router_has_a_model_profile_from_both_sides(fresh_backend):
     assert RouteLLMChat(router="random", profile={"max_input_tokens": 9}).model_copy(
         update={"weak": "openai/x"}
     ).profile == {"max_input_tokens": 9}  # given, kept
+    # a router LangChain rebuilds from its fields derives its own sides' profile
+    from langchain_core.runnables import ConfigurableField
+
+    configurable = router.configurable_fields(weak=ConfigurableField(id="weak"))
+    rebuilt, _ = configurable._prepare({"configurable": {"weak": "openai/my-local-llama"}})
+    assert rebuilt.profile is None
+    rebuilt, _ = configurable._prepare({"configurable": {"weak": "openai/gpt-4o-mini"}})
+    assert rebuilt.profile == router.profile
 
     agent = create_agent(router, TOOLS, response_format=Answer)
     agent.invoke({"messages": [("user", "hello")]})

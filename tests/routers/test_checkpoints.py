@@ -443,3 +443,22 @@ def test_an_mf_config_missing_its_pair_or_names_is_a_checkpoint_error(tmp_path, 
 def test_an_unknown_users_home_is_a_checkpoint_error():
     with pytest.raises(CheckpointError, match="nosuchuser"):
         resolve_checkpoint("~nosuchuser-routellm/ck")
+
+
+def test_only_a_network_timeout_reads_as_a_hub_that_did_not_answer():
+    """A Hub's 504 whose JSON says "upstream request timed out" was reported as "did not
+    answer within 1 s"; the class of the error decides, never its text."""
+    import httpx
+
+    from routellm_lc.routers.checkpoints import _timed_out
+
+    assert _timed_out(httpx.ReadTimeout("slow")) and _timed_out(TimeoutError())
+    try:
+        try:
+            raise httpx.ConnectTimeout("c")
+        except httpx.ConnectTimeout as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert _timed_out(outer)
+    assert not _timed_out(ValueError("upstream request timed out"))
+    assert not _timed_out(httpx.ConnectError("refused"))
