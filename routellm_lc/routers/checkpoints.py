@@ -140,8 +140,9 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
                 if cached is not None
                 else " It is not in the local Hub cache."
             )
+            at = f" at revision {revision!r}" if revision is not None else ""
             raise CheckpointError(
-                f"Could not fetch checkpoint {repo_id!r} from the Hugging Face Hub "
+                f"Could not fetch checkpoint {repo_id!r}{at} from the Hugging Face Hub "
                 f"({type(exc).__name__}: {exc}).{partial} Download it where the Hub is "
                 "reachable, or pass a local folder."
             ) from exc

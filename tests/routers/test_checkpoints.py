@@ -376,6 +376,8 @@ def test_a_hub_id_names_its_revision_after_an_at(offline_hub):
     assert resolve_checkpoint("owner/pinned@v2") == new
     assert resolve_checkpoint("owner/pinned@" + "a" * 40) == old
     assert resolve_checkpoint("owner/pinned@v2", revision="v2") == new
+    with pytest.raises(CheckpointError, match="'owner/pinned' at revision 'v3'"):
+        resolve_checkpoint("owner/pinned@v3")  # a revision the cache does not hold: named
     with pytest.raises(CheckpointError, match="names revision 'v2' and revision='main'"):
         resolve_checkpoint("owner/pinned@v2", revision="main")
 
