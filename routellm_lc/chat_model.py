@@ -745,15 +745,11 @@ class RouteLLMChat(BaseChatModel):
         or its remote embedder down), ended with the error and tagged `routellm:routing_error`:
         without it such a call reached no tracer and no `RoutingCallbackHandler`. Returns the
         awaitable to wait on for `async_api`."""
-        manager_cls = AsyncCallbackManager if async_api else CallbackManager
-        manager = manager_cls.configure(
-            config.get("callbacks"),
-            self.callbacks,
-            self.verbose,
-            [*(config.get("tags") or []), ROUTING_ERROR_TAG],
-            self.tags,
-            {**(config.get("metadata") or {}), **self._get_ls_params()},
-            self.metadata,
+        manager = self._callback_manager(
+            config,
+            async_api,
+            tags=[*(config.get("tags") or []), ROUTING_ERROR_TAG],
+            metadata={**(config.get("metadata") or {}), **self._get_ls_params()},
         )
         try:
             messages = self._to_messages(value)
@@ -896,6 +892,26 @@ class RouteLLMChat(BaseChatModel):
             with suppress(ValueError):  # a generator finalised in another context
                 _ACTIVE_CALL.reset(token)
 
+    def _callback_manager(
+        self,
+        config: RunnableConfig,
+        async_api: bool,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Any:
+        """The callback manager LangChain configures for a call of this model with `config`
+        (its `tags` / `metadata` replaced when given)."""
+        manager_cls = AsyncCallbackManager if async_api else CallbackManager
+        return manager_cls.configure(
+            config.get("callbacks"),
+            self.callbacks,
+            self.verbose,
+            config.get("tags") if tags is None else tags,
+            self.tags,
+            config.get("metadata") if metadata is None else metadata,
+            self.metadata,
+        )
+
     def _detached_run_manager(self, async_api: bool) -> Any:
         """A run manager for this call's run, when LangChain passed none (see `_active_call`).
 
@@ -906,16 +922,7 @@ class RouteLLMChat(BaseChatModel):
         if active is None or active[0] != id(self) or active[1] is None:
             return None
         _, run_id, config = active
-        manager_cls = AsyncCallbackManager if async_api else CallbackManager
-        manager = manager_cls.configure(
-            config.get("callbacks"),
-            self.callbacks,
-            self.verbose,
-            config.get("tags"),
-            self.tags,
-            config.get("metadata"),
-            self.metadata,
-        )
+        manager = self._callback_manager(config, async_api)
         run_manager_cls = AsyncCallbackManagerForLLMRun if async_api else CallbackManagerForLLMRun
         return run_manager_cls(
             run_id=run_id,

@@ -106,13 +106,18 @@ def _price_of(entry: Mapping[str, Any]) -> Price:
 def model_entry(model: str) -> Mapping[str, Any] | None:
     """LiteLLM's price-map entry of `model` (prices, context window, capabilities), by its full
     name, then without the provider prefix; None for a model the map does not know."""
-    model = litellm_model_string(model)
     prices = _price_map()
-    for name in (model, model.split("/", 1)[1]) if "/" in model else (model,):
+    for name in _lookup_names(model):
         entry = prices.get(name)
         if isinstance(entry, Mapping):
             return entry
     return None
+
+
+def _lookup_names(model: str) -> list[str]:
+    """The names `model` is looked up by: LiteLLM's spelling, then without the provider."""
+    model = litellm_model_string(model)
+    return [model, model.split("/", 1)[1]] if "/" in model else [model]
 
 
 def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
@@ -122,10 +127,7 @@ def model_price(model: str, overrides: Mapping[str, Price] | None = None) -> Pri
     the provider prefix: a self-hosted model on an `api_base`, recorded as `openai/my-llama`,
     is priced by `{"my-llama": ...}`. LangChain's spelling (`openai:gpt-4o`) is LiteLLM's
     (`openai/gpt-4o`), in `model` and in the keys of `overrides`."""
-    model = litellm_model_string(model)
-    candidates = [model]
-    if "/" in model:
-        candidates.append(model.split("/", 1)[1])
+    candidates = _lookup_names(model)
     if overrides:
         for name in candidates:
             if name in overrides:
