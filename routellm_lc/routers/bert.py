@@ -367,6 +367,7 @@ class BertRouter(Router):
         checkpoint: str | Path | None = None,
         *,
         revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs: Any,
     ) -> BertRouter:
         """Load a transformers sequence-classification folder with 3 labels (ours or RouteLLM's
@@ -374,7 +375,7 @@ class BertRouter(Router):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         folder = ckpt.resolve_checkpoint(
-            checkpoint or ROUTELLM_BERT_CHECKPOINT, ("config.json",), revision=revision
+            checkpoint or ROUTELLM_BERT_CHECKPOINT, ("config.json",), revision=revision, token=token
         )
         ckpt.check_router_type(folder, "bert")
         require_transformer_files(folder, "bert")

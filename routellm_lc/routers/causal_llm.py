@@ -309,6 +309,7 @@ class CausalLLMRouter(Router):
         tokenizer: str | Path | None = None,
         gguf_file: str | None = None,
         revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs: Any,
     ) -> CausalLLMRouter:
         """Load an LLM classifier: RouteLLM's `routellm/causal_llm_gpt4_augmented` (the
@@ -321,7 +322,7 @@ class CausalLLMRouter(Router):
         checkpoint, gguf_from_path = _gguf_file_of(checkpoint or ROUTELLM_CAUSAL_CHECKPOINT)
         gguf_file = gguf_file or gguf_from_path
         required = (gguf_file,) if gguf_file else ("config.json",)
-        folder = ckpt.resolve_checkpoint(checkpoint, required, revision=revision)
+        folder = ckpt.resolve_checkpoint(checkpoint, required, revision=revision, token=token)
         ckpt.check_router_type(folder, "causal_llm")
         settings = read_router_config(folder)
         if not gguf_file and settings.get("gguf_file"):
@@ -346,7 +347,10 @@ class CausalLLMRouter(Router):
             options.setdefault("weak_model", ckpt.ROUTELLM_WEAK_MODEL)
         router = cls(**options)
         router.tokenizer_ = _load_tokenizer(
-            folder, gguf_file, tokenizer or settings.get("tokenizer") or ROUTELLM_BASE_TOKENIZER
+            folder,
+            gguf_file,
+            tokenizer or settings.get("tokenizer") or ROUTELLM_BASE_TOKENIZER,
+            token,
         )
         router.model_ = _load_model(folder, gguf_file, router.dtype, resolve_device(router.device))
         router._label_ids = router._resolve_label_ids(folder)
@@ -459,7 +463,9 @@ def _require_weights(folder: Path) -> None:
         )
 
 
-def _load_tokenizer(folder: Path, gguf_file: str | None, fallback: str | Path) -> Any:
+def _load_tokenizer(
+    folder: Path, gguf_file: str | None, fallback: str | Path, token: str | bool | None = None
+) -> Any:
     from transformers import AutoTokenizer
 
     if gguf_file:
@@ -470,7 +476,7 @@ def _load_tokenizer(folder: Path, gguf_file: str | None, fallback: str | Path) -
         source, options = str(fallback), {}
     try:
         if source == str(fallback):
-            source = str(_tokenizer_files(source))
+            source = str(_tokenizer_files(source, token))
         return AutoTokenizer.from_pretrained(source, **options)
     except ImportError as exc:
         if gguf_file:
@@ -486,7 +492,7 @@ def _load_tokenizer(folder: Path, gguf_file: str | None, fallback: str | Path) -
         ) from exc
 
 
-def _tokenizer_files(source: str) -> Path:
+def _tokenizer_files(source: str, token: str | bool | None = None) -> Path:
     """A local folder with the tokenizer of `source` (a folder, or a Hub id whose tokenizer
     files alone are fetched through the same Hub cache as checkpoints, not its weights)."""
     path = Path(source).expanduser()
@@ -495,7 +501,7 @@ def _tokenizer_files(source: str) -> Path:
     from huggingface_hub import snapshot_download
 
     patterns = ["tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt"]
-    return Path(snapshot_download(source, allow_patterns=patterns + ["config.json"]))
+    return Path(snapshot_download(source, allow_patterns=patterns + ["config.json"], token=token))
 
 
 def _load_model(folder: Path, gguf_file: str | None, dtype: str | None, device: str) -> Any:

@@ -57,6 +57,7 @@ def resolve_checkpoint(
     required: Iterable[str] = ("config.json",),
     *,
     revision: str | None = None,
+    token: str | bool | None = None,
 ) -> Path:
     """Return a local folder holding `checkpoint`'s files.
 
@@ -65,6 +66,8 @@ def resolve_checkpoint(
     `huggingface_hub.snapshot_download` (served from the local Hub cache when offline).
     A Hub id may name its revision (a branch, a tag, a commit hash) after an `@`:
     `owner/name@v2`, as `revision=` does (so a command line's `--checkpoint` can pin one).
+    `token` is the Hub token for a private or gated repo (`huggingface_hub`'s meaning: None
+    reads `HF_TOKEN` or the saved login, False sends none); it is never logged or stored.
     Raises `CheckpointError` naming where it looked and which files were missing.
     """
     text = os.fspath(checkpoint)
@@ -90,9 +93,9 @@ def resolve_checkpoint(
             raise CheckpointError(
                 f"{text!r} names revision {pinned!r} and revision={revision!r} another."
             )
-        return _download(repo_id, required, pinned)
+        return _download(repo_id, required, pinned, token)
     if _looks_like_repo_id(text) and not Path(text).exists():
-        return _download(text, required, revision)
+        return _download(text, required, revision, token)
     looked = ", ".join(str(p) for p in candidates)
     raise CheckpointError(
         f"Checkpoint {text!r} not found: no folder at {looked}, and it is not a Hub id "
@@ -112,7 +115,9 @@ def _looks_like_repo_id(text: str) -> bool:
 HUB_CHECK_SECONDS = 20.0
 
 
-def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Path:
+def _download(
+    repo_id: str, required: Iterable[str], revision: str | None, token: str | bool | None = None
+) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -120,16 +125,18 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
     failures = (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError)
     cached = None
     with contextlib.suppress(*failures):
-        cached = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+        cached = Path(
+            snapshot_download(repo_id, revision=revision, local_files_only=True, token=token)
+        )
     # A snapshot with some of the files (a model card fetched alone) is no copy to keep: the
     # download below fetches the rest of the same commit.
     usable = cached if cached is not None and not _missing(cached, required) else None
-    if usable is not None and not _newer_on_hub(repo_id, revision, usable):
+    if usable is not None and not _newer_on_hub(repo_id, revision, usable, token):
         return usable
     try:
         if usable is None:
-            _hub_answers(repo_id, revision)
-        folder = Path(snapshot_download(repo_id, revision=revision))
+            _hub_answers(repo_id, revision, token)
+        folder = Path(snapshot_download(repo_id, revision=revision, token=token))
         _require_files(folder, required)
     except Exception as exc:  # also httpx's errors, which huggingface_hub lets out
         if usable is None:
@@ -159,7 +166,9 @@ def _download(repo_id: str, required: Iterable[str], revision: str | None) -> Pa
     return folder
 
 
-def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
+def _newer_on_hub(
+    repo_id: str, revision: str | None, cached: Path, token: str | bool | None = None
+) -> bool:
     """Whether the Hub names another commit for `revision` than the cached snapshot's (its
     folder's name). Asked with a deadline (`ROUTELLM_LC_HUB_TIMEOUT`): no answer in time, or
     an error, keeps the cached copy, with a warning, as huggingface_hub keeps it when the Hub
@@ -170,7 +179,7 @@ def _newer_on_hub(repo_id: str, revision: str | None, cached: Path) -> bool:
         return False  # offline, or a commit asked for by its hash: it cannot change
     seconds = _hub_timeout()
     try:
-        sha = HfApi().repo_info(repo_id, revision=revision, timeout=seconds).sha
+        sha = HfApi(token=token).repo_info(repo_id, revision=revision, timeout=seconds).sha
     except Exception as exc:
         log.warning(
             "The Hugging Face Hub did not confirm %s (%s: %s): using the copy in the local Hub "
@@ -197,7 +206,7 @@ def _hub_timeout() -> float:
     return seconds
 
 
-def _hub_answers(repo_id: str, revision: str | None) -> None:
+def _hub_answers(repo_id: str, revision: str | None, token: str | bool | None = None) -> None:
     """Before a first download: does the Hub answer about `repo_id` within
     `ROUTELLM_LC_HUB_TIMEOUT`? huggingface_hub's own first request has no deadline, so a mirror
     that accepts the connection and never answers hung loading (and `serve`'s start-up) for
@@ -208,7 +217,7 @@ def _hub_answers(repo_id: str, revision: str | None) -> None:
         return  # snapshot_download says it is offline
     seconds = _hub_timeout()
     try:
-        HfApi().repo_info(repo_id, revision=revision, timeout=seconds)
+        HfApi(token=token).repo_info(repo_id, revision=revision, timeout=seconds)
     except Exception as exc:
         if _timed_out(exc):
             raise CheckpointError(

@@ -392,6 +392,7 @@ class MatrixFactorizationRouter(Router):
         weak_model: str | None = None,
         embedder: Any = None,
         revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs: Any,
     ) -> MatrixFactorizationRouter:
         """Load our checkpoints or RouteLLM's published ones (`routellm/mf_gpt4_augmented`).
@@ -404,6 +405,7 @@ class MatrixFactorizationRouter(Router):
             checkpoint or DEFAULT_CHECKPOINT,
             ("config.json", "model.safetensors"),
             revision=revision,
+            token=token,
         )
         ckpt.check_router_type(folder, "mf")
         config = ckpt.read_config(folder)

@@ -446,6 +446,7 @@ class SWRankingRouter(Router):
         weak_model: str | None = None,
         embedder: Any = None,
         revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs: Any,
     ) -> SWRankingRouter:
         """Load a checkpoint folder written by `save_pretrained` (local path or Hub id)."""
@@ -457,7 +458,7 @@ class SWRankingRouter(Router):
                 "sw_ranking --output DIR`, or SWRankingRouter(strong, weak).fit(battles))."
             )
         folder = ckpt.resolve_checkpoint(
-            checkpoint, ("config.json", "model.safetensors"), revision=revision
+            checkpoint, ("config.json", "model.safetensors"), revision=revision, token=token
         )
         ckpt.check_router_type(folder, "sw_ranking")
         config = ckpt.read_config(folder)

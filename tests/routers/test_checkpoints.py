@@ -137,7 +137,9 @@ def fake_hub(offline_hub, monkeypatch):
 
     import huggingface_hub.constants as constants
 
-    hub = SimpleNamespace(sha="b" * 40, requests=[], file_delay=0.0, drop_files=False)
+    hub = SimpleNamespace(
+        sha="b" * 40, requests=[], file_delay=0.0, drop_files=False, token=None, auth=[]
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -158,6 +160,17 @@ def fake_hub(offline_hub, monkeypatch):
         def do_GET(self):
             path = self.path.split("?")[0]
             hub.requests.append(path)
+            hub.auth.append(self.headers.get("Authorization"))
+            if hub.token is not None and self.headers.get("Authorization") != f"Bearer {hub.token}":
+                # a private repo: the Hub answers 401 without the right token
+                body = b'{"error": "Invalid credentials in Authorization header"}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                return
             if path.startswith("/api/models/owner/cached/tree/"):
                 listing = [{"type": "file", "path": "config.json", "size": 13, "oid": "c" * 40}]
                 return self._send(json.dumps(listing).encode())
@@ -225,6 +238,45 @@ def test_a_failed_download_of_a_newer_revision_keeps_the_cached_copy(offline_hub
     assert (snapshot.parent.parent / "refs" / "main").read_text() == snapshot.name
     constants.HF_HUB_OFFLINE = True  # restored by the fixture's monkeypatch
     assert resolve_checkpoint("owner/cached", required=["config.json"]) == snapshot
+
+
+def test_a_private_repo_is_fetched_with_the_token_given(offline_hub, fake_hub, monkeypatch):
+    """`load_router(..., token=...)` (huggingface_hub's own keyword) raised TypeError: only
+    `HF_TOKEN` reached a private or gated repo. The token goes with every request."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub.token = "hf_secret"
+    with pytest.raises(CheckpointError, match="owner/cached.*401 Unauthorized"):
+        resolve_checkpoint("owner/cached", required=["config.json"])
+    fake_hub.auth.clear()
+    folder = resolve_checkpoint("owner/cached", required=["config.json"], token="hf_secret")
+    assert (folder / "config.json").read_text() == '{"new": true}'
+    assert fake_hub.auth and set(fake_hub.auth) == {"Bearer hf_secret"}
+    # the cached copy is checked against the Hub with the token too
+    fake_hub.auth.clear()
+    assert resolve_checkpoint("owner/cached", ["config.json"], token="hf_secret") == folder
+    assert fake_hub.auth == ["Bearer hf_secret"]
+
+
+@pytest.mark.parametrize("name", ["mf", "sw_ranking", "bert", "causal_llm"])
+def test_every_router_passes_its_token_to_the_hub(offline_hub, fake_hub, monkeypatch, name):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub.token = "hf_secret"
+    with pytest.raises(CheckpointError) as caught:  # the fake repo holds no router's files
+        load_router(name, checkpoint="owner/cached", token="hf_secret")
+    assert "Could not fetch" not in str(caught.value)
+    assert fake_hub.auth and set(fake_hub.auth) == {"Bearer hf_secret"}
+
+
+def test_causal_llm_fetches_a_fallback_tokenizer_with_the_token(offline_hub, fake_hub, monkeypatch):
+    """RouteLLM's causal_llm tokenizer is Meta-Llama-3-8B's, a gated repo: the token given to
+    `load_router` reaches that download too."""
+    from routellm_lc.routers.causal_llm import _tokenizer_files
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub.token = "hf_secret"
+    folder = _tokenizer_files("owner/cached", token="hf_secret")
+    assert (folder / "config.json").is_file()
+    assert fake_hub.auth and set(fake_hub.auth) == {"Bearer hf_secret"}
 
 
 def test_a_partial_cached_snapshot_is_completed_from_the_hub(offline_hub, fake_hub):
