@@ -261,6 +261,7 @@ class BertRouter(Router):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        self.cache_key = None  # new weights: not the loaded checkpoint's cached scores (see mf)
         prompts, labels, weights = self._training_rows(data)
         base = str(self.base_model or bundled_base_model())
         device = resolve_device(self.device)

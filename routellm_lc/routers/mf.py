@@ -239,6 +239,9 @@ class MatrixFactorizationRouter(Router):
         """
         import torch
 
+        # New weights are no longer the loaded checkpoint's: its cached scores must not answer
+        # for them (calibration, eval), so the router has no identity until saved and loaded.
+        self._checkpoint_id = None
         prompts = [str(_field(b, "prompt")) for b in battles]
         if not prompts:
             raise ValueError("fit() needs at least one battle.")

@@ -218,6 +218,7 @@ class SWRankingRouter(Router):
     def fit(self, battles: Sequence[Any]) -> SWRankingRouter:
         """Store battles: records with prompt, model_a, model_b, winner ("model_a" |
         "model_b" | "tie" | "tie (bothbad)") and an optional weight."""
+        self._checkpoint_id = None  # not the loaded checkpoint's battles any more (see mf)
         if not battles:
             raise ValueError("fit() needs at least one battle.")
         prompts = [str(_field(b, "prompt")) for b in battles]

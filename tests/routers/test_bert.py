@@ -156,6 +156,10 @@ def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
     again = load_router("bert", checkpoint=str(tmp_path / "out"))
     assert again.weak_model == "mixtral"
     np.testing.assert_allclose(again.strong_win_rate(hard + easy), scores, atol=1e-6)
+    assert again.cache_key is not None
+    again.epochs = 1
+    again.fit(battles[:2])  # new weights: the checkpoint's cached scores no longer apply
+    assert again.cache_key is None
 
 
 def test_fit_on_prompts_and_labels(tmp_path):

@@ -107,6 +107,38 @@ def test_fit_learns_who_wins_and_round_trips(tmp_path):
     np.testing.assert_allclose(again.strong_win_rate(["hard", "easy"]), [hard, easy], rtol=1e-6)
 
 
+def test_refitting_a_loaded_router_drops_its_checkpoint_identity(tmp_path, monkeypatch):
+    """`fit` on a loaded router kept the checkpoint's `cache_key`: calibration (and eval)
+    then answered from the old weights' cached scores, a threshold for another router."""
+    from routellm_lc.calibrate import calibrate_threshold
+
+    monkeypatch.setenv("ROUTELLM_LC_CACHE", str(tmp_path / "cache"))
+    embedder = TableEmbedder({"hard": [1.0, 0.0], "easy": [0.0, 1.0]})
+
+    def battles(winner_on_hard):
+        rows = [{"prompt": "hard", "model_a": "big", "model_b": "small", "winner": winner_on_hard}]
+        rows.append({"prompt": "easy", "model_a": "small", "model_b": "big", "winner": "tie"})
+        return rows * 40
+
+    MatrixFactorizationRouter("big", "small", embedder=embedder, dim=4, epochs=150, lr=0.05).fit(
+        battles("model_a")
+    ).save_pretrained(tmp_path / "ck")
+    router = MatrixFactorizationRouter.from_pretrained(
+        tmp_path / "ck", embedder=embedder, epochs=150, lr=0.05
+    )
+    sample = ["hard"] * 3 + ["easy"] * 7
+    before = calibrate_threshold(router, sample, 0.3)
+    assert router.cache_key is not None  # a loaded checkpoint: its scores are cached
+    assert np.mean(router.strong_win_rate(sample) >= before) == pytest.approx(0.3)
+    router.fit(battles("model_b"))  # now the small model wins the hard prompt
+    assert router.cache_key is None
+    hard, easy = router.strong_win_rate(["hard", "easy"])
+    assert hard < easy
+    after = calibrate_threshold(router, sample, 0.3)
+    assert after == calibrate_threshold(router, sample, 0.3, use_cache=False)
+    assert after != pytest.approx(before)
+
+
 def test_features_are_appended_and_standardised(tmp_path):
     embedder = TableEmbedder({"x" * 10: [1.0, 0.0], "x" * 1000: [1.0, 0.0]})
     battles = [

@@ -295,6 +295,8 @@ def test_cache_key_follows_the_settings_that_change_the_scores(tmp_path):
     fewer_steps = load_router("sw_ranking", checkpoint=folder, embedder=embedder, max_iter=2)
     assert base.cache_key == same.cache_key
     assert len({base.cache_key, swapped.cache_key, fewer_steps.cache_key}) == 3
+    base.fit(TWO_MODEL_BATTLES[:-1])  # other battles: not the checkpoint's scores any more
+    assert base.cache_key is None
     mode = (tmp_path / "ck" / "model.safetensors").stat().st_mode & 0o777
     assert mode == 0o666 & ~_umask()
 
