@@ -79,6 +79,13 @@ class Benchmark:
         return len(self.prompts)
 
     @property
+    def quality_scale(self) -> float:
+        """RouteLLM's unit for this benchmark's quality: 100 for 0/1 correctness (it computes
+        accuracy in percent), 1 for scores (MT-Bench's judge points)."""
+        both = np.concatenate([self.strong, self.weak])
+        return 100.0 if np.isin(both, (0.0, 1.0)).all() else 1.0
+
+    @property
     def strong_quality(self) -> float:
         return float(np.mean(self.strong))
 

@@ -251,19 +251,20 @@ def evaluate_benchmark(
     0), and `paired` holds each pair's APGR difference with its bootstrap SD and interval.
     """
     strong_q, weak_q = benchmark.strong_quality, benchmark.weak_quality
+    scale = benchmark.quality_scale
     results: dict[str, Any] = {}
     scored: dict[str, np.ndarray] = {}
     for loaded in routers:
         if loaded.router is None:  # random
             curve, per_run = random_curve(benchmark, random_runs, n_bins)
-            entry = metrics.summarize(curve, strong_q, weak_q)
+            entry = metrics.summarize(curve, strong_q, weak_q, scale)
             entry.update(runs=len(per_run), apgr_runs=per_run, cached=False)
         else:
             scores, hit = cached_scores(
                 loaded, benchmark.name, benchmark.prompts, cache, batch_size, progress
             )
             curve = metrics.threshold_curve(scores, benchmark.strong, benchmark.weak, n_bins)
-            entry = metrics.summarize(curve, strong_q, weak_q)
+            entry = metrics.summarize(curve, strong_q, weak_q, scale)
             entry.update(checkpoint=loaded.checkpoint, cache_key=loaded.identity, cached=hit)
             pair = [getattr(loaded.router, a, None) for a in ("strong_model", "weak_model")]
             if all(isinstance(model, str) for model in pair):
@@ -285,7 +286,7 @@ def evaluate_benchmark(
                 diff = results[a]["apgr"] - results[b]["apgr"]
                 paired.append({"a": a, "b": b, "apgr_diff": diff, **interval})
     optimal = metrics.summarize(
-        metrics.optimal_curve(benchmark.strong, benchmark.weak), strong_q, weak_q
+        metrics.optimal_curve(benchmark.strong, benchmark.weak), strong_q, weak_q, scale
     )
     return {
         "benchmark": benchmark.name,
@@ -392,16 +393,28 @@ def run_eval(
 
 
 def pair_notes(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """A line for each router whose scores predict another pair than the one a CSV benchmark's
-    columns name (a checkpoint trained on your battles between other models): its figures
-    there rank prompts for its own pair. The tiers stand for any strong/weak pair: no note."""
+    """Lines to print beside the table: a benchmark whose "strong" model scores below its
+    "weak" one (columns swapped? APGR reads the same either way: (AUC − weak) / (strong −
+    weak) is unchanged when a router ranks the other way round on swapped columns); and each
+    router whose scores predict another pair than the one a CSV benchmark's columns name (a
+    checkpoint trained on your battles between other models): its figures there rank prompts
+    for its own pair. The tiers stand for any strong/weak pair: no note."""
     from routellm_lc.training.names import STRONG_TIER, WEAK_TIER
 
     notes = []
     for name, result in results.items():
+        strong, weak = result["strong"], result["weak"]
+        if strong["quality"] < weak["quality"]:
+            notes.append(
+                f"warning: {name}: the strong model {strong['model']} scores below the weak "
+                f"model {weak['model']} ({strong['quality']:.4g} < {weak['quality']:.4g}). "
+                "Every router's APGR reads as it would with the two swapped, so a high APGR "
+                "here means it routes the hard prompts to the worse model; check "
+                "--strong-model / --weak-model."
+            )
         if not result.get("csv"):
             continue
-        columns = [result["strong"]["model"], result["weak"]["model"]]
+        columns = [strong["model"], weak["model"]]
         for router, entry in result["routers"].items():
             pair = entry.get("scored_pair")
             if pair and pair != columns and pair != [STRONG_TIER, WEAK_TIER]:

@@ -11,10 +11,20 @@ Definitions follow RouteLLM's `routellm/evals/benchmarks.py` and `evaluate.py`:
   therefore always spans [0, 1]; no point is added or extrapolated.
 - **AUC** = trapezoid of quality over the *fraction* of strong calls, points sorted by it.
 - **APGR** = (AUC − weak) / (strong − weak) (random ≈ 0.5, the oracle well above).
-- **CPT(x)** = the strong-call share at which quality first reaches weak + x·(strong − weak),
-  linearly interpolated along the curve in order of strong share. RouteLLM calls
-  `np.interp(target, quality, share)`, which is the same wherever quality rises with share;
-  walking the curve keeps the answer defined when a router's curve dips.
+- **CPT(x)** = the strong-call share at which quality reaches weak + x·(strong − weak):
+  RouteLLM's `np.interp(target, quality, share)` over the points in order of strong share,
+  computed in RouteLLM's units (accuracies in percent, as its `sum / len * 100`; judge points
+  for MT-Bench) so that a point exactly at the target compares as it does there. On a flat
+  stretch exactly at the target that is the stretch's *last* point, as `np.interp` answers.
+  `np.interp` assumes quality never falls along the curve; where a router's curve dips, its
+  answer is undefined, and CPT is the first crossing (linear inside the crossing segment).
+  NaN when the curve never reaches the target, or when strong and weak have the same quality
+  (as APGR).
+- Threshold edges are numpy's exact linear-interpolation quantiles. pandas' `qcut` computes the
+  same edges, but through `np.percentile(q * 100)` (pandas 2) or quantiles nudged up by one
+  unit in the last place (pandas 3), so where an edge falls exactly on a score RouteLLM's own
+  edges differ by 1e-16 between pandas versions, and one prompt there can route either way;
+  never on the built-in benchmarks' full prompt counts (72, 1,307, 14,037).
 - **Bootstrap** (ours, not RouteLLM's): APGR recomputed on resamples of the prompts drawn with
   replacement, every router on the same resamples, so differences between routers are paired.
   The standard deviation and the 2.5–97.5% percentiles say how much an APGR would move on
@@ -92,14 +102,25 @@ def apgr(curve: Curve, strong_quality: float, weak_quality: float) -> float:
     return (auc(curve) - weak_quality) / gap
 
 
-def cpt(curve: Curve, level: float, strong_quality: float, weak_quality: float) -> float:
+def cpt(
+    curve: Curve, level: float, strong_quality: float, weak_quality: float, scale: float = 1.0
+) -> float:
     """Fraction of strong calls needed to reach weak + level·(strong − weak) quality.
 
-    The first point along the curve (by strong share) where quality reaches the target,
-    interpolated linearly inside the segment that crosses it; NaN if the curve never does.
+    RouteLLM's `np.interp(target, quality, share)` where quality never falls along the curve;
+    on a dipping curve the first point where quality reaches the target, interpolated linearly
+    inside the segment that crosses it. NaN if the curve never reaches it or there is no
+    quality gap. `scale` puts quality in RouteLLM's units first (100: accuracy in percent).
     """
-    target = weak_quality + level * (strong_quality - weak_quality)
-    share, quality = curve.strong_share, curve.quality
+    if strong_quality == weak_quality:
+        return float("nan")  # no gap: every share "reaches" it (APGR is NaN too)
+    strong, weak = strong_quality * scale, weak_quality * scale
+    target = level * (strong - weak) + weak  # RouteLLM's own expression, in its units
+    share, quality = curve.strong_share, curve.quality * scale
+    if not quality.max() >= target:
+        return float("nan")
+    if np.all(np.diff(quality) >= 0):
+        return float(np.interp(target, quality, share))
     reached = np.flatnonzero(quality >= target)
     if not len(reached):
         return float("nan")
@@ -125,14 +146,18 @@ def optimal_curve(strong: np.ndarray, weak: np.ndarray, shares: np.ndarray | Non
     return Curve(shares, quality)
 
 
-def summarize(curve: Curve, strong_quality: float, weak_quality: float) -> dict[str, object]:
-    """APGR, AUC, CPT(20/50/80%) in percent of calls, and the curve's points."""
+def summarize(
+    curve: Curve, strong_quality: float, weak_quality: float, scale: float = 1.0
+) -> dict[str, object]:
+    """APGR, AUC, CPT(20/50/80%) in percent of calls, and the curve's points. `scale`: see
+    `cpt` (RouteLLM's units for quality; the figures written stay on the benchmark's scale)."""
     result: dict[str, object] = {
         "apgr": apgr(curve, strong_quality, weak_quality),
         "auc": auc(curve),
     }
     for level in CPT_LEVELS:
-        result[f"cpt{round(level * 100)}"] = cpt(curve, level, strong_quality, weak_quality) * 100
+        share = cpt(curve, level, strong_quality, weak_quality, scale)
+        result[f"cpt{round(level * 100)}"] = share * 100
     result["curve"] = curve.points()
     return result
 

@@ -65,6 +65,26 @@ def test_eval_on_a_csv_writes_json_png_and_table(tmp_path, capsys):
     assert "optimal" in table
 
 
+def test_eval_warns_when_the_strong_column_scores_below_the_weak_one(tmp_path, capsys):
+    """Columns swapped by mistake: APGR reads the same for a router that now routes the hard
+    prompts to the worse model, and nothing said so."""
+    csv_path = _oracle_csv(tmp_path / "toy.csv")
+    argv = ["eval", "--benchmark", str(csv_path), "--routers", "test_prompt_length"]
+    argv += ["--bootstrap", "0", "--no-cache"]
+    assert main([*argv, "--output", str(tmp_path / "right")]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    swapped = ["--strong-model", "mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    swapped += ["--weak-model", "gpt-4-1106-preview"]
+    assert main([*argv, *swapped, "--output", str(tmp_path / "swapped")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: toy: the strong model mistralai/Mixtral-8x7B-Instruct-v0.1 scores below" in err
+    assert "check --strong-model / --weak-model" in err
+    right = json.loads((tmp_path / "right" / "toy.json").read_text())
+    wrong = json.loads((tmp_path / "swapped" / "toy.json").read_text())
+    apgr = [r["routers"]["test_prompt_length"]["apgr"] for r in (right, wrong)]
+    assert apgr[0] == pytest.approx(apgr[1])  # why the warning is needed
+
+
 @register_router("test_short_first")
 class ShortFirstRouter(Router):
     """The reverse of PromptLengthRouter: shorter prompt → higher score."""

@@ -34,16 +34,44 @@ def test_auc_apgr_and_cpt_by_hand():
     # [.75, 1]: (.5 + .75)/2 · .25 = .15625. AUC = 0.5, APGR = (0.5 − 0.25) / 0.5 = 0.5.
     assert metrics.auc(curve) == pytest.approx(0.5)
     assert metrics.apgr(curve, 0.75, 0.25) == pytest.approx(0.5)
-    # CPT targets 0.35 / 0.5 / 0.65: inside the first segment at 0.1 and at its end 0.25;
-    # in the last segment .75 + (.65 − .5)/(.75 − .5) · .25 = 0.9.
+    # CPT targets 0.35 / 0.5 / 0.65: inside the first segment at 0.1; in the last segment
+    # .75 + (.65 − .5)/(.75 − .5) · .25 = 0.9. Target 0.5 is the quality of the whole flat
+    # stretch from 0.25 to 0.75: RouteLLM's np.interp(50, accuracy, strong_percentage) answers
+    # its last point, 75%, and so does CPT here (the first crossing would say 25%).
     assert metrics.cpt(curve, 0.2, 0.75, 0.25) == pytest.approx(0.10)
-    assert metrics.cpt(curve, 0.5, 0.75, 0.25) == pytest.approx(0.25)
+    assert metrics.cpt(curve, 0.5, 0.75, 0.25) == pytest.approx(0.75)
     assert metrics.cpt(curve, 0.8, 0.75, 0.25) == pytest.approx(0.90)
-    summary = metrics.summarize(curve, 0.75, 0.25)
+    summary = metrics.summarize(curve, 0.75, 0.25, scale=100.0)
     assert summary["cpt20"] == pytest.approx(10.0)
-    assert summary["cpt50"] == pytest.approx(25.0)
+    assert summary["cpt50"] == pytest.approx(75.0)
     assert summary["cpt80"] == pytest.approx(90.0)
     assert [p["strong_pct"] for p in summary["curve"]][:2] == [0.0, 25.0]
+
+
+def test_cpt_is_routellm_interp_in_its_units_where_a_point_sits_on_the_target():
+    """201 GSM8K-like prompts whose 80% target, 163/201, is exactly two curve points' accuracy:
+    RouteLLM (accuracy in percent, `pct * (strong − weak) + weak`, np.interp) answers the flat
+    stretch's right end; the first crossing said its left end, 10 points of calls less."""
+    n = 201
+    strong = np.zeros(n)
+    weak = np.zeros(n)
+    strong[:171], weak[:131] = 1.0, 1.0  # strong 171/201, weak 131/201: target 163/201
+    quality = np.array([131, 140, 150, 155, 160, 163, 163, 166, 168, 170, 171]) / n
+    share = np.linspace(0.0, 1.0, 11)
+    curve = metrics.Curve(share, quality)
+    s_pct, w_pct = 171 / n * 100, 131 / n * 100
+    expected = np.interp(0.8 * (s_pct - w_pct) + w_pct, quality * 100, share * 100)
+    summary = metrics.summarize(curve, strong.mean(), weak.mean(), scale=100.0)
+    assert summary["cpt80"] == pytest.approx(expected) and expected == pytest.approx(60.0)
+    bench = Benchmark("b", [f"q{i}" for i in range(n)], strong, weak)
+    assert bench.quality_scale == 100.0
+    assert Benchmark("m", ["a", "b"], np.array([9.0, 8.5]), np.array([7.0, 1.0])).quality_scale == 1
+
+
+def test_cpt_is_nan_without_a_quality_gap():
+    curve = metrics.threshold_curve(SCORES, np.ones(4), np.ones(4))
+    assert all(np.isnan(metrics.cpt(curve, level, 1.0, 1.0)) for level in (0.2, 0.5, 0.8))
+    assert np.isnan(metrics.summarize(curve, 1.0, 1.0)["cpt50"])
 
 
 def test_extreme_thresholds_span_zero_and_all_strong_calls():
