@@ -535,6 +535,16 @@ def train_router(
         battles, user_train, warnings = _scored_pair_battles(
             router, battles, user_train, strong_model, weak_model
         )
+    if user_train and not any(
+        {b.model_a, b.model_b} & {strong_model, weak_model} for b in user_train
+    ):
+        warnings.append(
+            f"None of your {len(user_train)} training battles involves {strong_model} or "
+            f"{weak_model}, the pair the router scores, so your models' outcomes do not reach "
+            "its scores (mf learns only the shared prompt projection from them). To route "
+            "between your own models, name them with --strong-model and --weak-model (add "
+            "--sources none to train on your battles alone)."
+        )
 
     if linear:
         settings = {"alpha": RIDGE_ALPHA, "features": list(DEFAULT_FEATURES), **router_kwargs}

@@ -176,6 +176,24 @@ def test_user_battles_alone_count_after_decontamination_and_are_measured(
     assert load_router("mf", checkpoint=str(out)).strong_model == "big"
 
 
+def test_your_battles_beside_the_sources_without_your_pair_are_warned_about(
+    tmp_path, data_dir, capsys
+):
+    """`train --user-battles my_logs.jsonl` (the README's example) trained a router scoring the
+    two tiers: the user's models never reached its scores, and nothing said so."""
+    log = _log(tmp_path / "log.jsonl", n=10, a="my-big", b="my-small")
+    argv = ["train", "--user-battles", str(log), "--sources", "faithful_cot", "--limit", "40"]
+    argv += ["--epochs", "2", "--data-dir", str(data_dir)]
+    assert main([*argv, "--output", str(tmp_path / "tiers")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: None of your 16 training battles involves strong-tier or weak-tier" in err
+    assert "--strong-model and --weak-model" in err
+    assert "None of your 16 training battles" in (tmp_path / "tiers" / "README.md").read_text()
+    pair = ["--strong-model", "my-big", "--weak-model", "my-small"]
+    assert main([*argv, *pair, "--output", str(tmp_path / "mine")]) == 0
+    assert "None of your" not in capsys.readouterr().err
+
+
 def _eval_json(folder, cache_key, apgr=0.61, cpt50=42.0):
     folder.mkdir(exist_ok=True)
     row = {"routers": {"mf": {"apgr": apgr, "cpt50": cpt50, "cache_key": cache_key}}}
