@@ -197,9 +197,34 @@ def text_lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
 
 
+def _json_array_prompts(path: Path, text: str) -> list[str]:
+    """A `.json` file holding one array: of `{"prompt": ...}` objects, or of strings."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); a .json file holds one array of "
+            '{"prompt": "..."} objects (or strings), or one such object per line.'
+        ) from None
+    if not isinstance(rows, list):
+        raise CalibrationError(f"{path}: expected a JSON array of prompts.")
+    prompts = []
+    for index, row in enumerate(rows):
+        prompt = row.get("prompt") if isinstance(row, dict) else row
+        if not isinstance(prompt, str):
+            raise CalibrationError(
+                f"{path}: item {index} is not a string or an object with a string 'prompt'."
+            )
+        if not prompt.strip():
+            raise CalibrationError(f"{path}: item {index}: the prompt is blank.")
+        prompts.append(prompt)
+    return prompts
+
+
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
     """Prompts from a file, by its extension: `.jsonl` / `.json` hold one JSON object with a
-    `prompt` field per line; anything else (`.txt`) one prompt per line, taken as written."""
+    `prompt` field per line, or (`.json`) one JSON array of such objects or of strings;
+    anything else (`.txt`) one prompt per line, taken as written."""
     path = Path(path)
     if path.is_dir():
         raise CalibrationError(f"Prompt file {path} is a folder: give a file of prompts.")
@@ -213,6 +238,8 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
         ) from None
     if path.suffix.lower() not in (".jsonl", ".json"):
         prompts = [line for line in lines if line.strip()]
+    elif path.suffix.lower() == ".json" and "\n".join(lines).lstrip().startswith("["):
+        prompts = _json_array_prompts(path, "\n".join(lines))
     else:
         prompts = []
         for number, line in enumerate(lines, 1):

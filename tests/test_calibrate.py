@@ -83,6 +83,26 @@ def test_prompt_files_txt_and_jsonl(tmp_path):
         read_prompt_file(jsonl)
 
 
+def test_a_json_file_may_hold_one_array_of_prompts(tmp_path):
+    """`json.dump(rows, f, indent=2)` of a list was refused as "not valid JSON" at line 1."""
+    array = tmp_path / "p.json"
+    array.write_text(json.dumps([{"prompt": "a\nb"}, "plain string", {"prompt": "c"}], indent=2))
+    assert read_prompt_file(array) == ["a\nb", "plain string", "c"]
+    array.write_text(json.dumps([{"prompt": "a"}, {"text": "x"}]))
+    with pytest.raises(CalibrationError, match="item 1 is not a string or an object"):
+        read_prompt_file(array)
+    array.write_text('[{"prompt": "a"},\n  {"prompt": }]')
+    with pytest.raises(CalibrationError, match=r"p.json:2: not valid JSON"):
+        read_prompt_file(array)
+    lines = tmp_path / "l.json"  # one object per line still reads as before
+    lines.write_text(json.dumps({"prompt": "x"}) + "\n" + json.dumps({"prompt": "y"}) + "\n")
+    assert read_prompt_file(lines) == ["x", "y"]
+    jsonl = tmp_path / "a.jsonl"  # a .jsonl file is JSON Lines: an array there is one bad line
+    jsonl.write_text(json.dumps([{"prompt": "x"}]) + "\n")
+    with pytest.raises(CalibrationError, match="a.jsonl:1: expected an object"):
+        read_prompt_file(jsonl)
+
+
 def test_cli_prints_threshold_and_measured_share(tmp_path, capsys):
     path = tmp_path / "traffic.jsonl"
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))

@@ -30,10 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="ROUTER=PATH",
-        help="checkpoint folder or Hub id for a router (repeatable; default: bundled)",
+        help="checkpoint folder or Hub id per router (one or more, or repeat the flag; "
+        "default: bundled)",
     )
     parser.add_argument("--output", required=True, help="folder for the .json and .png files")
     parser.add_argument("--data-dir", help="data folder holding routellm_evals/")

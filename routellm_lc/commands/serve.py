@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--routers", nargs="+", help="routers to serve (default: mf)")
     add(
         "--checkpoint",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="ROUTER=PATH",
-        help="checkpoint folder or Hub id for a router (repeatable)",
+        help="checkpoint folder or Hub id per router (one or more, or repeat the flag)",
     )
     add(
         "--threshold",

@@ -171,6 +171,19 @@ def test_checkpoint_flag_must_name_a_listed_router(tmp_path, capsys):
     assert "--checkpoint given for router(s) not in --routers: mf" in capsys.readouterr().err
 
 
+def test_one_checkpoint_flag_takes_several_routers_as_routers_does():
+    """`--checkpoint mf=a sw_ranking=b` failed with "unrecognized arguments: sw_ranking=b"."""
+    from routellm_lc.cli import build_parser
+    from routellm_lc.commands.eval import parse_checkpoints
+
+    for command in (["eval", "--benchmark", "gsm8k", "--output", "o"], ["serve"]):
+        args = build_parser().parse_args(
+            [*command, "--routers", "mf", "sw_ranking", "bert", "--checkpoint", "mf=a",
+             "sw_ranking=b", "--checkpoint", "bert=c"]
+        )  # fmt: skip
+        assert parse_checkpoints(args.checkpoint) == {"mf": "a", "sw_ranking": "b", "bert": "c"}
+
+
 def test_cache_identity_follows_the_checkpoint(tmp_path):
     from routellm_lc.evals.harness import router_identity
 
