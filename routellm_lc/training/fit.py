@@ -234,8 +234,11 @@ def fit_arena_length(
     )
 
 
-def heldout_quality(router: Any, questions: Sequence[Question]) -> dict[str, float]:
-    """APGR per source on held-out questions, tier means as the strong/weak qualities."""
+def heldout_quality(
+    router: Any, questions: Sequence[Question], notes: dict[str, str] | None = None
+) -> dict[str, float]:
+    """APGR per source on held-out questions, tier means as the strong/weak qualities; why a
+    source has no figure goes to `notes` (when given)."""
     from routellm_lc.evals import metrics
 
     result = {}
@@ -248,6 +251,13 @@ def heldout_quality(router: Any, questions: Sequence[Question]) -> dict[str, flo
         weak = np.array([_tier_mean(q, "weak") for q in items])
         strong = weak + gaps
         if len(items) < 10 or np.isclose(strong.mean(), weak.mean()):
+            if notes is not None:
+                notes[source] = (
+                    f"{len(items)} held-out question(s) with both tiers, under the 10 a figure "
+                    "needs"
+                    if len(items) < 10
+                    else "the two tiers' mean outcomes are equal on its held-out questions"
+                )
             continue
         scores = router.strong_win_rate([q.prompt for q in items])
         curve = metrics.threshold_curve(scores, strong, weak)
@@ -581,8 +591,16 @@ def train_router(
         else:
             model.fit(battles)
         settings = trained_settings(router, model)
-    heldout = heldout_quality(model, test) if test else {}
-    notes = {}
+    notes: dict[str, str] = {}
+    if (strong_model or STRONG_TIER, weak_model or WEAK_TIER) == (STRONG_TIER, WEAK_TIER):
+        heldout = heldout_quality(model, test, notes) if test else {}
+    else:  # the sources' held-out questions measure the tiers, not the pair this one scores
+        heldout = {}
+        for source in sorted({q.source for q in test if tier_gap(q) is not None}):
+            notes[source] = (
+                "its held-out questions measure the strong tier against the weak tier, and "
+                f"this router scores {strong_model} vs {weak_model}"
+            )
     if user_test and not linear:
         user_apgr = battle_apgr(model, user_test, strong_model, weak_model)
         if user_apgr is not None:
@@ -979,7 +997,7 @@ def _card_quality(report: TrainingReport, strong: str, weak: str) -> list[str]:
         )
     else:
         sets = []
-        if report.n_questions:
+        if set(report.heldout_apgr) - {"user battles"}:
             sets.append(
                 f"the held-out {_share(report.holdout)} of training question groups "
                 "(strong/weak tier means as qualities)"
@@ -997,7 +1015,7 @@ def _card_quality(report: TrainingReport, strong: str, weak: str) -> list[str]:
         if name not in report.heldout_apgr
     ]
     if not report.heldout_apgr:
-        if report.n_questions or not notes:
+        if not notes:
             notes.insert(
                 0,
                 "held-out questions: too few with both models per set (10 needed), or the two "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -182,16 +183,23 @@ def test_your_battles_beside_the_sources_without_your_pair_are_warned_about(
     """`train --user-battles my_logs.jsonl` (the README's example) trained a router scoring the
     two tiers: the user's models never reached its scores, and nothing said so."""
     log = _log(tmp_path / "log.jsonl", n=10, a="my-big", b="my-small")
-    argv = ["train", "--user-battles", str(log), "--sources", "faithful_cot", "--limit", "40"]
+    argv = ["train", "--user-battles", str(log), "--sources", "faithful_cot", "--limit", "80"]
     argv += ["--epochs", "2", "--data-dir", str(data_dir)]
     assert main([*argv, "--output", str(tmp_path / "tiers")]) == 0
     err = capsys.readouterr().err
     assert "warning: None of your 16 training battles involves strong-tier or weak-tier" in err
     assert "--strong-model and --weak-model" in err
     assert "None of your 16 training battles" in (tmp_path / "tiers" / "README.md").read_text()
+    card = (tmp_path / "tiers" / "README.md").read_text()  # the tiers: measured on the source
+    assert re.search(r"\| faithful_cot \| -?\d\.\d{3} \|", card)
     pair = ["--strong-model", "my-big", "--weak-model", "my-small"]
     assert main([*argv, *pair, "--output", str(tmp_path / "mine")]) == 0
     assert "None of your" not in capsys.readouterr().err
+    # the sources' held-out questions measure the tiers: no figure for your pair on them
+    card = (tmp_path / "mine" / "README.md").read_text()
+    assert "faithful_cot: its held-out questions measure the strong tier against the weak " in card
+    assert "and this router scores my-big vs my-small" in card
+    assert "| faithful_cot | " not in card
 
 
 def _eval_json(folder, cache_key, apgr=0.61, cpt50=42.0):
