@@ -6,7 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from langchain.agents import create_agent
-from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain.agents.middleware import (
+    HumanInTheLoopMiddleware,
+    ToolCallLimitMiddleware,
+    after_model,
+)
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.messages import AnyMessage
 from langchain_core.tools import tool
@@ -124,6 +128,39 @@ def test_middleware_keeps_the_decision_of_a_call_a_human_rejected(make_chat):
     )
     assert len(out["routing_decisions"]) == len(handler.calls) == 2
     assert positions(out["routing_decisions"]) == [(c.step, c.node, c.route) for c in handler.calls]
+
+
+def test_middleware_records_a_call_whose_run_a_later_middleware_ends(make_chat, fresh_backend):
+    """`after_model` hooks run in reverse list order: one listed after RoutingMiddleware that
+    ends the run (`jump_to: "end"`) skipped its hook, and the decision was lost."""
+    limit = ToolCallLimitMiddleware(run_limit=0, exit_behavior="end")
+
+    @after_model(can_jump_to=["end"])
+    def guardrail(state, runtime):
+        return {"jump_to": "end"}
+
+    for others in ([limit], [guardrail], [limit, guardrail]):
+        agent = create_agent(
+            make_chat(),
+            [get_weather],
+            middleware=[RoutingMiddleware(), *others],
+            checkpointer=InMemorySaver(),
+        )
+        handler = RoutingCallbackHandler()
+        config = {"configurable": {"thread_id": "t"}, "callbacks": [handler]}
+        out = agent.invoke({"messages": [("user", "a hard question: weather in Paris")]}, config)
+        assert len(handler.calls) == 1
+        assert positions(out["routing_decisions"]) == [(1, "model", "strong")]
+
+
+async def test_middleware_records_async_calls_too(make_chat):
+    @after_model(can_jump_to=["end"])
+    def guardrail(state, runtime):
+        return {"jump_to": "end"}
+
+    agent = create_agent(make_chat(), [get_weather], middleware=[RoutingMiddleware(), guardrail])
+    out = await agent.ainvoke({"messages": [("user", "a hard question: weather in Paris")]})
+    assert positions(out["routing_decisions"]) == [(1, "model", "strong")]
 
 
 class ObjectState(BaseModel):
