@@ -2024,11 +2024,28 @@ def _with_graph_position(decision: RoutingDecision, metadata: dict[str, Any]) ->
     }
     namespace = metadata.get("langgraph_checkpoint_ns")
     if isinstance(namespace, str) and "|" in namespace:
-        # "agent:<task id>|model:<task id>": node names cannot hold ":" or "|"
-        position["parent_nodes"] = [part.partition(":")[0] for part in namespace.split("|")][:-1]
+        # "agent:<task id>|model:<task id>": node names cannot hold ":" or "|". A functional
+        # API `@task` adds its caller's segment (and a task called by a task, one more), but
+        # runs in its caller's graph: those segments are not enclosing graphs.
+        parts = [part.partition(":")[0] for part in namespace.split("|")]
+        parents = parts[: -(1 + _task_depth(metadata.get("langgraph_path")))]
+        if parents:
+            position["parent_nodes"] = parents
     if not position:
         return decision
     return replace(decision, extra={**decision.extra, **position})
+
+
+def _task_depth(path: Any) -> int:
+    """How many `@task` calls deep a LangGraph run is, from its `langgraph_path`: a task's
+    path is `("__pregel_push", <its caller's path>, index, True)` (a `Send` push has an index,
+    not a path, in that place)."""
+    depth = 0
+    while isinstance(path, tuple) and len(path) > 1 and path[0] == "__pregel_push":
+        if not isinstance(path[1], tuple):
+            break
+        depth, path = depth + 1, path[1]
+    return depth
 
 
 def _configured_callbacks(callbacks: Any) -> Any:

@@ -184,3 +184,44 @@ def test_the_reducer_skips_records_it_holds_and_keeps_records_without_ids():
     legacy = {"route": "weak"}
     assert add_decisions([first], [first, second]) == [first, second]
     assert add_decisions([first, legacy], [legacy]) == [first, legacy, legacy]
+
+
+def test_a_functional_api_task_names_no_parent_graph_it_does_not_have(make_chat):
+    """A `@task`'s checkpoint namespace holds its caller's segment: an `@entrypoint`'s task
+    was recorded with `parent_nodes == ["wf"]`, as if it ran in a subgraph."""
+    from langgraph.func import entrypoint, task
+
+    chat = make_chat()
+
+    @task
+    def ask(question: str) -> str:
+        return chat.invoke(question).content
+
+    @task
+    def plan(question: str) -> str:
+        return ask(question).result()
+
+    @entrypoint()
+    def wf(question: str) -> list[str]:
+        return [ask(question).result(), plan(question).result(), chat.invoke(question).content]
+
+    handler = RoutingCallbackHandler()
+    wf.invoke("a hard question", {"callbacks": [handler]})
+    assert [(c.node, c.parent_nodes) for c in handler.calls] == [
+        ("ask", []),
+        ("ask", []),
+        ("wf", []),
+    ]
+
+    # a task called from a subgraph's node: the enclosing graph's node, not the caller
+    inner = StateGraph(RoutingState)
+    inner.add_node("inner", lambda state: {"messages": [("ai", ask("a hard one").result())]})
+    inner.add_edge(START, "inner")
+    inner.add_edge("inner", END)
+    graph = StateGraph(RoutingState)
+    graph.add_node("sub", inner.compile())
+    graph.add_edge(START, "sub")
+    graph.add_edge("sub", END)
+    handler = RoutingCallbackHandler()
+    graph.compile().invoke({"messages": [("user", "go")]}, {"callbacks": [handler]})
+    assert [(c.node, c.parent_nodes) for c in handler.calls] == [("ask", ["sub"])]
