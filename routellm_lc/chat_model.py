@@ -1797,10 +1797,27 @@ def _is_request_error(error: Exception) -> bool:
         return status in REQUEST_ERROR_STATUSES
     if isinstance(error, _LANGCHAIN_REQUEST_ERRORS):
         return True
-    if isinstance(error, _REPLY_ERRORS):
+    if isinstance(error, _REPLY_ERRORS) or _raised_reading_a_reply(error):
         return False
     # Raised before anything was sent: a bad argument, an unsupported feature, a bug.
     return isinstance(error, (TypeError, ValueError, NotImplementedError))
+
+
+#: The functions in which LangChain chat models turn a provider's reply into a result:
+#: `ChatOpenAI` (and the integrations built on it or written after it: Groq, DeepSeek, xAI,
+#: Fireworks, …) raise ValueError for a 200 carrying `{"error": …}` (OpenRouter, LiteLLM's
+#: proxy) and TypeError for `"choices": null` (vLLM) there: a broken reply, not a bad request.
+_REPLY_PARSERS = frozenset({"_create_chat_result", "_convert_chunk_to_generation_chunk"})
+
+
+def _raised_reading_a_reply(error: BaseException) -> bool:
+    """Whether `error` was raised inside a chat model's reply parser (see `_REPLY_PARSERS`)."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_name in _REPLY_PARSERS:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def _as_raw(message: AIMessage) -> dict[str, Any]:

@@ -1099,6 +1099,27 @@ def test_provider_failures_fall_back(make_chat, fresh_backend, fault):
     assert reply.response_metadata["routing"]["fallback_from"] == "strong"
 
 
+@pytest.mark.parametrize("fault", ["error_body", "null_choices"])
+@pytest.mark.parametrize("side", ["chat_openai", "litellm"])
+def test_a_200_that_holds_no_answer_falls_back(make_chat, fresh_backend, fault, side):
+    """A 200 carrying `{"error": ...}` (OpenRouter, LiteLLM's proxy) or `"choices": null`
+    (vLLM): ChatOpenAI raises ValueError / TypeError while reading it, which was taken for a
+    bad request (raised, the weak model never tried); LiteLLM strings fell back."""
+    fresh_backend.fail(kind=fault, model="strong", times=None, message="upstream overloaded")
+    chat = (
+        make_chat(strong=_chat_openai(fresh_backend, "strong"))
+        if side == "chat_openai"
+        else make_chat()
+    )
+    reply = chat.invoke("a hard question")
+    assert reply.content == "[weak] echo: a hard question"
+    assert reply.response_metadata["routing"]["fallback_from"] in ("strong", STRONG)
+    assert _answered(fresh_backend)[-2:] == ["strong", "weak"]
+    if side == "chat_openai" and fault == "error_body":  # a null-choices chunk is no error
+        chunks = list(chat.stream("a hard question"))
+        assert "".join(c.content for c in chunks) == "[weak] echo: a hard question"
+
+
 def test_an_unreachable_model_falls_back(make_chat, fresh_backend):
     from routellm_lc.testing import LocalBackend
 

@@ -24,6 +24,8 @@ In a thread (tests)::
         backend.fail(kind="timeout", sleep_s=5)               # any model, always
         backend.fail(kind="drop", after_chunks=3)             # close mid-stream
         backend.fail(kind="malformed")                        # 200 with a broken JSON body
+        backend.fail(kind="error_body")      # 200 with {"error": {...}} (OpenRouter, proxies)
+        backend.fail(kind="null_choices")    # 200 with "choices": null (vLLM)
         backend.requests_for("strong")[-1].body["temperature"]
         backend.reset()                                       # settings, faults and log
 
@@ -61,7 +63,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-FaultKind = Literal["status", "timeout", "drop", "malformed"]
+FaultKind = Literal["status", "timeout", "drop", "malformed", "error_body", "null_choices"]
 
 _REASONS = {
     200: "OK",
@@ -657,9 +659,13 @@ class LocalBackend:
         kinds: ``status`` (an OpenAI-style error with ``status``), ``timeout`` (sleep ``sleep_s``
         before answering normally), ``drop`` (close the connection before answering, or after
         ``after_chunks`` chunks of a stream), ``malformed`` (200 with a truncated JSON body / a
-        broken SSE event after ``after_chunks`` events, at least the first).
+        broken SSE event after ``after_chunks`` events, at least the first), ``error_body``
+        (200 whose JSON is ``{"error": {"message", "code": status}}``, as OpenRouter and
+        proxies answer a failed upstream; in a stream, that event after ``after_chunks``
+        events), ``null_choices`` (200 with ``"choices": null``, as vLLM can answer; in a
+        stream, such a chunk after ``after_chunks`` events).
         """
-        if kind not in ("status", "timeout", "drop", "malformed"):
+        if kind not in ("status", "timeout", "drop", "malformed", "error_body", "null_choices"):
             raise ValueError(f"unknown fault kind {kind!r}")
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             # `fail(status="timeout")` would inject nothing a test meant: say which argument
@@ -803,6 +809,20 @@ class LocalBackend:
                 reply.chunks = reply.chunks[:keep] + [b'data: {"id": "chatcmpl-broken", "choi\n\n']
             else:
                 reply.body = reply.body[: max(len(reply.body) // 2, 1)]
+        elif fault.kind in ("error_body", "null_choices"):
+            error = {"message": fault.message, "code": fault.status}
+            if reply.chunks is not None:
+                event = (
+                    {"error": error}
+                    if fault.kind == "error_body"
+                    else {"id": "chatcmpl-null", "object": "chat.completion.chunk", "choices": None}
+                )
+                data = f"data: {json.dumps(event)}\n\n".encode()
+                reply.chunks = reply.chunks[: fault.after_chunks] + [data, b"data: [DONE]\n\n"]
+            else:
+                body = json.loads(reply.body)
+                body = {"error": error} if fault.kind == "error_body" else {**body, "choices": None}
+                reply.body = json.dumps(body).encode()
         return reply
 
     def _models(self) -> _Reply:
