@@ -104,6 +104,8 @@ class RoutingSummary:
     weak=routed_pool([...]), controller=...)`, o1's share, the one the controller holds."""
     calls_per_model: dict[str, int]
     tokens_per_model: dict[str, dict[str, int]]
+    """Tokens each model processed for these calls: an answer from a LangChain LLM cache
+    processed none (its usage is the first call's), so it adds nothing here."""
     calls_per_node: dict[str, Counter]
     """Per graph node: how many calls went to each route ("strong" as in `strong_calls`)."""
     fallbacks: int
@@ -245,11 +247,27 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             self.calls.append(call)
 
     def reset(self) -> None:
+        """Forget the recorded calls and routing errors. Calls still running are kept: they
+        are recorded when they finish (clearing them lost every call that spanned a reset)."""
         with self._lock:
             self.calls.clear()
             self.routing_errors.clear()
-            self._started.clear()
-            self._unrouted.clear()
+
+    def take(self) -> RoutingCallbackHandler:
+        """Move the recorded calls and routing errors, atomically, into a new handler (for its
+        `summary()` and `savings()`) and start a fresh interval here: every call lands in
+        exactly one interval, those running now in the next.
+
+        ```python
+        interval = handler.take()        # e.g. every minute
+        report(interval.summary(), interval.savings("gpt-4o"))
+        ```
+        """
+        interval = RoutingCallbackHandler()
+        with self._lock:
+            interval.calls, self.calls = self.calls, []
+            interval.routing_errors, self.routing_errors = self.routing_errors, []
+        return interval
 
     def summary(self) -> RoutingSummary:
         """Strong share, calls and tokens per model, routes per node, over recorded calls."""
@@ -261,6 +279,8 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         tokens: dict[str, dict[str, int]] = {}
         for call in answered:
             totals = tokens.setdefault(call.model, dict.fromkeys(_TOKEN_KEYS, 0))
+            if call.cached:
+                continue  # served from a cache: the model processed nothing
             for key, value in call.usage.items():
                 totals[key] = totals.get(key, 0) + value
         per_node: dict[str, Counter] = {}

@@ -167,6 +167,39 @@ def test_answers_from_an_llm_cache_are_counted_but_not_billed(make_chat, fresh_b
     )
     summary = handler.summary()
     assert summary.cached == 2 and "cached: 2" in summary.format()
+    # the tokens the model processed: one call's, not three times the first call's usage
+    assert summary.tokens_per_model["openai/strong"] == {
+        k: handler.calls[0].usage[k] for k in ("input_tokens", "output_tokens", "total_tokens")
+    }
+
+
+def test_reset_and_take_keep_calls_that_are_still_running(make_chat, fresh_backend):
+    """`summary()` then `reset()` every N seconds lost every call running at the reset (84 of
+    300 calls were counted). A running call lands in the next interval; `take()` moves the
+    finished ones out atomically."""
+    import threading
+    import time
+
+    fresh_backend.configure("strong", latency_ms=300)
+    chat = make_chat()
+    handler = RoutingCallbackHandler()
+    started = threading.Event()
+
+    def slow_call():
+        started.set()
+        chat.invoke("a hard one", {"callbacks": [handler]})
+
+    chat.invoke("an easy one", {"callbacks": [handler]})
+    worker = threading.Thread(target=slow_call)
+    worker.start()
+    started.wait()
+    time.sleep(0.1)  # the strong call is running now
+    first = handler.take()
+    assert [c.route for c in first.calls] == ["weak"] and handler.calls == []
+    handler.reset()
+    worker.join()
+    assert [c.route for c in handler.calls] == ["strong"]
+    assert first.summary().calls == 1 and handler.take().summary().calls == 1
 
 
 def test_reasoning_tokens_reach_the_savings_report(make_chat, fresh_backend):
