@@ -159,7 +159,9 @@ class RoutingCallbackHandler(BaseCallbackHandler):
         self.calls: list[RoutedCall] = []
         self.routing_errors: list[str] = []
         """Calls that failed before any model was called, as "ErrorType: message"."""
-        self._started: dict[UUID, tuple[float, RoutedCall]] = {}
+        self._started: dict[UUID, tuple[float, RoutedCall | None]] = {}
+        # router runs of `generate()` / `agenerate()`, whose decision comes with the reply
+        self._undecided: dict[UUID, tuple[UUID | None, dict[str, Any]]] = {}
         self._unrouted: set[UUID] = set()
         self._lock = threading.Lock()
 
@@ -181,30 +183,43 @@ class RoutingCallbackHandler(BaseCallbackHandler):
             with self._lock:  # a call that failed before it was routed: its error follows
                 self._unrouted.add(run_id)
             return
-        if not isinstance(routing, Mapping) or metadata.get("ls_provider") != "routellm":
+        if metadata.get("ls_provider") != "routellm":
             return  # not a router run (e.g. another model in the same chain)
+        if not isinstance(routing, Mapping):
+            # `generate()` / `agenerate()` decide inside the run: the decision, on the reply,
+            # completes the record when the run ends
+            with self._lock:
+                self._started[run_id] = (time.perf_counter(), None)
+                self._undecided[run_id] = (parent_run_id, dict(metadata))
+            return
         call = _call_from(routing, run_id, parent_run_id, metadata)
         with self._lock:
             self._started[run_id] = (time.perf_counter(), call)
 
-    def _finish(self, run_id: UUID) -> RoutedCall | None:
-        """The call started under `run_id` (None if it was not a router run), timed."""
+    def _finish(self, run_id: UUID, routing: Mapping[str, Any] | None = None) -> RoutedCall | None:
+        """The call started under `run_id` (None if it was not a router run), timed; a run
+        started without its decision takes it from `routing` (None: unknown, not recorded)."""
         with self._lock:
             started = self._started.pop(run_id, None)
+            undecided = self._undecided.pop(run_id, None)
         if started is None:
             return None
         start, call = started
+        if call is None:
+            if undecided is None or not isinstance(routing, Mapping):
+                return None
+            call = _call_from(routing, run_id, *undecided)
         call.call_latency_ms = (time.perf_counter() - start) * 1000.0
         return call
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        call = self._finish(run_id)
-        if call is None:
-            return
         message = _first_message(response)
         routing = (message.response_metadata.get("routing") if message is not None else None) or (
             (response.llm_output or {}).get("routing")
         )
+        call = self._finish(run_id, routing)
+        if call is None:
+            return
         if routing:  # the final decision: after a fallback (or in a pool), the model that
             call.model = routing["model"]  # answered, and the threshold its decision used
             call.route = routing["route"]

@@ -393,3 +393,21 @@ async def test_a_call_that_fails_before_any_model_is_traced_and_counted(make_cha
     assert len(failed) == 3 and all(r.error and r.end_time for r in failed)
     assert [r.name for r in failed] == ["RouteLLMChat", "agent-llm", "RouteLLMChat"]
     assert failed[1].extra["metadata"]["ls_provider"] == "routellm"
+
+
+async def test_generate_calls_are_recorded_like_invoke_calls(make_chat, fresh_backend):
+    """`generate()` (LangChain's classic path, e.g. `LLMChain`) decides inside the run: its
+    calls moved a controller but never reached the handler (costs undercounted)."""
+    chat = make_chat()
+    handler = RoutingCallbackHandler()
+    chat.generate(
+        [[HumanMessage("a hard one")], [HumanMessage("an easy one")]], callbacks=[handler]
+    )
+    await chat.agenerate([[HumanMessage("a hard one")]], callbacks=[handler])
+    assert [(c.route, c.model) for c in handler.calls] == [
+        ("strong", "openai/strong"),
+        ("weak", "openai/weak"),
+        ("strong", "openai/strong"),
+    ]
+    assert all(c.usage["total_tokens"] > 0 and c.call_latency_ms is not None for c in handler.calls)
+    assert handler.summary().calls == 3 and not handler._started and not handler._undecided
