@@ -557,14 +557,21 @@ class RouteLLMChat(BaseChatModel):
 
     # -- deciding --------------------------------------------------------------------------
     def decide(
-        self, inputs: Sequence[LanguageModelInput], threshold: float | None = None
+        self,
+        inputs: Sequence[LanguageModelInput],
+        threshold: float | None = None,
+        *,
+        observe: bool = True,
     ) -> list[RoutingDecision]:
         """Routing decisions for a batch of inputs, from one router call.
 
         `threshold` overrides the model's own (and the controller's) for these decisions.
+        With a strong-share controller, the decisions count as calls (its window sees their
+        scores, as when you route with `decide` and call the models yourself); `observe=False`
+        is a dry run: decided with the threshold in force, and the controller is not moved.
         """
         texts = self._routing_texts(inputs)
-        return self._decide_texts(texts, threshold)
+        return self._decide_texts(texts, threshold, observe=observe)
 
     def _routing_texts(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
         """One routing text per input. A single input (a string, a message, a prompt value)
@@ -577,25 +584,29 @@ class RouteLLMChat(BaseChatModel):
         return [routing_text(self._to_messages(i), self.route_on) for i in inputs]
 
     async def adecide(
-        self, inputs: Sequence[LanguageModelInput], threshold: float | None = None
+        self,
+        inputs: Sequence[LanguageModelInput],
+        threshold: float | None = None,
+        *,
+        observe: bool = True,
     ) -> list[RoutingDecision]:
         """`decide` for async code: the router scores in a worker thread, so a slow router
         (a torch model) neither stalls the event loop nor serialises concurrent calls."""
         texts = self._routing_texts(inputs)
-        return await self._adecide_texts(texts, threshold)
+        return await self._adecide_texts(texts, threshold, observe=observe)
 
     def current_threshold(self) -> float:
         """The threshold the next decision uses (the controller's, when one is set)."""
         return self.controller.threshold() if self.controller is not None else self.threshold
 
     def _decide_texts(
-        self, texts: list[str], threshold: float | None = None
+        self, texts: list[str], threshold: float | None = None, *, observe: bool = True
     ) -> list[RoutingDecision]:
         known = self._known_decisions(texts, threshold)
-        return known if known is not None else self._score(texts, threshold)
+        return known if known is not None else self._score(texts, threshold, observe=observe)
 
     async def _adecide_texts(
-        self, texts: list[str], threshold: float | None = None
+        self, texts: list[str], threshold: float | None = None, *, observe: bool = True
     ) -> list[RoutingDecision]:
         known = self._known_decisions(texts, threshold)
         if known is not None:  # scored already: no router call to wait for
@@ -605,7 +616,9 @@ class RouteLLMChat(BaseChatModel):
         def score() -> list[RoutingDecision]:
             decisions = self._score(texts, threshold, observe=False)
             # a call cancelled before it was routed is no call: the controller never sees it
-            return decisions if gone.is_set() else self._settled(decisions, threshold)
+            if gone.is_set() or not observe:
+                return decisions
+            return self._settled(decisions, threshold)
 
         try:
             return await asyncio.to_thread(score)

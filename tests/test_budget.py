@@ -336,3 +336,20 @@ def test_load_state_refuses_a_state_no_controller_could_have(state, match):
     with pytest.raises(ValueError, match=match):
         controller.load_state(state)
     assert controller.state() == before  # left as it was
+
+
+async def test_decide_with_observe_false_is_a_dry_run_for_the_controller():
+    """`decide` is also how one previews routing: those previews moved the controller as if
+    they were calls. `observe=False` leaves it alone; the default still counts (routing with
+    `decide` and calling the models yourself)."""
+    router = ScoreTable({f"p{i}": i / 100 for i in range(100)})
+    controller = StrongShareController(0.2, window=100, warmup=10)
+    chat = _chat(router, controller)
+    prompts = [f"p{i}" for i in range(100)]
+    before = controller.state().to_dict()
+    dry = chat.decide(prompts, observe=False) + await chat.adecide(prompts, observe=False)
+    assert controller.state().to_dict() == before
+    assert {d.threshold for d in dry} == {controller.threshold()}
+    chat.decide(prompts[:30])
+    await chat.adecide(prompts[30:50])
+    assert controller.state().observed == before["observed"] + 50
