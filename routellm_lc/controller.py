@@ -6,8 +6,12 @@ Code written for RouteLLM changes one import::
 
     client = Controller(routers=["mf"], strong_model="gpt-4o", weak_model="gpt-4o-mini")
     response = client.chat.completions.create(
-        model="router-mf-0.11593", messages=[{"role": "user", "content": "Hello!"}]
+        model="router-mf-0.2", messages=[{"role": "user", "content": "Hello!"}]
     )
+
+A threshold belongs to its router's checkpoint: RouteLLM's published `router-mf-0.11593` is a
+50% strong share with *its* `mf` checkpoint; with the bundled one it sends most calls strong
+(a warning says so). Calibrate one for your traffic (`routellm-lc calibrate`).
 
 The same methods and behaviour as RouteLLM's: `chat.completions.create` / `acreate` (and
 `completion` / `acompletion`) take the OpenAI chat-completions arguments, route on the model
@@ -25,6 +29,7 @@ call has a timeout and bounded retries; and each response carries its decision i
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +50,16 @@ from routellm_lc.errors import InvalidThresholdError, RouterModelNameError, Rout
 from routellm_lc.model_names import litellm_model_string, parse_router_model
 from routellm_lc.routers.base import as_probabilities
 
+logger = logging.getLogger("routellm_lc")
+
+#: Thresholds RouteLLM publishes for its own checkpoints (its README: `router-mf-0.11593`, a
+#: 50% strong share on Arena traffic with `routellm/mf_gpt4_augmented`).
+ROUTELLM_PUBLISHED_THRESHOLDS = {("mf", 0.11593)}
+
+#: RouteLLM's `mf` architecture settings (its `MatrixFactorizationRouter` arguments), which a
+#: checkpoint's config.json holds here.
+ROUTELLM_MF_ARCHITECTURE_KEYS = ("hidden_size", "num_models", "text_dim", "num_classes", "use_proj")
+
 #: `config` for RouteLLM's published checkpoints (RouteLLM's own default config), for routers
 #: that can load them: their `mf` embeds with OpenAI's API (`OPENAI_API_KEY`, network), the
 #: others download from the Hugging Face Hub. Without a `config`, routers load this package's
@@ -54,6 +69,10 @@ ROUTELLM_CONFIG: dict[str, dict[str, Any]] = {
     "bert": {"checkpoint_path": "routellm/bert_gpt4_augmented"},
     "causal_llm": {"checkpoint_path": "routellm/causal_llm_gpt4_augmented"},
 }
+
+#: RouteLLM's name for its default config (`from routellm.controller import
+#: GPT_4_AUGMENTED_CONFIG`), without its sw_ranking Arena-dataset keys (see `ROUTELLM_CONFIG`).
+GPT_4_AUGMENTED_CONFIG = ROUTELLM_CONFIG
 
 #: Prompts scored per router call by `batch_calculate_win_rate` with a progress bar.
 PROGRESS_CHUNK = 256
@@ -125,6 +144,13 @@ class Controller:
         self._counts_lock = threading.Lock()
         config = config or {}
         self.routers: dict[str, Any] = {}
+        #: routers loaded with their default checkpoint (no checkpoint in `config`)
+        self._bundled = {
+            name
+            for name in routers
+            if not {"checkpoint_path", "checkpoint"} & set(config.get(name, {}) or {})
+        }
+        self._warned: set[tuple[str, float]] = set()
         names: Iterable[str] = routers
         if progress_bar:
             from tqdm.auto import tqdm
@@ -151,9 +177,25 @@ class Controller:
                 f"Invalid router {router!r}. Available routers are {list(self.routers)}."
             )
         try:
-            return validate_threshold(threshold)
+            threshold = validate_threshold(threshold)
         except InvalidThresholdError as exc:
             raise RoutingError(f"Invalid threshold {threshold!r}: {exc}") from None
+        key = (router, threshold)
+        if key in ROUTELLM_PUBLISHED_THRESHOLDS and router in self._bundled:
+            if key not in self._warned:
+                self._warned.add(key)
+                logger.warning(
+                    "Threshold %s is RouteLLM's published one for its own %s checkpoint (a 50%% "
+                    "strong share on Arena traffic); with the bundled %s checkpoint it sends "
+                    "most calls to the strong model. Calibrate a threshold for your traffic "
+                    "(`routellm-lc calibrate --router %s --strong-pct 0.5`), or load RouteLLM's "
+                    "checkpoint (config=ROUTELLM_CONFIG).",
+                    threshold,
+                    router,
+                    router,
+                    router,
+                )
+        return threshold
 
     def _decide(self, text: str, router: str, threshold: float) -> RoutingDecision:
         return decide(
@@ -272,6 +314,13 @@ def _load(name: str, options: Mapping[str, Any], device: str | None) -> Any:
             "embeds Arena datasets from the Hub at start-up. routellm-lc's sw_ranking loads a "
             "checkpoint: train one (`routellm-lc train --router sw_ranking --output DIR`) and "
             "give {'checkpoint_path': DIR}."
+        )
+    architecture = [key for key in ROUTELLM_MF_ARCHITECTURE_KEYS if key in options]
+    if name == "mf" and architecture:
+        raise RoutingError(
+            f"Router 'mf': {', '.join(architecture)} are RouteLLM's mf architecture settings; "
+            "routellm-lc reads them from the checkpoint's config.json: remove them from the "
+            "config (keep checkpoint_path)."
         )
     checkpoint = options.pop("checkpoint_path", None)
     checkpoint = options.pop("checkpoint", checkpoint)

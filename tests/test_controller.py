@@ -228,6 +228,38 @@ def test_config_names_checkpoints_like_routellm(fresh_backend, tmp_path):
     assert list(Controller("random", STRONG, WEAK).routers) == ["random"]
 
 
+def test_routellms_config_name_imports():
+    from routellm_lc.controller import GPT_4_AUGMENTED_CONFIG, ROUTELLM_CONFIG
+
+    assert GPT_4_AUGMENTED_CONFIG == ROUTELLM_CONFIG
+    assert GPT_4_AUGMENTED_CONFIG["mf"] == {"checkpoint_path": "routellm/mf_gpt4_augmented"}
+
+
+def test_routellm_mf_architecture_keys_are_a_clear_error(tmp_path):
+    """A RouteLLM config naming mf's architecture (`hidden_size: 128`, its class's arguments)
+    crashed with a raw TypeError from the router's constructor."""
+    config = {"mf": {"checkpoint_path": "routellm_lc/checkpoints/mf_default", "hidden_size": 128}}
+    with pytest.raises(RoutingError, match="hidden_size are RouteLLM's mf architecture settings"):
+        Controller(["mf"], STRONG, WEAK, config=config)
+
+
+def test_routellms_published_threshold_on_the_bundled_checkpoint_is_warned_about(
+    fresh_backend, caplog
+):
+    """`router-mf-0.11593` (RouteLLM's README) is a 50% strong share with RouteLLM's mf; with
+    the bundled one it sends most calls strong, and a migration multiplied costs silently."""
+    client = Controller(
+        ["mf", "random"], STRONG, WEAK, api_base=fresh_backend.base_url, api_key="k"
+    )
+    with caplog.at_level("WARNING", logger="routellm_lc"):
+        for _ in range(2):
+            client.completion(model="router-mf-0.11593", messages=user(EASY))
+        client.completion(model="router-mf-0.2", messages=user(EASY))
+        client.completion(model="router-random-0.11593", messages=user(EASY))
+    warnings = [r.getMessage() for r in caplog.records if "RouteLLM's published" in r.getMessage()]
+    assert len(warnings) == 1 and "routellm-lc calibrate --router mf" in warnings[0]
+
+
 def test_the_readme_snippet_runs_as_written(fresh_backend, monkeypatch, capsys):
     """The README's `Controller` example, verbatim, with OpenAI's endpoint variables pointing
     at the local backend."""

@@ -376,9 +376,9 @@ def _check_fields(state: ServerState, body: Mapping[str, Any]) -> None:
     litellm = state.litellm
     for target in state.targets.values():
         if target.url is None and litellm is not None:
-            field = litellm.unsupported(target, body)
-            if field is not None:
-                message = litellm.unsupported_message(target, field)
+            refused = litellm.unsupported(target, body)
+            if refused is not None:
+                field, message = refused
                 raise APIError(400, message, param=field, code="unsupported_parameter")
 
 

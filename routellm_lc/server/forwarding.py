@@ -446,6 +446,20 @@ OPENAI_PLATFORM_FIELDS = frozenset({"metadata"})
 OPENAI_SDK_PROVIDERS = frozenset({"openai", "azure", "custom_openai", "text-completion-openai"})
 
 
+def _litellm_accepts(model: str, provider: str, fields: Mapping[str, Any]) -> bool:
+    """Whether LiteLLM's own parameter check (the one `acompletion` runs) accepts `fields`
+    for `model` at `provider`. Any error but `UnsupportedParamsError` (a value it cannot
+    read) is left to the call, which reports it."""
+    litellm = _litellm()
+    try:
+        litellm.utils.get_optional_params(model=model, custom_llm_provider=provider, **fields)
+    except litellm.UnsupportedParamsError:
+        return False
+    except Exception:  # noqa: BLE001 - not a question of support: the call says what it is
+        return True
+    return True
+
+
 class _Refused(Exception):
     """A request the LiteLLM path answers itself (400), without calling the model."""
 
@@ -463,7 +477,9 @@ class LiteLLMForwarder:
         self.timeout = timeout
         self.max_retries = max_retries
         self.passthrough = frozenset(passthrough) - LITELLM_REQUEST_FIELDS
-        self._named: dict[str, tuple[frozenset[str], bool]] = {}
+        self._named: dict[str, tuple[frozenset[str], bool, str, str | None]] = {}
+        # LiteLLM's verdict per target and set of field names (its check reads the names)
+        self._refusals: dict[tuple[str, frozenset[str]], tuple[str, str] | None] = {}
 
     def check_passthrough(self) -> None:
         """Refuse a passthrough field that is one of LiteLLM's own options (`api_base`,
@@ -492,9 +508,15 @@ class LiteLLMForwarder:
         providers get every field LiteLLM translates (it maps, drops or rejects them), and
         the passthrough fields (`top_k`) as they are.
         """
+        return self._provider_fields(target)[:2]
+
+    def _provider_fields(self, target: Target) -> tuple[frozenset[str], bool, str, str | None]:
+        """`_named_fields`, with the model and provider LiteLLM names for the target (the
+        provider None when LiteLLM cannot tell)."""
         cached = self._named.get(target.name)
         if cached is None:
             named, openai_like = LITELLM_REQUEST_FIELDS, True
+            model, provider = target.name, None
             litellm = _litellm()
             try:
                 model, provider, _, _ = litellm.get_llm_provider(
@@ -512,37 +534,68 @@ class LiteLLMForwarder:
                     named = named | self.passthrough
             except Exception:  # LiteLLM cannot tell: it reports that on the call itself
                 pass
-            cached = self._named[target.name] = (named, openai_like)
+            cached = self._named[target.name] = (named, openai_like, model, provider)
         return cached
 
-    def unsupported(self, target: Target, body: Mapping[str, Any]) -> str | None:
-        """The first field of `body` this target cannot be sent: for a provider LiteLLM
-        translates, one that is neither an OpenAI field it maps nor a passthrough field
-        (an OpenAI-compatible endpoint takes every field, in `extra_body`)."""
-        named, openai_like = self._named_fields(target)
+    def unsupported(self, target: Target, body: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(field, message) for the first field of `body` this target cannot be sent, or
+        None. For a provider LiteLLM translates: a field that is neither an OpenAI field it maps
+        nor a passthrough field, or an OpenAI field LiteLLM's own check refuses for this
+        provider and model (`UnsupportedParamsError`: `store` or `parallel_tool_calls` for
+        Ollama), asked before the call so that a request is refused whichever model it routes
+        to. An OpenAI-compatible endpoint takes every field (in `extra_body`)."""
+        named, openai_like, model, provider = self._provider_fields(target)
         if openai_like:
             return None
         skipped = ("model", *LITELLM_EXTRA_BODY_OPTIONS, *OPENAI_PLATFORM_FIELDS)
-        return next((key for key in body if key not in named and key not in skipped), None)
+        field = next((key for key in body if key not in named and key not in skipped), None)
+        if field is not None:
+            return field, (
+                f"Unrecognized request argument supplied: {field}. The model {target.name!r} is "
+                "served through LiteLLM, which takes OpenAI's chat fields and this server's "
+                f"passthrough fields ({', '.join(sorted(self.passthrough)) or 'none'}; "
+                "`routellm-lc serve --passthrough-field NAME` adds one)."
+            )
+        if provider is None:
+            return None
+        fields = {
+            key: value
+            for key, value in body.items()
+            if key in LITELLM_REQUEST_FIELDS and key not in ("messages", "model")
+        }
+        if not fields:
+            return None
+        key = (target.name, frozenset(fields))
+        if key not in self._refusals:
+            if len(self._refusals) >= 4096:  # bounded: field sets come from clients
+                self._refusals.clear()
+            self._refusals[key] = self._litellm_refusal(target, model, provider, fields)
+        return self._refusals[key]
 
-    def unsupported_message(self, target: Target, field: str) -> str:
-        return (
-            f"Unrecognized request argument supplied: {field}. The model {target.name!r} is "
-            "served through LiteLLM, which takes OpenAI's chat fields and this server's "
-            f"passthrough fields ({', '.join(sorted(self.passthrough)) or 'none'}; "
-            "`routellm-lc serve --passthrough-field NAME` adds one)."
+    @staticmethod
+    def _litellm_refusal(
+        target: Target, model: str, provider: str, fields: Mapping[str, Any]
+    ) -> tuple[str, str] | None:
+        if _litellm_accepts(model, provider, fields):
+            return None
+        field = next(
+            (k for k in fields if not _litellm_accepts(model, provider, {k: fields[k]})), None
+        )
+        return (field or next(iter(fields))), (
+            f"The model {target.name!r} ({provider}, served through LiteLLM) does not support "
+            f"the parameter {field or ', '.join(fields)!r}: a request with it is refused "
+            "whichever model it routes to. Leave it out, or serve an OpenAI-compatible "
+            "endpoint for this model (its fields go through as they are)."
         )
 
     def _params(self, target: Target, body: Mapping[str, Any]) -> dict[str, Any]:
         """LiteLLM's arguments for a request; `_Refused` for a field this target's provider
         cannot be sent (`unsupported`; the server checks both models before routing)."""
-        field = self.unsupported(target, body)
-        if field is not None:
+        refused = self.unsupported(target, body)
+        if refused is not None:
+            field, message = refused
             body_bytes = error_body(
-                self.unsupported_message(target, field),
-                "invalid_request_error",
-                param=field,
-                code="unsupported_parameter",
+                message, "invalid_request_error", param=field, code="unsupported_parameter"
             )
             raise _Refused(400, orjson.dumps(body_bytes))
         named, openai_like = self._named_fields(target)

@@ -188,3 +188,39 @@ def test_a_field_either_model_cannot_be_sent_is_refused_whatever_the_route(
     assert 'routellm_errors_total{kind="unsupported_parameter"} 1' in metrics
     response = post(server, metadata={"team": "a"}, top_k=3)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("field", [{"store": False}, {"parallel_tool_calls": True}])
+def test_an_openai_field_litellm_refuses_for_a_provider_is_refused_whatever_the_route(
+    start_server, fresh_backend, field
+):
+    """With an Ollama strong model, `store` (or ChatOpenAI's `parallel_tool_calls`) passed
+    when the prompt routed weak and was LiteLLM's UnsupportedParamsError (400) when it routed
+    strong. LiteLLM's own check is asked before routing: refused either way, naming it."""
+    server = start_server(strong="ollama_chat/llama3", forwarding="litellm")
+    fresh_backend.clear_requests()
+    (name,) = field
+    for content in ("hello", "a hard question"):  # weak, then strong
+        body = {
+            "model": "router-test_keyword-0.5",
+            "messages": [{"role": "user", "content": content}],
+        }
+        response = httpx.post(
+            f"{server.base_url}/chat/completions", json={**body, **field}, timeout=20
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["param"], error["code"]) == (name, "unsupported_parameter")
+        assert "'ollama_chat/llama3' (ollama_chat, served through LiteLLM)" in error["message"]
+    assert fresh_backend.requests == []
+    assert post(server, temperature=0.2, seed=1).status_code == 200  # fields Ollama takes
+
+
+def test_litellms_check_is_asked_once_per_set_of_field_names():
+    forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1)
+    target = build_target("ollama_chat/llama3", None, None, "litellm")
+    body = {"messages": EASY, "store": False}
+    assert forwarder.unsupported(target, body)[0] == "store"
+    assert forwarder.unsupported(target, {**body, "store": True})[0] == "store"
+    assert len(forwarder._refusals) == 1
+    assert forwarder.unsupported(target, {"messages": EASY, "temperature": 0.5}) is None
