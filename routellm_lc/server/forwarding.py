@@ -733,7 +733,15 @@ async def _aclose(stream: Any) -> None:
 
 
 def _payload(chunk: Any) -> dict[str, Any]:
-    return chunk.model_dump(exclude_none=True)
+    """A LiteLLM stream chunk as OpenAI sends it: without LiteLLM's own empty fields, but
+    with each choice's `finish_reason` and `logprobs` (null until set), which OpenAI's chunks
+    always carry and strictly typed clients expect."""
+    payload = chunk.model_dump(exclude_none=True)
+    for choice in payload.get("choices") or ():
+        if isinstance(choice, dict):
+            choice.setdefault("finish_reason", None)
+            choice.setdefault("logprobs", None)
+    return payload
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

@@ -37,6 +37,24 @@ def test_json_and_stream_through_litellm(litellm_server, fresh_backend):
     )
 
 
+def test_litellm_stream_chunks_carry_finish_reason_and_logprobs_as_openai_sends_them(
+    litellm_server,
+):
+    """Dumped without LiteLLM's empty fields, intermediate chunks lost the `finish_reason:
+    null` and `logprobs: null` every OpenAI chunk carries (RouteLLM's server kept them)."""
+    import json
+
+    body = {"model": "router-test_keyword-0.5", "stream": True}
+    body["messages"] = [{"role": "user", "content": "easy"}]
+    with httpx.stream("POST", f"{litellm_server.base_url}/chat/completions", json=body) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: {")]
+    choices = [c for event in events for c in json.loads(event).get("choices", [])]
+    assert len(choices) >= 2
+    assert all("finish_reason" in c and "logprobs" in c for c in choices)
+    assert [c["finish_reason"] for c in choices][:-1] == [None] * (len(choices) - 1)
+    assert choices[-1]["finish_reason"] == "stop"
+
+
 def test_litellm_5xx_falls_back_and_both_failing_gets_502(litellm_server, fresh_backend):
     fresh_backend.fail(status=503, times=None, model="strong-model")
     body = {"model": "router-test_keyword-0.5", "messages": [{"role": "user", "content": "hard"}]}
