@@ -241,7 +241,23 @@ def _check_options(args: argparse.Namespace, sources: tuple[str, ...]) -> None:
     if args.epochs is not None and not takes_epochs:
         raise RecipeError(f"--router {args.router} has no training epochs: drop --epochs.")
     # Before any data is read: training takes minutes, its checkpoint must have a place to go.
-    check_output_dir(args.output, "--output", "the checkpoint")
+    output = check_output_dir(args.output, "--output", "the checkpoint")
+    _check_no_other_checkpoint(output, args.router)
+
+
+def _check_no_other_checkpoint(output: Path, router: str) -> None:
+    """Refuse an output folder holding another router's checkpoint: the new files would be
+    written beside the old ones (a bert's tokenizer and router_config.json next to an mf's
+    weights), a folder that is neither, uploaded as it is."""
+    from routellm_lc.routers.checkpoints import declared_router
+    from routellm_lc.training.fit import RecipeError
+
+    found = declared_router(output) if output.is_dir() else None
+    if found is not None and found[0] != router:
+        raise RecipeError(
+            f"--output {output} holds a {found[0]} checkpoint ({found[1]}): training {router} "
+            "there would mix the two. Name another folder, or empty this one."
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,6 +75,17 @@ def test_bad_options_are_refused_before_training(tmp_path, capsys, extra, messag
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_holding_another_routers_checkpoint_is_refused(tmp_path, capsys):
+    """Training mf into a bert folder wrote its files beside bert's (tokenizer,
+    router_config.json): a folder that is neither checkpoint."""
+    bert = tmp_path / "ck"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    (bert / "router_config.json").write_text('{"router": "bert", "labels": []}')
+    _fails(capsys, ["train", "--output", str(bert)], "holds a bert checkpoint (router_config.json)")
+    assert sorted(p.name for p in bert.iterdir()) == ["config.json", "router_config.json"]
+
+
 def test_output_file_and_card_eval_without_figures_are_refused(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     _fails(capsys, ["train", "--output", str(tmp_path / "file")], "is a file")
