@@ -446,6 +446,18 @@ OPENAI_PLATFORM_FIELDS = frozenset({"metadata"})
 OPENAI_SDK_PROVIDERS = frozenset({"openai", "azure", "custom_openai", "text-completion-openai"})
 
 
+def _verdict_key(value: Any) -> Any:
+    """What of a field's value LiteLLM's parameter check reads: a value at its default (null
+    for most fields, `false` for `stream`) counts as unset (`store: null` is accepted where
+    `store: false` is not), and a few scalar values matter (`tool_choice: "none"`, `n: 2`); a list or object only counts as
+    given. Values are not kept whole: tools and schemas would fill the cache."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 64):
+        return (type(value).__name__, value)
+    return type(value).__name__
+
+
 def _litellm_accepts(model: str, provider: str, fields: Mapping[str, Any]) -> bool:
     """Whether LiteLLM's own parameter check (the one `acompletion` runs) accepts `fields`
     for `model` at `provider`. Any error but `UnsupportedParamsError` (a value it cannot
@@ -478,8 +490,8 @@ class LiteLLMForwarder:
         self.max_retries = max_retries
         self.passthrough = frozenset(passthrough) - LITELLM_REQUEST_FIELDS
         self._named: dict[str, tuple[frozenset[str], bool, str, str | None]] = {}
-        # LiteLLM's verdict per target and set of field names (its check reads the names)
-        self._refusals: dict[tuple[str, frozenset[str]], tuple[str, str] | None] = {}
+        # LiteLLM's verdict per target and request fields (see `_verdict_key`)
+        self._refusals: dict[tuple[str, frozenset[tuple[str, Any]]], tuple[str, str] | None] = {}
 
     def check_passthrough(self) -> None:
         """Refuse a passthrough field that is one of LiteLLM's own options (`api_base`,
@@ -565,7 +577,7 @@ class LiteLLMForwarder:
         }
         if not fields:
             return None
-        key = (target.name, frozenset(fields))
+        key = (target.name, frozenset((k, _verdict_key(v)) for k, v in fields.items()))
         if key not in self._refusals:
             if len(self._refusals) >= 4096:  # bounded: field sets come from clients
                 self._refusals.clear()

@@ -216,11 +216,24 @@ def test_an_openai_field_litellm_refuses_for_a_provider_is_refused_whatever_the_
     assert post(server, temperature=0.2, seed=1).status_code == 200  # fields Ollama takes
 
 
-def test_litellms_check_is_asked_once_per_set_of_field_names():
+def test_litellms_verdict_is_cached_by_what_its_check_reads_of_the_values():
+    """Cached by field names alone, `store: true` then `store: null` refused the null (which
+    LiteLLM reads as unset), and `null` then `false` let the false through to a 400 when it
+    routed to Ollama: validity depended on the route again."""
     forwarder = LiteLLMForwarder(timeout=5.0, max_retries=1)
     target = build_target("ollama_chat/llama3", None, None, "litellm")
-    body = {"messages": EASY, "store": False}
-    assert forwarder.unsupported(target, body)[0] == "store"
-    assert forwarder.unsupported(target, {**body, "store": True})[0] == "store"
-    assert len(forwarder._refusals) == 1
-    assert forwarder.unsupported(target, {"messages": EASY, "temperature": 0.5}) is None
+
+    def refused(**fields):
+        found = forwarder.unsupported(target, {"messages": EASY, **fields})
+        return None if found is None else found[0]
+
+    assert refused(store=True) == "store" and refused(store=None) is None
+    assert refused(parallel_tool_calls=None) is None
+    assert refused(parallel_tool_calls=False) == "parallel_tool_calls"
+    assert refused(store=False) == "store" and refused(store=True) == "store"  # only null is unset
+    assert refused(temperature=0.5) is None and refused(temperature=0.7) is None
+    tools = [
+        {"type": "function", "function": {"name": f"f{i}", "parameters": {}}} for i in range(3)
+    ]
+    assert refused(tools=tools) is None and refused(tools=tools[:1]) is None
+    assert len(forwarder._refusals) == 8  # one per verdict key; tools lists share one
