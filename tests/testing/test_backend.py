@@ -471,6 +471,34 @@ def test_malformed_stream_event(client: openai.OpenAI, fresh_backend: LocalBacke
         list(stream)
 
 
+def test_a_200_holding_an_error_or_null_choices(fresh_backend: LocalBackend) -> None:
+    """OpenRouter and LiteLLM's proxy answer a failed upstream with 200 and `{"error": ...}`;
+    vLLM can answer `"choices": null`. In a stream, the event comes after `after_chunks`
+    events, and before the closing [DONE] however large `after_chunks` is."""
+    url = f"{fresh_backend.base_url}/chat/completions"
+    body = {"model": "m", "messages": _user("x y z")}
+    fresh_backend.fail("error_body", status=502, message="upstream overloaded")
+    reply = httpx.post(url, json=body).json()
+    assert reply == {"error": {"message": "upstream overloaded", "code": 502}}
+    fresh_backend.fail("null_choices")
+    reply = httpx.post(url, json=body).json()
+    assert reply["choices"] is None and reply["usage"]["total_tokens"] > 0
+
+    def stream_events() -> list[str]:
+        with httpx.stream("POST", url, json={**body, "stream": True}) as response:
+            return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+    answer = stream_events()  # no fault: the answer's events, then [DONE]
+    for after, kept in ((1, 1), (50, len(answer) - 1)):
+        fresh_backend.fail("error_body", after_chunks=after)
+        events = stream_events()
+        choices = [json.loads(e).get("choices") for e in events[:kept]]
+        assert choices == [json.loads(e).get("choices") for e in answer[:kept]]
+        assert len(events) == kept + 2
+        assert json.loads(events[-2]) == {"error": {"message": "injected fault", "code": 500}}
+        assert events[-1] == "[DONE]"
+
+
 def test_required_api_key() -> None:
     with LocalBackend(api_key="secret") as backend:
         wrong = openai.OpenAI(base_url=backend.base_url, api_key="nope", max_retries=0, timeout=2)
