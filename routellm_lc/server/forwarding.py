@@ -171,8 +171,9 @@ def _checked_json(
             data = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise UpstreamFailure(target.name, "malformed", "response is not valid JSON") from None
-        if not isinstance(data, dict) or "choices" not in data:
-            raise UpstreamFailure(target.name, "malformed", "response has no 'choices'")
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            # no answer: `{"error": ...}` in a 200 (OpenRouter, proxies), `"choices": null`
+            raise UpstreamFailure(target.name, "malformed", "response has no 'choices' list")
         return Reply(status, content, data.get("usage"))
     message = _upstream_message(content) or f"HTTP {status}"
     if status in CLIENT_ERRORS:
@@ -458,6 +459,31 @@ def _verdict_key(value: Any) -> Any:
     return type(value).__name__
 
 
+def _client_error_body(exc: Exception) -> dict[str, Any]:
+    """An upstream's 400/413/422 as LiteLLM reports it: the upstream's own error object when
+    LiteLLM kept it (`body`, on the error or one it was raised from, for providers it calls
+    through the OpenAI SDK), so a client
+    branching on `code` (`context_length_exceeded`, Azure's `content_filter`) and `param`
+    still can; else LiteLLM's message."""
+    upstream, cause, seen = None, exc, 0
+    while cause is not None and seen < 8:  # ContextWindowExceededError keeps it in its cause
+        body = getattr(cause, "body", None)
+        if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+            upstream = body
+            break
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    if upstream is not None:
+        kind = upstream.get("type")
+        param, code = upstream.get("param"), upstream.get("code")
+        return error_body(
+            upstream["message"],
+            kind if isinstance(kind, str) else "invalid_request_error",
+            param if isinstance(param, str) else None,
+            code if isinstance(code, str) else None,
+        )
+    return error_body(str(exc), "invalid_request_error")
+
+
 def _litellm_accepts(model: str, provider: str, fields: Mapping[str, Any]) -> bool:
     """Whether LiteLLM's own parameter check (the one `acompletion` runs) accepts `fields`
     for `model` at `provider`. Any error but `UnsupportedParamsError` (a value it cannot
@@ -645,8 +671,7 @@ class LiteLLMForwarder:
         if isinstance(exc, _litellm().Timeout) or status in (408, 504):
             return _timeout(target)
         if status in CLIENT_ERRORS:
-            body = error_body(str(exc), "invalid_request_error")
-            return Reply(int(status), orjson.dumps(body))
+            return Reply(int(status), orjson.dumps(_client_error_body(exc)))
         kind = f"status_{status}" if isinstance(status, int) else "litellm"
         detail = f"{type(exc).__name__}: {exc}"
         if status == 429:

@@ -152,6 +152,9 @@ class Fault:
     sleep_s: float = 30.0
     after_chunks: int = 0
     message: str = "injected fault"
+    code: str | None = None
+    """The error's `code` (a status fault's body), e.g. "context_length_exceeded"."""
+    param: str | None = None
 
     def matches(self, model: str | None) -> bool:
         return (self.times is None or self.times > 0) and (
@@ -202,10 +205,14 @@ def _json_reply(status: int, payload: Any, **kw: Any) -> _Reply:
 
 
 def _error_reply(
-    status: int, message: str, err_type: str = "invalid_request_error", code: str | None = None
+    status: int,
+    message: str,
+    err_type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
 ) -> _Reply:
     """An OpenAI-shaped error body, which the SDKs turn into their typed exceptions."""
-    error = {"message": message, "type": err_type, "param": None, "code": code}
+    error = {"message": message, "type": err_type, "param": param, "code": code}
     return _json_reply(status, {"error": error})
 
 
@@ -653,11 +660,13 @@ class LocalBackend:
         sleep_s: float = 30.0,
         after_chunks: int = 0,
         message: str = "injected fault",
+        code: str | None = None,
+        param: str | None = None,
     ) -> Fault:
         """Inject a failure for the next ``times`` matching requests (``None``: always).
 
-        kinds: ``status`` (an OpenAI-style error with ``status``), ``timeout`` (sleep ``sleep_s``
-        before answering normally), ``drop`` (close the connection before answering, or after
+        kinds: ``status`` (an OpenAI-style error with ``status``, and ``code`` / ``param``
+        when given), ``timeout`` (sleep ``sleep_s`` before answering normally), ``drop`` (close the connection before answering, or after
         ``after_chunks`` chunks of a stream), ``malformed`` (200 with a truncated JSON body / a
         broken SSE event after ``after_chunks`` events, at least the first), ``error_body``
         (200 whose JSON is ``{"error": {"message", "code": status}}``, as OpenRouter and
@@ -675,7 +684,7 @@ class LocalBackend:
             raise ValueError(f"times must be a whole number or None (always), got {times!r}")
         if times is not None and times < 1:
             raise ValueError(f"times must be at least 1 (None: always), got {times!r}")
-        fault = Fault(kind, status, times, model, sleep_s, after_chunks, message)
+        fault = Fault(kind, status, times, model, sleep_s, after_chunks, message, code, param)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -791,7 +800,7 @@ class LocalBackend:
         err_type = "rate_limit_exceeded" if fault.status == 429 else "server_error"
         if fault.status < 500 and fault.status != 429:
             err_type = "invalid_request_error"
-        reply = _error_reply(fault.status, fault.message, err_type)
+        reply = _error_reply(fault.status, fault.message, err_type, fault.code, fault.param)
         if fault.status == 429:
             reply.headers = (("retry-after", "0"),)
         return reply

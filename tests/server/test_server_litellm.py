@@ -147,3 +147,25 @@ def test_a_server_with_litellm_providers_imports_litellm_before_serving():
         [sys.executable, "-c", _STARTUP_PROBE], capture_output=True, text=True, env=env, timeout=120
     )
     assert "imported at start-up" in done.stdout, done.stdout + done.stderr
+
+
+def test_an_upstream_client_error_keeps_its_code_and_param_through_litellm(
+    litellm_server, fresh_backend
+):
+    """LiteLLM's BadRequestError became `{"message": "litellm.BadRequestError: ...", "code":
+    null}`: a client branching on `code` (`context_length_exceeded`, Azure's `content_filter`)
+    could not; the direct relay passed the upstream's body as it was."""
+    fresh_backend.fail(
+        status=400,
+        times=None,
+        message="This model's maximum context length is 8192 tokens.",
+        code="context_length_exceeded",
+        param="messages",
+    )
+    client = openai.OpenAI(base_url=litellm_server.base_url, api_key="x", max_retries=0, timeout=10)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="router-test_keyword-0.5", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert (caught.value.code, caught.value.param) == ("context_length_exceeded", "messages")
+    assert caught.value.body["message"] == "This model's maximum context length is 8192 tokens."
