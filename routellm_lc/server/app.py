@@ -485,7 +485,7 @@ async def _answer(
         metrics.upstream.observe(attempt.route, time.perf_counter() - started)
         if attempt.fallback_from is not None:
             metrics.fallback(attempt.router, decision.route)
-        headers = _decision_headers(attempt)
+        headers = {**dict(result.headers), **_decision_headers(attempt)}
         if isinstance(result, Reply):
             metrics.request(attempt.router, attempt.route, result.status, _policy(attempt))
             if result.usage is not None:

@@ -103,6 +103,24 @@ class Reply:
     body: bytes
     usage: Any = None
     """The completion's `usage` (for the cost metrics), if it reported one."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The upstream's response headers relayed to the client (`RELAYED_HEADERS`)."""
+
+
+#: Upstream response headers the direct relay passes on: the provider's request id (what its
+#: support asks for; the `openai` SDK's `_request_id`), its processing time and its rate-limit
+#: state for the model that answered (named in `x-routellm-model`).
+RELAYED_HEADERS = ("x-request-id", "openai-processing-ms")
+RELAYED_HEADER_PREFIXES = ("x-ratelimit-",)
+
+
+def relayed_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The headers of an upstream response (`RELAYED_HEADERS`) to pass on to the client."""
+    return tuple(
+        (name.lower(), value)
+        for name, value in headers.items()
+        if name.lower() in RELAYED_HEADERS or name.lower().startswith(RELAYED_HEADER_PREFIXES)
+    )
 
 
 def _answers(payload: Any) -> bool:
@@ -159,10 +177,16 @@ class Stream:
         self.next = next_batch
         self.close = close
         self.usage = usage
+        self.headers: tuple[tuple[str, str], ...] = ()
+        """The upstream's response headers relayed to the client (`RELAYED_HEADERS`)."""
 
 
 def _checked_json(
-    target: Target, status: int, content: bytes, retry_after: str | None = None
+    target: Target,
+    status: int,
+    content: bytes,
+    retry_after: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> Reply:
     """A finished upstream response as a `Reply`, or an `UpstreamFailure` (429 keeps its
     status and `Retry-After`: if the other model is rate-limited too, the client gets 429)."""
@@ -174,12 +198,13 @@ def _checked_json(
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             # no answer: `{"error": ...}` in a 200 (OpenRouter, proxies), `"choices": null`
             raise UpstreamFailure(target.name, "malformed", "response has no 'choices' list")
-        return Reply(status, content, data.get("usage"))
+        return Reply(status, content, data.get("usage"), headers)
     message = _upstream_message(content) or f"HTTP {status}"
     if status in CLIENT_ERRORS:
         if _upstream_message(content) is not None:
-            return Reply(status, content)
-        return Reply(status, orjson.dumps(error_body(message, "invalid_request_error")))
+            return Reply(status, content, headers=headers)
+        body = orjson.dumps(error_body(message, "invalid_request_error"))
+        return Reply(status, body, headers=headers)
     if status == 429:
         raise UpstreamFailure(target.name, "status_429", message, 429, retry_after)
     raise UpstreamFailure(target.name, f"status_{status}", message)
@@ -322,11 +347,12 @@ class DirectForwarder:
                 content = await response.read()
                 status = response.status
                 retry_after = response.headers.get("retry-after")
+                relayed = relayed_headers(response.headers)
         except TimeoutError:
             raise _timeout(target) from None
         except aiohttp.ClientError as exc:
             raise _transport(target, exc) from None
-        return _checked_json(target, status, content, retry_after)
+        return _checked_json(target, status, content, retry_after, relayed)
 
     async def open_stream(self, target: Target, body: Mapping[str, Any]) -> Reply | Stream:
         assert target.url is not None
@@ -344,7 +370,8 @@ class DirectForwarder:
             if response.status != 200 or content_type.startswith("application/json"):
                 content = await response.read()
                 retry_after = response.headers.get("retry-after")
-                return _checked_json(target, response.status, content, retry_after)
+                relayed = relayed_headers(response.headers)
+                return _checked_json(target, response.status, content, retry_after, relayed)
             reader = _EventReader(response.content.iter_any(), target)
             first = await reader.next_batch()
             if first is None:
@@ -365,7 +392,9 @@ class DirectForwarder:
         except BaseException:
             response.close()
             raise
-        return Stream(first, _with_done(reader), _releaser(response), lambda: reader.usage)
+        stream = Stream(first, _with_done(reader), _releaser(response), lambda: reader.usage)
+        stream.headers = relayed_headers(response.headers)
+        return stream
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:

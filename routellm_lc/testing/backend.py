@@ -176,6 +176,8 @@ class RecordedRequest:
     #: The client closed the connection before the whole reply was sent (a delayed reply or a
     #: stream it stopped reading): what a provider sees when a caller gives up.
     abandoned: bool = False
+    #: The `x-request-id` the reply carried, as OpenAI sends one on every response.
+    request_id: str = ""
 
 
 # --------------------------------------------------------------------------- replies
@@ -534,6 +536,7 @@ class LocalBackend:
         self._per_model: dict[str, ModelSettings] = {}
         self._faults: list[Fault] = []
         self._log: deque[RecordedRequest] = deque(maxlen=log_limit)
+        self._answered = 0  # requests answered, for their ids (the log is bounded, clearable)
         self._ids = itertools.count(1)
         self._connections: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -764,6 +767,9 @@ class LocalBackend:
         reply.record = record
         with self._lock:
             self._log.append(record)
+            self._answered += 1
+            record.request_id = f"req_{self._answered:012d}"
+        reply.headers = (*reply.headers, ("x-request-id", record.request_id))
         return reply
 
     def _route(self, request: _Request, path: str, body: Any, model: str | None) -> _Reply:

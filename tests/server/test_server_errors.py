@@ -434,3 +434,23 @@ def test_an_upstream_error_cannot_forge_a_log_line(start_server, fresh_backend, 
     error = assert_openai_error(response, 502, "upstream_error")
     assert "\n" not in error["message"] and "boom FAKE LOG LINE" in error["message"]
     assert all("\n" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_upstreams_request_id_and_rate_limit_headers_reach_the_client(
+    server, fresh_backend, stream
+):
+    """Only the x-routellm-* headers were sent: the provider's `x-request-id` (the openai
+    SDK's `_request_id`, what a provider's support asks for) was lost, on answers and on
+    relayed 400s alike."""
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10)
+    raw = client.chat.completions.with_raw_response.create(
+        model="router-test_keyword-0.5", messages=EASY, stream=stream
+    )
+    answered = fresh_backend.requests_for("weak-model")[-1]
+    assert raw.headers["x-request-id"] == answered.request_id.lower() != ""
+    assert raw.headers["x-routellm-model"] == "openai/weak-model"
+    fresh_backend.fail(status=400, message="bad request", model="weak-model")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="router-test_keyword-0.5", messages=EASY)
+    assert caught.value.request_id == fresh_backend.requests_for("weak-model")[-1].request_id
