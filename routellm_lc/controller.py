@@ -216,7 +216,7 @@ class Controller:
                     kwargs["model"], list(self.routers), threshold, listing="loaded routers"
                 )
             except RouterModelNameError as exc:
-                if exc.code != "model_not_found":
+                if exc.code != "model_not_found" or not str(kwargs["model"]).startswith("router-"):
                     raise
                 raise RouterModelNameError(
                     f"Invalid model {kwargs['model']!r}: its router is not loaded. Available "

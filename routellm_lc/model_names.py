@@ -69,8 +69,9 @@ def parse_router_model(
 
     Router names may hold hyphens (a plugin's `keyword-router`), and so may thresholds
     (`1e-05`): the longest of `routers` that the name starts with is the router. Raises
-    `RouterModelNameError` whose `code` says what is wrong: `invalid_model` (not a router
-    model name), `model_not_found` (a router not among `routers`) or `invalid_threshold`.
+    `RouterModelNameError` whose `code` says what is wrong: `invalid_model` (not a model name:
+    not a string, or too long), `model_not_found` (a name that is no router model, or a router
+    not among `routers`: OpenAI's 404 for a model it does not have) or `invalid_threshold`.
     `listing` names `routers` in the first message.
     """
     if isinstance(name, str) and len(name) > MAX_MODEL_NAME_CHARS:
@@ -84,7 +85,8 @@ def parse_router_model(
         raise RouterModelNameError(
             f"Model {name!r} is not a router model name. Use 'router-<router>-<threshold>', "
             f"e.g. 'router-{example}-0.5' ({listing}: {', '.join(routers)}).",
-            code="invalid_model",
+            # a model name this server does not have is OpenAI's 404; anything else is 400
+            code="model_not_found" if isinstance(name, str) else "invalid_model",
         )
     from routellm_lc.decision import validate_threshold  # numpy: not for `costs`' imports
 
