@@ -208,17 +208,19 @@ def _json_array_prompts(path: Path, text: str) -> list[str]:
         ) from None
     if not isinstance(rows, list):
         raise CalibrationError(f"{path}: expected a JSON array of prompts.")
-    prompts = []
-    for index, row in enumerate(rows):
-        prompt = row.get("prompt") if isinstance(row, dict) else row
-        if not isinstance(prompt, str):
-            raise CalibrationError(
-                f"{path}: item {index} is not a string or an object with a string 'prompt'."
-            )
-        if not prompt.strip():
-            raise CalibrationError(f"{path}: item {index}: the prompt is blank.")
-        prompts.append(prompt)
-    return prompts
+    return [_prompt_of(row, f"{path}: item {i}", strings=True) for i, row in enumerate(rows)]
+
+
+def _prompt_of(row: Any, where: str, *, strings: bool) -> str:
+    """The prompt of one parsed row (an object with a string "prompt", or with `strings` a
+    string), else a `CalibrationError` naming `where`; a blank prompt is refused too."""
+    prompt = row.get("prompt") if isinstance(row, dict) else (row if strings else None)
+    if not isinstance(prompt, str):
+        kinds = "a string or an object" if strings else "an object"
+        raise CalibrationError(f"{where}: expected {kinds} with a string 'prompt'.")
+    if not prompt.strip():
+        raise CalibrationError(f"{where}: the prompt is blank.")
+    return prompt
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
@@ -252,13 +254,7 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
                     f"{path}:{number}: not valid JSON ({exc.msg}); a .jsonl file holds one "
                     'object per line ({"prompt": "..."}); for plain text use a .txt file.'
                 ) from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise CalibrationError(
-                    f"{path}:{number}: expected an object with a string 'prompt'."
-                )
-            if not row["prompt"].strip():
-                raise CalibrationError(f"{path}:{number}: the prompt is blank.")
-            prompts.append(row["prompt"])
+            prompts.append(_prompt_of(row, f"{path}:{number}", strings=False))
     if not prompts:
         raise CalibrationError(f"{path} holds no prompts.")
     return prompts

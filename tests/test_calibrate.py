@@ -89,7 +89,7 @@ def test_a_json_file_may_hold_one_array_of_prompts(tmp_path):
     array.write_text(json.dumps([{"prompt": "a\nb"}, "plain string", {"prompt": "c"}], indent=2))
     assert read_prompt_file(array) == ["a\nb", "plain string", "c"]
     array.write_text(json.dumps([{"prompt": "a"}, {"text": "x"}]))
-    with pytest.raises(CalibrationError, match="item 1 is not a string or an object"):
+    with pytest.raises(CalibrationError, match="item 1: expected a string or an object"):
         read_prompt_file(array)
     array.write_text('[{"prompt": "a"},\n  {"prompt": }]')
     with pytest.raises(CalibrationError, match=r"p.json:2: not valid JSON"):
