@@ -86,7 +86,7 @@ def parse_router_model(
             f"Model {name!r} is not a router model name. Use 'router-<router>-<threshold>', "
             f"e.g. 'router-{example}-0.5' ({listing}: {', '.join(routers)}).",
             # a model name this server does not have is OpenAI's 404; anything else is 400
-            code="model_not_found" if isinstance(name, str) else "invalid_model",
+            code="model_not_found" if isinstance(name, str) and name.strip() else "invalid_model",
         )
     from routellm_lc.decision import validate_threshold  # numpy: not for `costs`' imports
 

@@ -41,6 +41,7 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
     ("model", "status", "code"),
     [
         ("gpt-4o", 404, "model_not_found"),  # a model this server does not have, as OpenAI
+        ("", 400, "invalid_model"),  # no model named at all
         ("router-bert-0.5", 404, "model_not_found"),  # a real router, not served here
         ("router-nope-0.5", 404, "model_not_found"),
         ("router-test_keyword-1.5", 400, "invalid_threshold"),
