@@ -199,16 +199,26 @@ def text_lines(text: str) -> list[str]:
 
 def _json_array_prompts(path: Path, text: str) -> list[str]:
     """A `.json` file holding one array: of `{"prompt": ...}` objects, or of strings."""
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(
-            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); a .json file holds one array of "
-            '{"prompt": "..."} objects (or strings), or one such object per line.'
-        ) from None
+    rows = _loaded(
+        text,
+        path,
+        None,
+        'a .json file holds one array of {"prompt": "..."} objects (or strings), or one such '
+        "object per line.",
+    )
     if not isinstance(rows, list):
         raise CalibrationError(f"{path}: expected a JSON array of prompts.")
     return [_prompt_of(row, f"{path}: item {i}", strings=True) for i, row in enumerate(rows)]
+
+
+def _loaded(text: str, path: Path, line: int | None, hint: str) -> Any:
+    """`text` parsed as JSON, else a `CalibrationError` naming the file and line (`line`, or
+    the parser's own in a whole-file text) with `hint` on the format."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"{path}:{exc.lineno if line is None else line}"
+        raise CalibrationError(f"{where}: not valid JSON ({exc.msg}); {hint}") from None
 
 
 def _prompt_of(row: Any, where: str, *, strings: bool) -> str:
@@ -247,13 +257,13 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CalibrationError(
-                    f"{path}:{number}: not valid JSON ({exc.msg}); a .jsonl file holds one "
-                    'object per line ({"prompt": "..."}); for plain text use a .txt file.'
-                ) from None
+            row = _loaded(
+                line,
+                path,
+                number,
+                'a .jsonl file holds one object per line ({"prompt": "..."}); for plain text '
+                "use a .txt file.",
+            )
             prompts.append(_prompt_of(row, f"{path}:{number}", strings=False))
     if not prompts:
         raise CalibrationError(f"{path} holds no prompts.")

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+
+def error_chain(error: BaseException | None, limit: int = 10) -> Iterator[BaseException]:
+    """`error` and the errors it was raised from or while handling (`__cause__`, else
+    `__context__`), at most `limit` of them: libraries wrap a provider's error (LiteLLM's
+    `ContextWindowExceededError`, huggingface_hub's around httpx's timeout)."""
+    while error is not None and limit > 0:
+        yield error
+        error, limit = error.__cause__ or error.__context__, limit - 1
+
+
 #: Upstream HTTP statuses that mean the request itself is wrong (bad parameters, a body too
 #: large, a context too long): the other model would reject it too, so neither the server nor
 #: `RouteLLMChat` retries it there.

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from routellm_lc.errors import CheckpointError
+from routellm_lc.errors import CheckpointError, error_chain
 
 log = logging.getLogger("routellm_lc")
 
@@ -231,17 +231,15 @@ def _hub_answers(repo_id: str, revision: str | None, token: str | bool | None = 
 def _timed_out(error: BaseException | None) -> bool:
     """Whether `error`, or an error it was raised from, is a network timeout (httpx's,
     requests', the standard library's): by type, never by the text of a Hub's answer."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, TimeoutError) or any(
+    return any(
+        isinstance(link, TimeoutError)
+        or any(
             cls.__name__ in ("TimeoutException", "Timeout", "ReadTimeout", "ConnectTimeout")
             and cls.__module__.split(".")[0] in ("httpx", "httpcore", "requests", "urllib3")
-            for cls in type(error).__mro__
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-        seen += 1
-    return False
+            for cls in type(link).__mro__
+        )
+        for link in error_chain(error)
+    )
 
 
 def _point_ref_at(cached: Path, revision: str | None) -> None:

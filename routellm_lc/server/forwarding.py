@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from routellm_lc.errors import REQUEST_ERROR_STATUSES
+from routellm_lc.errors import REQUEST_ERROR_STATUSES, error_chain
 from routellm_lc.models import _litellm
 from routellm_lc.server.errors import error_body
 
@@ -172,12 +172,13 @@ class Stream:
         next_batch: Callable[[], Awaitable[bytes | None]],
         close: Callable[[], Awaitable[Any]],
         usage: Callable[[], Any] = lambda: None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.first = first
         self.next = next_batch
         self.close = close
         self.usage = usage
-        self.headers: tuple[tuple[str, str], ...] = ()
+        self.headers = headers
         """The upstream's response headers relayed to the client (`RELAYED_HEADERS`)."""
 
 
@@ -392,9 +393,13 @@ class DirectForwarder:
         except BaseException:
             response.close()
             raise
-        stream = Stream(first, _with_done(reader), _releaser(response), lambda: reader.usage)
-        stream.headers = relayed_headers(response.headers)
-        return stream
+        return Stream(
+            first,
+            _with_done(reader),
+            _releaser(response),
+            lambda: reader.usage,
+            relayed_headers(response.headers),
+        )
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
@@ -479,8 +484,9 @@ OPENAI_SDK_PROVIDERS = frozenset({"openai", "azure", "custom_openai", "text-comp
 def _verdict_key(value: Any) -> Any:
     """What of a field's value LiteLLM's parameter check reads: a value at its default (null
     for most fields, `false` for `stream`) counts as unset (`store: null` is accepted where
-    `store: false` is not), and a few scalar values matter (`tool_choice: "none"`, `n: 2`); a list or object only counts as
-    given. Values are not kept whole: tools and schemas would fill the cache."""
+    `store: false` is not), and a few scalar values matter (`tool_choice: "none"`, `n: 2`);
+    a list or object only counts as given. Values are not kept whole: tools and schemas
+    would fill the cache."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 64):
@@ -491,16 +497,12 @@ def _verdict_key(value: Any) -> Any:
 def _client_error_body(exc: Exception) -> dict[str, Any]:
     """An upstream's 400/413/422 as LiteLLM reports it: the upstream's own error object when
     LiteLLM kept it (`body`, on the error or one it was raised from, for providers it calls
-    through the OpenAI SDK), so a client
-    branching on `code` (`context_length_exceeded`, Azure's `content_filter`) and `param`
-    still can; else LiteLLM's message."""
-    upstream, cause, seen = None, exc, 0
-    while cause is not None and seen < 8:  # ContextWindowExceededError keeps it in its cause
-        body = getattr(cause, "body", None)
-        if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-            upstream = body
-            break
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    through the OpenAI SDK), so a client branching on `code` (`context_length_exceeded`,
+    Azure's `content_filter`) and `param` still can; else LiteLLM's message."""
+    bodies = (getattr(link, "body", None) for link in error_chain(exc))
+    upstream = next(
+        (b for b in bodies if isinstance(b, Mapping) and isinstance(b.get("message"), str)), None
+    )
     if upstream is not None:
         kind = upstream.get("type")
         param, code = upstream.get("param"), upstream.get("code")
